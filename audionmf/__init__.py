@@ -1,0 +1,31 @@
+"""audionmf: audio source separation and spectral features with beta-divergence NMF.
+
+Audio -> STFT -> spectrogram V (n_freq x n_frames) -> V ~= W H (templates W,
+activations H) -> components grouped into sources -> soft masks -> inverse
+STFT -> one signal per source, the sources summing back to the mixture.
+"""
+from ._validation import AudioError, ParameterError
+from ._version import __version__
+from .io import load, save
+from .nmf import NMFResult, beta_divergence, nmf
+from .separate import group_components, separate, wiener_masks
+from .spectrogram import STFTParams, bin_frequencies, frame_times, istft, stft
+
+__all__ = [
+    "__version__",
+    "AudioError",
+    "ParameterError",
+    "load",
+    "save",
+    "STFTParams",
+    "stft",
+    "istft",
+    "frame_times",
+    "bin_frequencies",
+    "nmf",
+    "NMFResult",
+    "beta_divergence",
+    "separate",
+    "group_components",
+    "wiener_masks",
+]

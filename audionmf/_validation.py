@@ -1,0 +1,104 @@
+"""Errors and small checks shared by the public functions.
+
+Public functions validate their arguments here and raise :class:`ParameterError`
+(a ``ValueError``) with the offending value in the message; the numba kernels
+behind them trust their input.
+"""
+import numbers
+
+import numpy as np
+
+__all__ = ["ParameterError", "AudioError"]
+
+#: Loss names accepted wherever a beta-divergence is asked for.
+BETA_NAMES = {
+    "euclidean": 2.0,
+    "frobenius": 2.0,
+    "kl": 1.0,
+    "kullback-leibler": 1.0,
+    "is": 0.0,
+    "itakura-saito": 0.0,
+}
+
+
+class ParameterError(ValueError):
+    """A function was called with an argument it cannot work with."""
+
+
+class AudioError(Exception):
+    """An audio file cannot be read or written, or holds nothing usable."""
+
+
+def beta_to_float(beta):
+    """Map a loss name (``"kl"``, ``"is"``, ``"euclidean"``) or a number to beta."""
+    if isinstance(beta, str):
+        key = beta.strip().lower()
+        if key in BETA_NAMES:
+            return BETA_NAMES[key]
+        try:
+            value = float(key)
+        except ValueError:
+            raise ParameterError(
+                f"beta={beta!r}: expected one of {sorted(BETA_NAMES)} or a number"
+            ) from None
+    elif isinstance(beta, numbers.Real) and not isinstance(beta, bool):
+        value = float(beta)
+    else:
+        raise ParameterError(f"beta={beta!r}: expected a loss name or a real number")
+    if not np.isfinite(value):
+        raise ParameterError(f"beta={beta!r}: must be finite")
+    return value
+
+
+def check_positive_int(value, name, minimum=1):
+    """Return ``value`` as an int, or raise if it is not an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name}={value!r}: expected an integer")
+    if value < minimum:
+        raise ParameterError(f"{name}={value!r}: must be at least {minimum}")
+    return int(value)
+
+
+def check_nonnegative_real(value, name, allow_zero=True):
+    """Return ``value`` as a float, or raise if it is not a finite real >= 0 (> 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name}={value!r}: expected a real number")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ParameterError(f"{name}={value!r}: must be finite and {bound}")
+    return value
+
+
+def check_nonnegative_matrix(X, name, dtype=None):
+    """Return ``X`` as a 2-D floating array, refusing negative, NaN or Inf entries."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ParameterError(f"{name} must be a 2-D array, got shape {X.shape}")
+    if X.size == 0:
+        raise ParameterError(f"{name} is empty (shape {X.shape})")
+    if dtype is not None:
+        X = X.astype(dtype, copy=False)
+    elif X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise ParameterError(f"{name} contains NaN or Inf")
+    if X.min() < 0:
+        raise ParameterError(f"{name} contains negative values (min {X.min():g})")
+    return X
+
+
+def check_audio(y, name="audio"):
+    """Check a signal of shape (n_samples,) or (n_channels, n_samples)."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.floating):
+        raise ParameterError(f"{name} must be floating point, got dtype {y.dtype}")
+    if y.ndim not in (1, 2):
+        raise ParameterError(
+            f"{name} must have shape (n_samples,) or (n_channels, n_samples), got {y.shape}"
+        )
+    if y.shape[-1] == 0 or (y.ndim == 2 and y.shape[0] == 0):
+        raise ParameterError(f"{name} holds no samples")
+    if not np.all(np.isfinite(y)):
+        raise ParameterError(f"{name} contains NaN or Inf samples")
+    return y

@@ -1,0 +1,192 @@
+"""Reading and writing audio files.
+
+Signals follow librosa's layout: shape ``(n_samples,)`` for one channel and
+``(n_channels, n_samples)`` for several. Files are written atomically: the data
+goes to a hidden temporary file in the target folder, which is then renamed over
+the final name, so a crash or a full disk never leaves a half-written file
+under the name a user asked for.
+"""
+import os
+import tempfile
+
+import numpy as np
+import soundfile as sf
+
+from ._validation import AudioError, ParameterError, check_positive_int
+
+__all__ = ["load", "save", "WRITE_FORMATS"]
+
+#: Output formats by file extension, with the sample format written by default.
+#: WAV is written as 32-bit float so that separated sources sum back to the
+#: input exactly; FLAC cannot hold floats and gets 24-bit integers.
+WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
+
+
+def load(path, *, sr=None, mono=False, dtype=np.float32):
+    """Read an audio file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any format the installed libsndfile reads (WAV, FLAC, OGG/Vorbis, and
+        MP3 with libsndfile >= 1.1).
+    sr : int or None
+        Target sampling rate. ``None`` keeps the file's own rate; any other
+        value resamples (soxr, high quality).
+    mono : bool
+        Average the channels into one.
+    dtype : np.dtype
+        Floating type of the returned samples (values in [-1, 1] for PCM files).
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
+    sr : int
+
+    Raises
+    ------
+    AudioError
+        The file is missing, unreadable, not audio, or holds no samples.
+        The message names the file.
+
+    Examples
+    --------
+    >>> import audionmf
+    >>> y, sr = audionmf.load("audio_samples/drums_organ_bass.flac")
+    >>> y.shape, sr
+    ((220500,), 22050)
+    """
+    path = os.fspath(path)
+    if sr is not None:
+        sr = check_positive_int(sr, "sr")
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    try:
+        data, file_sr = sf.read(path, dtype="float64", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        detail = str(exc).split(":")[-1].strip() or type(exc).__name__
+        raise AudioError(f"{path}: not a readable audio file ({detail})") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: holds no samples")
+    y = data.T  # (n_channels, n_samples)
+    if mono:
+        y = y.mean(axis=0, keepdims=True)
+    if sr is not None and sr != file_sr:
+        import librosa
+
+        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq", axis=-1)
+        file_sr = sr
+    if y.shape[0] == 1:
+        y = y[0]
+    return np.ascontiguousarray(y, dtype=dtype), int(file_sr)
+
+
+def save(path, y, sr, *, subtype=None):
+    """Write a signal to a WAV or FLAC file, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file; the extension (``.wav`` or ``.flac``) picks the format.
+        The folder must exist. An existing file is replaced in one step.
+    y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
+        Finite samples. Integer formats clip to [-1, 1].
+    sr : int
+        Sampling rate in Hz.
+    subtype : str or None
+        libsndfile sample format (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``...).
+        Default: see :data:`WRITE_FORMATS`.
+    """
+    _commit([_write_temporary(path, y, sr, subtype)])
+
+
+def save_together(items, sr, *, subtype=None):
+    """Write several files so that either all of them appear or none does.
+
+    ``items`` is a sequence of ``(path, y)``. Every file is written to a
+    temporary name first; only when all writes succeeded are they renamed.
+    """
+    pending = []
+    try:
+        for path, y in items:
+            pending.append(_write_temporary(path, y, sr, subtype))
+    except BaseException:
+        for tmp, _ in pending:
+            _remove_quietly(tmp)
+        raise
+    _commit(pending)
+
+
+def output_format(path, subtype=None):
+    """Return ``(format, subtype)`` for an output path, or raise ParameterError."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in WRITE_FORMATS:
+        raise ParameterError(
+            f"{os.fspath(path)}: cannot write {ext or 'files without extension'!r}; "
+            f"use one of {', '.join(WRITE_FORMATS)}"
+        )
+    fmt, default_subtype = WRITE_FORMATS[ext]
+    subtype = default_subtype if subtype is None else subtype
+    if not sf.check_format(fmt, subtype):
+        raise ParameterError(f"{os.fspath(path)}: {fmt} cannot hold sample format {subtype!r}")
+    return fmt, subtype
+
+
+def _write_temporary(path, y, sr, subtype):
+    path = os.fspath(path)
+    fmt, subtype = output_format(path, subtype)
+    sr = check_positive_int(sr, "sr")
+    y = np.asarray(y)
+    if y.ndim not in (1, 2) or y.shape[-1] == 0:
+        raise ParameterError(f"{path}: cannot write a signal of shape {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ParameterError(f"{path}: refusing to write NaN or Inf samples")
+    data = np.atleast_2d(y).T
+    if not subtype.startswith(("FLOAT", "DOUBLE")):
+        data = np.clip(data, -1.0, 1.0)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder
+        )
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            sf.write(handle, data, sr, subtype=subtype, format=fmt)
+        os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException as exc:
+        _remove_quietly(tmp)
+        if isinstance(exc, (OSError, sf.LibsndfileError, RuntimeError)):
+            raise AudioError(f"{path}: cannot write ({exc})") from None
+        raise
+    return tmp, path
+
+
+def _commit(pending):
+    done = 0
+    try:
+        for tmp, path in pending:
+            os.replace(tmp, path)
+            done += 1
+    except OSError as exc:
+        for tmp, _ in pending[done:]:
+            _remove_quietly(tmp)
+        raise AudioError(f"{pending[done][1]}: cannot write ({exc.strerror or exc})") from None
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,422 @@
+r"""Non-negative matrix factorization under the beta-divergence.
+
+``V ~= W @ H`` with ``V`` of shape (n_freq, n_frames), templates ``W`` of shape
+(n_freq, K) and activations ``H`` of shape (K, n_frames), as in
+:func:`librosa.decompose.decompose` and the NMF literature (scikit-learn's
+orientation is the transpose). This module knows nothing about audio: it
+factorizes any non-negative matrix.
+
+The updates are the multiplicative ones with the majorization-minimization
+exponent of Févotte & Idier (2011), so the divergence never increases:
+
+.. math::
+
+    H \leftarrow H \odot \left(\frac{W^\top [(WH)^{\beta-2} \odot V]}
+                                   {W^\top (WH)^{\beta-1}}\right)^{\gamma(\beta)},
+    \quad \gamma(\beta) = \begin{cases} 1/(2-\beta) & \beta < 1 \\
+                                        1 & 1 \le \beta \le 2 \\
+                                        1/(\beta-1) & \beta > 2 \end{cases}
+
+and the same for ``W`` through the transpose.
+
+Floors (why the fit never divides by zero)
+------------------------------------------
+The fit works on ``V / mean(V)`` (the divergence is homogeneous, so this only
+changes units) and maps the result back. In those units, with ``eps`` the
+machine epsilon of the dtype (float32: 1.2e-7, float64: 2.2e-16):
+
+* every entry of ``W`` and ``H`` is kept in ``[eps, eps**-1]``, so ``W @ H``
+  is strictly positive and never subnormal; clipping to a box keeps the
+  monotone decrease;
+* entries of ``V`` below ``eps**2`` are set to 0, or, for ``beta <= 0`` where a
+  zero has no finite divergence, every entry below ``eps`` is raised to ``eps``
+  (that is, to ``eps * mean(V)`` in the caller's units). The loss that is
+  reported is the loss of that floored matrix.
+
+References
+----------
+C. Févotte and J. Idier, "Algorithms for nonnegative matrix factorization with
+the beta-divergence", Neural Computation 23(9), 2011. doi:10.1162/NECO_a_00168
+
+C. Boutsidis and E. Gallopoulos, "SVD based initialization: A head start for
+nonnegative matrix factorization", Pattern Recognition 41(4), 2008.
+doi:10.1016/j.patcog.2007.09.010
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import (
+    ParameterError,
+    beta_to_float,
+    check_nonnegative_matrix,
+    check_nonnegative_real,
+    check_positive_int,
+)
+
+__all__ = ["nmf", "NMFResult", "beta_divergence", "mm_exponent"]
+
+
+@dataclass
+class NMFResult:
+    """What :func:`nmf` found.
+
+    Attributes
+    ----------
+    W : np.ndarray [shape=(n_freq, K)]
+        Templates (columns).
+    H : np.ndarray [shape=(K, n_frames)]
+        Activations (rows).
+    beta : float
+        The divergence that was minimized.
+    losses : np.ndarray [shape=(n_checks,)]
+        Divergence ``D(V | W H)`` at the iterations in ``loss_iterations``
+        (0 is the initialization; the last entry is the returned factors).
+    loss_iterations : np.ndarray [shape=(n_checks,)]
+    n_iter : int
+        Iterations run (one iteration updates H, then W).
+    converged : bool
+        True if the relative decrease fell below ``tol`` before ``max_iter``.
+    """
+
+    W: np.ndarray
+    H: np.ndarray
+    beta: float
+    losses: np.ndarray
+    loss_iterations: np.ndarray
+    n_iter: int
+    converged: bool
+
+    @property
+    def loss(self):
+        """Divergence of the returned factors."""
+        return float(self.losses[-1])
+
+
+def mm_exponent(beta):
+    """Exponent gamma(beta) of the Févotte & Idier (2011) majorization-minimization update."""
+    beta = beta_to_float(beta)
+    if beta < 1:
+        return 1.0 / (2.0 - beta)
+    if beta > 2:
+        return 1.0 / (beta - 1.0)
+    return 1.0
+
+
+def beta_divergence(V, Y, beta="kl"):
+    r"""Beta-divergence :math:`D_\beta(V | Y)`, summed over all entries.
+
+    .. math::
+
+        d_\beta(v|y) = \frac{v^\beta + (\beta-1) y^\beta - \beta v y^{\beta-1}}
+                            {\beta(\beta-1)}
+
+    with the limits :math:`v \log(v/y) - v + y` (Kullback-Leibler, beta = 1)
+    and :math:`v/y - \log(v/y) - 1` (Itakura-Saito, beta = 0); beta = 2 is half
+    the squared Euclidean distance.
+
+    Parameters
+    ----------
+    V : np.ndarray [shape=(m, n)], non-negative
+    Y : np.ndarray [shape=(m, n)], non-negative
+        The approximation, for example ``W @ H``.
+    beta : float or {"euclidean", "kl", "is"}
+
+    Returns
+    -------
+    float
+        Computed in float64. Where the divergence is undefined, entries are
+        floored at the smallest normal number of V's dtype: zeros of ``Y``
+        always, zeros of ``V`` when beta <= 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> beta_divergence(np.array([[1.0, 2.0]]), np.array([[1.0, 1.0]]), beta=2)
+    0.5
+    """
+    beta = beta_to_float(beta)
+    V = check_nonnegative_matrix(V, "V")
+    Y = check_nonnegative_matrix(Y, "Y", dtype=V.dtype)
+    if V.shape != Y.shape:
+        raise ParameterError(f"V has shape {V.shape} but Y has shape {Y.shape}")
+    from . import _kernels  # numba loads on first use, not at import
+
+    floor = float(np.finfo(V.dtype).tiny)
+    return float(_kernels.divergence(np.ascontiguousarray(V), np.ascontiguousarray(Y), beta, floor))
+
+
+def nmf(
+    V,
+    n_components,
+    *,
+    beta="kl",
+    init=None,
+    max_iter=200,
+    tol=1e-4,
+    random_state=None,
+    W=None,
+    H=None,
+    update_W=True,
+    update_H=True,
+    check_every=10,
+    callback=None,
+):
+    """Factorize a non-negative matrix, ``V ~= W @ H``, under a beta-divergence.
+
+    Parameters
+    ----------
+    V : np.ndarray [shape=(n_freq, n_frames)], non-negative
+        float32 and float64 are kept; other types are converted to float64.
+    n_components : int
+        K, the number of templates.
+    beta : float or {"euclidean", "kl", "is"}
+        2 (Euclidean), 1 (Kullback-Leibler), 0 (Itakura-Saito), or any real.
+    init : {None, "random", "nndsvda"}
+        Starting point for the factors not given. ``None``: "nndsvda" when
+        K <= min(V.shape), else "random".
+    max_iter : int
+        Maximum number of iterations (each updates H, then W).
+    tol : float
+        Stop when the loss decreased by less than ``tol`` (relative) over the
+        last ``check_every`` iterations. 0 runs all ``max_iter`` iterations.
+    random_state : None, int or np.random.Generator
+        Seed for the initialization. Same seed, same result.
+    W : np.ndarray [shape=(n_freq, K)], optional
+        Initial (or, with ``update_W=False``, fixed) templates.
+    H : np.ndarray [shape=(K, n_frames)], optional
+        Initial (or, with ``update_H=False``, fixed) activations.
+    update_W, update_H : bool
+        Whether to update each factor. A factor held fixed must be given.
+    check_every : int
+        Evaluate the loss every this many iterations (a pass over V with a log).
+        1 records the loss after every iteration.
+    callback : callable, optional
+        ``callback(iteration, loss)`` after each iteration, with the most
+        recent loss evaluated.
+
+    Returns
+    -------
+    NMFResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> V = rng.random((64, 3)) @ rng.random((3, 100))
+    >>> res = nmf(V, 3, beta="kl", max_iter=500, tol=0, random_state=0)
+    >>> bool(res.loss < 1e-3 * res.losses[0])
+    True
+    """
+    beta = beta_to_float(beta)
+    V = check_nonnegative_matrix(V, "V")
+    dtype = V.dtype
+    n_freq, n_frames = V.shape
+    K = check_positive_int(n_components, "n_components")
+    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+    tol = check_nonnegative_real(tol, "tol")
+    check_every = check_positive_int(check_every, "check_every")
+    if init not in (None, "random", "nndsvda"):
+        raise ParameterError(f"init={init!r}: expected None, 'random' or 'nndsvda'")
+    if W is not None:
+        W = check_nonnegative_matrix(W, "W", dtype=dtype)
+        if W.shape != (n_freq, K):
+            raise ParameterError(f"W has shape {W.shape}, expected {(n_freq, K)}")
+    elif not update_W:
+        raise ParameterError("update_W=False needs the fixed templates W")
+    if H is not None:
+        H = check_nonnegative_matrix(H, "H", dtype=dtype)
+        if H.shape != (K, n_frames):
+            raise ParameterError(f"H has shape {H.shape}, expected {(K, n_frames)}")
+    elif not update_H:
+        raise ParameterError("update_H=False needs the fixed activations H")
+
+    from . import _kernels  # numba loads on first use, not at import
+
+    scale = float(np.mean(V, dtype=np.float64))
+    if scale <= 0:
+        raise ParameterError("V is all zeros: there is nothing to factorize")
+    eps = float(np.finfo(dtype).eps)
+    floor, ceiling = eps, 1.0 / eps
+    Vn = np.multiply(V, dtype.type(1.0 / scale), dtype=dtype)  # our own copy
+    if beta <= 0:
+        _kernels.flush_small(Vn, eps, eps)
+    else:
+        _kernels.flush_small(Vn, eps * eps, 0.0)
+
+    rng = np.random.default_rng(random_state)
+    W, H = _initialize(Vn, K, init, rng, W, H, scale, floor, ceiling)
+
+    fit = _Fit(Vn, beta, floor, ceiling)
+    losses, loss_iters = [], []
+    converged = False
+    n_iter = 0
+    last_loss = None
+    for n_iter in range(1, max_iter + 1):
+        check = (n_iter - 1) % check_every == 0
+        # The loss of the factors entering this iteration comes with the first half-step.
+        if update_H:
+            loss = fit.update(W, H, side="H", with_loss=check)
+        else:
+            loss = fit.loss(W, H) if check else None
+        if check:
+            losses.append(loss)
+            loss_iters.append(n_iter - 1)
+            last_loss = loss
+            if tol > 0 and len(losses) > 1:
+                previous = losses[-2]
+                if previous - loss <= tol * max(abs(loss), np.finfo(np.float64).tiny):
+                    converged = True
+                    n_iter -= 1
+                    break
+        if update_W:
+            fit.update(W, H, side="W", with_loss=False)
+        if callback is not None:
+            callback(n_iter, last_loss * scale**beta)
+    if not loss_iters or loss_iters[-1] != n_iter:
+        losses.append(fit.loss(W, H))
+        loss_iters.append(n_iter)
+    H *= dtype.type(scale)
+    return NMFResult(
+        W=W,
+        H=H,
+        beta=beta,
+        losses=np.asarray(losses) * scale**beta,
+        loss_iterations=np.asarray(loss_iters),
+        n_iter=n_iter,
+        converged=converged,
+    )
+
+
+class _Fit:
+    """Buffers and one multiplicative half-step, written once for both factors.
+
+    ``update(W, H, side="H")`` updates H given W; ``side="W"`` updates W given H
+    with the same numerator/denominator formula applied through the transpose.
+    """
+
+    def __init__(self, V, beta, floor, ceiling):
+        from . import _kernels
+
+        self.kernels = _kernels
+        self.V = V
+        self.beta = beta
+        self.gamma = mm_exponent(beta)
+        self.floor, self.ceiling = floor, ceiling
+        self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
+        # KL needs one full-size buffer, other betas two, Euclidean none
+        # (except to report the loss).
+        self.Y = np.empty_like(V)
+        self.B = np.empty_like(V) if beta not in (1.0, 2.0) else None
+
+    def loss(self, W, H):
+        np.matmul(W, H, out=self.Y)
+        return float(self.kernels.divergence(self.V, self.Y, self.beta, 0.0))
+
+    def update(self, W, H, side, with_loss):
+        V, beta = self.V, self.beta
+        loss = None
+        if beta == 2.0:
+            if with_loss:
+                loss = self.loss(W, H)
+            if side == "H":
+                num, den = W.T @ V, (W.T @ W) @ H
+            else:
+                num, den = V @ H.T, W @ (H @ H.T)
+        else:
+            Y = np.matmul(W, H, out=self.Y)
+            if beta == 1.0:
+                loss = self.kernels.kl_terms(V, Y, with_loss)
+                num_terms, den_terms = Y, None
+            elif beta == 0.0:
+                loss = self.kernels.is_terms(V, Y, self.B, self.cap, with_loss)
+                num_terms, den_terms = Y, self.B
+            else:
+                loss = self.kernels.beta_terms(V, Y, self.B, beta, self.cap, with_loss)
+                num_terms, den_terms = Y, self.B
+            if side == "H":
+                num = W.T @ num_terms
+                den = W.T @ den_terms if den_terms is not None else W.sum(axis=0)[:, None]
+            else:
+                num = num_terms @ H.T
+                den = den_terms @ H.T if den_terms is not None else H.sum(axis=1)[None, :]
+        X = H if side == "H" else W
+        den = np.broadcast_to(den, X.shape)
+        self.kernels.multiplicative_step(X, num, den, self.gamma, self.floor, self.ceiling)
+        return float(loss) if with_loss else None
+
+
+def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
+    """Starting factors in the units of V / mean(V); given factors are copied."""
+    dtype = V.dtype
+    n_freq, n_frames = V.shape
+    if H is not None:
+        H = H / dtype.type(scale)
+    if W is None or H is None:
+        if init is None:
+            init = "nndsvda" if K <= min(n_freq, n_frames) else "random"
+        if W is not None:
+            # Templates given: start activations flat, at the level that matches V.
+            H0 = np.full((K, n_frames), 1.0 / (K * max(float(W.mean()), floor)))
+            W0 = None
+        elif init == "random":
+            level = np.sqrt(V.mean() / K)
+            W0 = level * np.abs(rng.standard_normal((n_freq, K)))
+            H0 = level * np.abs(rng.standard_normal((K, n_frames)))
+        else:
+            if K > min(n_freq, n_frames):
+                raise ParameterError(
+                    f"init='nndsvda' needs n_components <= min(V.shape) = "
+                    f"{min(n_freq, n_frames)}, got {K}; use init='random'"
+                )
+            W0, H0 = _nndsvda(V, K, rng)
+        if W is None:
+            W = W0
+        if H is None:
+            H = H0
+    W = np.clip(np.asarray(W, dtype=dtype), floor, ceiling)
+    H = np.clip(np.asarray(H, dtype=dtype), floor, ceiling)
+    return np.ascontiguousarray(W), np.ascontiguousarray(H)
+
+
+def _nndsvda(V, K, rng):
+    """NNDSVD with zeros replaced by the mean of V (Boutsidis & Gallopoulos 2008)."""
+    U, S, Vt = _randomized_svd(V.astype(np.float64), K, rng)
+    W = np.zeros((V.shape[0], K))
+    H = np.zeros((K, V.shape[1]))
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0] = np.sqrt(S[0]) * np.abs(Vt[0])
+    for j in range(1, K):
+        x, y = U[:, j], Vt[j]
+        xp, xn = np.maximum(x, 0), np.maximum(-x, 0)
+        yp, yn = np.maximum(y, 0), np.maximum(-y, 0)
+        xpn, ypn = np.linalg.norm(xp), np.linalg.norm(yp)
+        xnn, ynn = np.linalg.norm(xn), np.linalg.norm(yn)
+        if xpn * ypn >= xnn * ynn:
+            u, v, sigma = xp / max(xpn, 1e-300), yp / max(ypn, 1e-300), xpn * ypn
+        else:
+            u, v, sigma = xn / max(xnn, 1e-300), yn / max(ynn, 1e-300), xnn * ynn
+        lam = np.sqrt(S[j] * sigma)
+        W[:, j] = lam * u
+        H[j] = lam * v
+    mean = V.mean()
+    W[W == 0] = mean
+    H[H == 0] = mean
+    return W, H
+
+
+def _randomized_svd(A, K, rng, oversample=10, n_power=4):
+    """Leading K singular triplets by the randomized range finder (Halko et al. 2011)."""
+    m, n = A.shape
+    size = min(K + oversample, m, n)
+    if size >= min(m, n) // 2:
+        U, S, Vt = np.linalg.svd(A, full_matrices=False)
+        return U[:, :K], S[:K], Vt[:K]
+    Q = A @ rng.standard_normal((n, size))
+    for _ in range(n_power):
+        Q, _ = np.linalg.qr(Q)
+        Q, _ = np.linalg.qr(A.T @ Q)
+        Q = A @ Q
+    Q, _ = np.linalg.qr(Q)
+    Ub, S, Vt = np.linalg.svd(Q.T @ A, full_matrices=False)
+    return (Q @ Ub)[:, :K], S[:K], Vt[:K]

@@ -1,0 +1,256 @@
+import numpy as np
+import pytest
+
+import audionmf
+from audionmf import ParameterError, beta_divergence, nmf
+from audionmf.nmf import mm_exponent
+
+BETAS_DIVERGENCE = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+BETAS_MONOTONE = [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def naive_divergence(V, Y, beta):
+    """Entry by entry, straight from the textbook formulas (float64)."""
+    tiny = np.finfo(V.dtype).tiny
+    V = V.astype(np.float64)
+    Y = np.maximum(Y.astype(np.float64), tiny)
+    total = 0.0
+    for v, y in zip(V.ravel(), Y.ravel()):
+        if beta == 2:
+            total += 0.5 * (v - y) ** 2
+        elif beta == 1:
+            total += (v * np.log(v / y) if v > 0 else 0.0) - v + y
+        elif beta == 0:
+            v = max(v, tiny)
+            total += v / y - np.log(v / y) - 1
+        else:
+            total += (v**beta + (beta - 1) * y**beta - beta * v * y ** (beta - 1)) / (beta * (beta - 1))
+    return total
+
+
+def random_problem(rng, shape=(30, 40), rank=4, zeros=0.2, dtype=np.float64):
+    V = rng.random((shape[0], rank)) @ rng.random((rank, shape[1]))
+    V *= rng.random(shape) > zeros  # sprinkle exact zeros
+    V[3] = 0.0  # an all-zero row (a silent frequency bin)
+    V[:, 5] = 0.0  # an all-zero column (a silent frame)
+    return V.astype(dtype)
+
+
+@pytest.mark.parametrize("beta", BETAS_DIVERGENCE)
+def test_divergence_matches_naive_reference(rng, beta):
+    V = random_problem(rng)
+    Y = rng.random(V.shape) + 0.05
+    assert beta_divergence(V, Y, beta) == pytest.approx(naive_divergence(V, Y, beta), rel=1e-10)
+
+
+@pytest.mark.parametrize("beta", BETAS_DIVERGENCE)
+def test_divergence_is_zero_only_at_equality(rng, beta):
+    V = rng.random((10, 12)) + 0.1
+    assert beta_divergence(V, V, beta) == pytest.approx(0.0, abs=1e-12)
+    assert beta_divergence(V, V * 1.1, beta) > 0
+
+
+def test_divergence_names_map_to_beta(rng):
+    V, Y = rng.random((5, 6)) + 0.1, rng.random((5, 6)) + 0.1
+    assert beta_divergence(V, Y, "kl") == beta_divergence(V, Y, 1)
+    assert beta_divergence(V, Y, "is") == beta_divergence(V, Y, 0)
+    assert beta_divergence(V, Y, "euclidean") == pytest.approx(0.5 * ((V - Y) ** 2).sum())
+
+
+def test_divergence_rejects_bad_input(rng):
+    V = rng.random((4, 5))
+    with pytest.raises(ParameterError, match="shape"):
+        beta_divergence(V, V[:, :4])
+    with pytest.raises(ParameterError, match="negative"):
+        beta_divergence(V - 1, V)
+    with pytest.raises(ParameterError, match="beta='nope'"):
+        beta_divergence(V, V, "nope")
+
+
+@pytest.mark.parametrize("beta", BETAS_MONOTONE)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_never_increases(rng, beta, dtype):
+    V = random_problem(rng, dtype=dtype)
+    if beta <= 0:
+        V = V ** 2  # power-like data for Itakura-Saito
+    res = nmf(V, 5, beta=beta, max_iter=150, tol=0, check_every=1, random_state=1, init="random")
+    assert len(res.losses) == 151
+    steps = np.diff(res.losses)
+    # Allow only float round-off of the loss evaluation itself.
+    slack = 1e-5 if dtype == np.float32 else 1e-10
+    assert np.all(steps <= slack * res.losses[:-1]), steps.max()
+    assert res.losses[-1] < 0.9 * res.losses[0]
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0, 3.0, -0.5])
+def test_factors_nonnegative_and_finite(rng, beta):
+    V = random_problem(rng)
+    res = nmf(V, 6, beta=beta, max_iter=50, random_state=0)
+    for X in (res.W, res.H):
+        assert np.all(np.isfinite(X))
+        assert X.min() >= 0
+    assert np.all(np.isfinite(res.losses))
+
+
+def test_reported_loss_is_the_divergence_of_the_result(rng):
+    V = random_problem(rng, zeros=0.0)
+    for beta in (1.0, 2.0, 1.5):
+        res = nmf(V, 4, beta=beta, max_iter=30, random_state=0)
+        assert res.loss == pytest.approx(beta_divergence(V, res.W @ res.H, beta), rel=1e-8)
+
+
+def planted(rng, n_rows=60, n_cols=80, rank=3):
+    """Factors with pure rows and columns, so the factorization is unique up to scale."""
+    W = rng.random((n_rows, rank)) * (rng.random((n_rows, rank)) > 0.5)
+    H = rng.random((rank, n_cols)) * (rng.random((rank, n_cols)) > 0.5)
+    for k in range(rank):
+        W[k] = 0
+        W[k, k] = 1.0
+        H[:, k] = 0
+        H[k, k] = 1.0
+    return W, H
+
+
+def _best_cosines(A, B):
+    A = A / np.linalg.norm(A, axis=0)
+    B = B / np.linalg.norm(B, axis=0)
+    C = A.T @ B
+    return C.max(axis=1)
+
+
+@pytest.mark.parametrize("beta", ["kl", "euclidean"])
+def test_planted_factors_are_recovered(rng, beta):
+    W0, H0 = planted(rng)
+    V = W0 @ H0
+    res = nmf(V, 3, beta=beta, max_iter=3000, tol=0, random_state=0)
+    assert np.linalg.norm(res.W @ res.H - V) < 1e-2 * np.linalg.norm(V)
+    assert np.all(_best_cosines(W0, res.W) > 0.99)
+    assert np.all(_best_cosines(H0.T, res.H.T) > 0.99)
+
+
+@pytest.mark.parametrize("init", ["random", "nndsvda"])
+def test_same_seed_same_result(rng, init):
+    V = random_problem(rng)
+    a = nmf(V, 5, init=init, max_iter=40, random_state=7)
+    b = nmf(V, 5, init=init, max_iter=40, random_state=7)
+    c = nmf(V, 5, init=init, max_iter=40, random_state=8)
+    np.testing.assert_array_equal(a.W, b.W)
+    np.testing.assert_array_equal(a.H, b.H)
+    if init == "random":
+        assert not np.allclose(a.W, c.W)
+
+
+def test_input_is_not_modified(rng):
+    V = random_problem(rng)
+    W = rng.random((V.shape[0], 4))
+    copies = V.copy(), W.copy()
+    nmf(V, 4, W=W, max_iter=10)
+    np.testing.assert_array_equal(V, copies[0])
+    np.testing.assert_array_equal(W, copies[1])
+
+
+@pytest.mark.parametrize("beta", ["kl", "is", "euclidean", 1.5])
+def test_float32_is_kept_and_close_to_float64(rng, beta):
+    V = rng.random((50, 4)) @ rng.random((4, 70)) + 0.01
+    r64 = nmf(V, 4, beta=beta, max_iter=60, tol=0, random_state=3)
+    r32 = nmf(V.astype(np.float32), 4, beta=beta, max_iter=60, tol=0, random_state=3)
+    assert r32.W.dtype == np.float32 and r32.H.dtype == np.float32
+    assert r64.W.dtype == np.float64
+    np.testing.assert_allclose(r32.W @ r32.H, r64.W @ r64.H, rtol=2e-3, atol=1e-4)
+    assert r32.loss == pytest.approx(r64.loss, rel=1e-3)
+
+
+def test_scaling_the_input_scales_the_activations(rng):
+    V = random_problem(rng)
+    a = nmf(V, 4, init="random", max_iter=30, tol=0, random_state=0)
+    b = nmf(1e-6 * V, 4, init="random", max_iter=30, tol=0, random_state=0)
+    np.testing.assert_allclose(b.W, a.W, rtol=1e-6)
+    np.testing.assert_allclose(b.H, 1e-6 * a.H, rtol=1e-6)
+    assert b.loss == pytest.approx(1e-6 * a.loss, rel=1e-6)  # KL is 1-homogeneous
+
+
+def test_fixed_templates_stay_fixed(rng):
+    W0, H0 = planted(rng)
+    V = W0 @ H0
+    res = nmf(V, 3, W=W0, update_W=False, max_iter=500, tol=0)
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_array_equal(res.W, np.maximum(W0, eps))
+    # With the true templates, the activations come out right.
+    np.testing.assert_allclose(res.H, H0, atol=2e-2)
+
+
+def test_fixed_activations_stay_fixed(rng):
+    W0, H0 = planted(rng)
+    V = W0 @ H0
+    H_fixed = H0 + 0.5
+    res = nmf(V, 3, H=H_fixed, update_H=False, max_iter=20)
+    np.testing.assert_allclose(res.H, H_fixed, rtol=1e-12)
+    assert res.losses[-1] <= res.losses[0]
+
+
+def test_converges_early_with_tolerance(rng):
+    W0, H0 = planted(rng)
+    res = nmf(W0 @ H0 + 0.1, 3, max_iter=5000, tol=1e-3, random_state=0)
+    assert res.converged
+    assert res.n_iter < 5000
+    assert res.loss_iterations[-1] == res.n_iter
+
+
+def test_callback_sees_every_iteration(rng):
+    seen = []
+    nmf(random_problem(rng), 3, max_iter=12, tol=0, callback=lambda i, loss: seen.append((i, loss)))
+    assert [i for i, _ in seen] == list(range(1, 13))
+    assert all(np.isfinite(loss) for _, loss in seen)
+
+
+def test_all_zero_matrix_is_refused():
+    with pytest.raises(ParameterError, match="all zeros"):
+        nmf(np.zeros((5, 5)), 2)
+
+
+def test_more_components_than_rows_work(rng):
+    V = rng.random((6, 30))
+    res = nmf(V, 10, max_iter=50)  # falls back to random init
+    assert res.W.shape == (6, 10) and np.all(np.isfinite(res.H))
+    with pytest.raises(ParameterError, match="nndsvda"):
+        nmf(V, 10, init="nndsvda")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_components": 0}, "n_components=0"),
+        ({"n_components": 2.5}, "n_components=2.5"),
+        ({"beta": "hellinger"}, "beta='hellinger'"),
+        ({"init": "svd"}, "init='svd'"),
+        ({"max_iter": -1}, "max_iter=-1"),
+        ({"tol": -1.0}, "tol=-1.0"),
+        ({"update_W": False}, "update_W=False"),
+        ({"W": np.ones((3, 2))}, "W has shape"),
+        ({"H": -np.ones((2, 8))}, "negative"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, match):
+    V = np.ones((7, 8))
+    kwargs = {"n_components": 2, **kwargs}
+    with pytest.raises(ParameterError, match=match):
+        nmf(V, **kwargs)
+
+
+def test_nan_input_is_refused():
+    V = np.ones((4, 4))
+    V[1, 1] = np.nan
+    with pytest.raises(ParameterError, match="NaN"):
+        nmf(V, 2)
+
+
+def test_mm_exponent():
+    assert mm_exponent(0) == 0.5
+    assert mm_exponent(1) == mm_exponent(2) == 1.0
+    assert mm_exponent(3) == 0.5
+    assert mm_exponent(-1) == pytest.approx(1 / 3)
+
+
+def test_public_api_is_exported():
+    for name in audionmf.__all__:
+        assert hasattr(audionmf, name), name
