@@ -114,7 +114,7 @@ def get_parser():
                      help="output file format (default: %(default)s)")
     sep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sep.add_argument("--debug", action="store_true", help="show the traceback of errors")
-    sep.set_defaults(run=_run_separate)
+    sep.set_defaults(run=_run_separate, check=_check_separate, command_parser=sep)
     return parser
 
 
@@ -123,10 +123,11 @@ def main(argv=None):
     parser = get_parser()
     try:
         args = parser.parse_args(argv)
+        args.check(args.command_parser, args)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return args.run(parser, args)
+        return args.run(args)
     except KeyboardInterrupt:
         print("audionmf: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -138,8 +139,8 @@ def main(argv=None):
         return EXIT_BAD_FILE
 
 
-def _run_separate(parser, args):
-    sub = parser._subparsers._group_actions[0].choices["separate"]
+def _check_separate(sub, args):
+    """Usage errors that involve several options; exits 2 through ``sub.error``."""
     if args.components is not None and args.components < args.sources:
         sub.error(f"--components {args.components} is fewer than --sources {args.sources}")
     hop = args.n_fft // 4 if args.hop is None else args.hop
@@ -151,6 +152,9 @@ def _run_separate(parser, args):
         if stem in stems and os.path.abspath(stems[stem]) != os.path.abspath(path):
             sub.error(f"{stems[stem]} and {path} would both write to {os.path.join(args.out, stem)}")
         stems.setdefault(stem, path)
+
+
+def _run_separate(args):
     problem = _unusable_output_folder(args.out)
     if problem:
         _report(f"{args.out}: {problem}")

@@ -66,7 +66,7 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     try:
         data, file_sr = sf.read(path, dtype="float64", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        detail = str(exc).split(":")[-1].strip() or type(exc).__name__
+        detail = str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
         raise AudioError(f"{path}: not a readable audio file ({detail})") from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None

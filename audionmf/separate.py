@@ -100,7 +100,7 @@ def separate(
     >>> bool(np.allclose(sum(sources.values()), y))
     True
     """
-    y = check_audio(y, "y")
+    y = check_audio(y, "the audio")
     sr = check_positive_int(sr, "sr")
     n_sources = check_positive_int(n_sources, "n_sources")
     n_components = 8 * n_sources if n_components is None else n_components

@@ -1,0 +1,105 @@
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audionmf import AudioError, ParameterError, load, save
+from audionmf.io import save_together
+
+from conftest import SAMPLE
+
+
+def test_load_the_bundled_sample():
+    y, sr = load(SAMPLE)
+    assert sr == 22050
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert y.shape[0] == 10 * 22050
+    assert 0 < np.abs(y).max() <= 1
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac"])
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_save_load_round_trip(tmp_path, rng, ext, channels):
+    y = 0.5 * rng.uniform(-1, 1, (channels, 1000))
+    y = y[0] if channels == 1 else y
+    path = tmp_path / f"x{ext}"
+    save(path, y, 16000)
+    back, sr = load(path, dtype=np.float64)
+    assert sr == 16000 and back.shape == y.shape
+    tolerance = 1e-7 if ext == ".wav" else 2.0**-22  # float WAV vs 24-bit FLAC
+    np.testing.assert_allclose(back, y, atol=tolerance)
+    assert [p.name for p in tmp_path.iterdir()] == [f"x{ext}"]  # no temporary left
+
+
+def test_resample_and_mono(tmp_path):
+    sr = 16000
+    t = np.arange(sr) / sr
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 440 * t)]) * 0.5
+    path = tmp_path / "s.wav"
+    save(path, stereo, sr)
+    y, new_sr = load(path, sr=8000, mono=True)
+    assert new_sr == 8000 and y.shape == (8000,)
+    spectrum = np.abs(np.fft.rfft(y))
+    assert np.argmax(spectrum) == 440  # 1 Hz bins over one second
+    assert np.abs(y).max() == pytest.approx(0.375, rel=0.02)
+
+
+def test_save_replaces_atomically_and_keeps_permissions(tmp_path, rng):
+    path = tmp_path / "x.wav"
+    save(path, rng.uniform(-0.5, 0.5, 100), 8000)
+    save(path, np.zeros(50), 8000)
+    y, _ = load(path)
+    assert y.shape == (50,)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_save_refuses_bad_data(tmp_path):
+    with pytest.raises(ParameterError, match="NaN or Inf"):
+        save(tmp_path / "x.wav", np.array([0.0, np.nan]), 8000)
+    with pytest.raises(ParameterError, match="cannot write '.mp4'"):
+        save(tmp_path / "x.mp4", np.zeros(10), 8000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_to_a_missing_folder(tmp_path):
+    with pytest.raises(AudioError, match="cannot write"):
+        save(tmp_path / "nope" / "x.wav", np.zeros(10), 8000)
+
+
+def test_save_together_writes_nothing_if_one_fails(tmp_path):
+    items = [(tmp_path / "a.wav", np.zeros(10)), (tmp_path / "b.wav", np.array([np.inf]))]
+    with pytest.raises(ParameterError):
+        save_together(items, 8000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(AudioError, match="missing.wav: no such file"):
+        load(tmp_path / "missing.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not audio at all" * 10)
+    with pytest.raises(AudioError, match="junk.wav: not a readable audio file"):
+        load(junk)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 1)), 8000)
+    with pytest.raises(AudioError, match="empty.wav: holds no samples"):
+        load(empty)
+    with pytest.raises(AudioError, match="is a directory"):
+        load(tmp_path)
+
+
+def test_truncated_file(tmp_path, rng):
+    good = tmp_path / "good.flac"
+    save(good, rng.uniform(-0.5, 0.5, 20000), 8000)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(data[:200])
+    with pytest.raises(AudioError, match="bad.flac"):
+        load(bad)

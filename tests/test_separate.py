@@ -1,0 +1,156 @@
+import numpy as np
+import pytest
+
+from audionmf import ParameterError, group_components, nmf, separate, wiener_masks
+from audionmf.separate import template_features
+
+from conftest import gated, tone
+
+SR = 8000
+
+
+def relative_error(estimate, reference):
+    return np.linalg.norm(estimate - reference) / np.linalg.norm(reference)
+
+
+def best_match_error(sources, references):
+    """Largest relative error over the sources, under the best of the two pairings."""
+    est = list(sources.values())
+    straight = max(relative_error(est[0], references[0]), relative_error(est[1], references[1]))
+    swapped = max(relative_error(est[0], references[1]), relative_error(est[1], references[0]))
+    return min(straight, swapped)
+
+
+@pytest.fixture
+def two_tones():
+    a = 0.3 * gated(tone(440, SR, 3, (1, 0.5, 0.25)), SR, period=1.0, duty=0.5)
+    b = 0.3 * gated(tone(1250, SR, 3, (1, 0.3)), SR, period=0.7, duty=0.5, offset=0.2)
+    return a, b
+
+
+@pytest.fixture
+def tone_and_clicks():
+    rng = np.random.default_rng(5)
+    clicks = np.zeros(3 * SR)
+    for start in range(0, 3 * SR, SR // 4):
+        clicks[start : start + 200] += rng.standard_normal(200) * np.exp(-np.arange(200) / 30)
+    return 0.2 * tone(660, SR, 3, (1, 0.4)), 0.5 * clicks
+
+
+@pytest.mark.parametrize("n_components", [2, 16])
+def test_two_tones_are_separated(two_tones, n_components):
+    a, b = two_tones
+    sources = separate(a + b, SR, n_sources=2, n_components=n_components, n_fft=512, random_state=0)
+    assert best_match_error(sources, (a, b)) < 0.05
+
+
+def test_tone_and_clicks_are_separated(tone_and_clicks):
+    a, b = tone_and_clicks
+    sources = separate(a + b, SR, n_sources=2, n_components=4, n_fft=512, random_state=0)
+    assert best_match_error(sources, (a, b)) < 0.25
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float32, 1e-6), (np.float64, 1e-12)])
+@pytest.mark.parametrize("n_sources", [1, 2, 3])
+def test_sources_sum_to_the_mixture(rng, dtype, tolerance, n_sources):
+    y = (0.3 * rng.standard_normal(9000)).astype(dtype)
+    sources = separate(y, SR, n_sources=n_sources, n_fft=256, max_iter=20)
+    assert list(sources) == [f"source{i + 1}" for i in range(n_sources)]
+    for s in sources.values():
+        assert s.shape == y.shape and s.dtype == dtype
+        assert np.all(np.isfinite(s))
+    np.testing.assert_allclose(sum(sources.values()), y, atol=tolerance)
+
+
+def test_stereo_gives_stereo_sources_masked_per_channel(two_tones):
+    a, b = two_tones
+    left = a + b
+    y = np.stack([left, 0.5 * left])
+    sources = separate(y, SR, n_sources=2, n_components=4, n_fft=512, random_state=0)
+    for s in sources.values():
+        assert s.shape == y.shape
+        # One set of masks for both channels: the right channel stays half the left.
+        np.testing.assert_allclose(s[1], 0.5 * s[0], atol=1e-6)
+    np.testing.assert_allclose(sum(sources.values()), y, atol=1e-6)
+    mono = separate(left, SR, n_sources=2, n_components=4, n_fft=512, random_state=0)
+    assert best_match_error({k: v[0] for k, v in sources.items()}, list(mono.values())) < 1e-3
+
+
+def test_same_seed_same_sources(rng):
+    y = rng.standard_normal(6000)
+    a = separate(y, SR, n_fft=256, max_iter=30, random_state=3)
+    b = separate(y, SR, n_fft=256, max_iter=30, random_state=3)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("mask_power", [0.5, 1.0, 2.0, 8.0])
+def test_masks_sum_to_one(rng, mask_power):
+    W, H = rng.random((20, 6)), rng.random((6, 30))
+    W[4] = 0.0  # a bin no source explains
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    masks = wiener_masks(W, H, labels, mask_power=mask_power)
+    assert masks.shape == (3, 20, 30)
+    assert masks.min() >= 0 and masks.max() <= 1
+    np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-12)
+    np.testing.assert_allclose(masks[:, 4], 1 / 3)
+
+
+def test_masks_follow_the_formula(rng):
+    W, H = rng.random((5, 4)), rng.random((4, 7))
+    labels = np.array([0, 0, 1, 1])
+    model0, model1 = W[:, :2] @ H[:2], W[:, 2:] @ H[2:]
+    masks = wiener_masks(W, H, labels, mask_power=2)
+    np.testing.assert_allclose(masks[0], model0**2 / (model0**2 + model1**2))
+
+
+def test_masks_need_a_component_per_source(rng):
+    with pytest.raises(ParameterError, match="no component"):
+        wiener_masks(rng.random((5, 3)), rng.random((3, 4)), np.array([0, 2, 2]))
+
+
+def test_grouping_puts_alike_templates_together(rng):
+    """Templates that are scaled copies of two shapes fall into two groups."""
+    freqs = np.arange(513)
+    low = np.exp(-freqs / 20.0)  # dark, bass-like
+    high = np.exp(-((freqs - 300) ** 2) / 2000.0)  # a bright band
+    W = np.stack([low * 1.0, high * 2.0, low * 0.5, high * 0.7, low * 3.0, high]).T
+    W = W * rng.uniform(0.9, 1.1, W.shape)
+    H = rng.random((6, 40))
+    labels = group_components(W, H, 2, sr=SR, n_fft=1024, random_state=0)
+    assert len(set(labels[[0, 2, 4]])) == 1 and len(set(labels[[1, 3, 5]])) == 1
+    assert labels[0] != labels[1]
+    energy = [(W[:, labels == s] @ H[labels == s]).sum() for s in (0, 1)]
+    assert energy[0] >= energy[1]  # loudest source first
+
+
+def test_grouping_leaves_no_source_empty(rng):
+    V = rng.random((257, 4)) @ rng.random((4, 50))
+    res = nmf(V, 5, max_iter=30, random_state=0)
+    for n in range(1, 6):
+        labels = group_components(res.W, res.H, n, sr=SR, n_fft=512, random_state=0)
+        assert sorted(set(labels)) == list(range(n))
+
+
+def test_template_features_ignore_level(rng):
+    W = rng.random((513, 3))
+    np.testing.assert_allclose(
+        template_features(W, sr=SR, n_fft=1024), template_features(7 * W, sr=SR, n_fft=1024)
+    )
+
+
+@pytest.mark.parametrize(
+    "y, kwargs, match",
+    [
+        (np.zeros(5000), {}, "silent"),
+        (np.ones(100), {}, "too short: 100 samples"),
+        (np.r_[np.ones(5000), np.nan], {}, "NaN"),
+        (np.ones(5000), {"n_sources": 3, "n_components": 2}, "n_components=2 is smaller"),
+        (np.ones(5000), {"mask_power": 0}, "mask_power"),
+        (np.ones(5000), {"beta": "hellinger"}, "beta"),
+        (np.ones((2, 3, 5000)), {}, "shape"),
+    ],
+)
+def test_bad_input_is_refused(y, kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        separate(y, SR, **{"n_fft": 512, **kwargs})

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from audionmf import ParameterError, bin_frequencies, frame_times, istft, stft
+
+
+@pytest.mark.parametrize("n_fft", [256, 1024, 2048])
+@pytest.mark.parametrize("hop_div", [2, 4, 8])
+@pytest.mark.parametrize("n_samples", [5000, 5001])
+def test_istft_inverts_stft(rng, n_fft, hop_div, n_samples):
+    y = rng.standard_normal(n_samples)
+    hop = n_fft // hop_div
+    S = stft(y, n_fft=n_fft, hop_length=hop)
+    assert S.shape == (n_fft // 2 + 1, 1 + n_samples // hop)
+    back = istft(S, length=n_samples, n_fft=n_fft, hop_length=hop)
+    assert back.shape == y.shape
+    np.testing.assert_allclose(back, y, atol=1e-10)
+
+
+def test_multichannel_round_trip(rng):
+    y = rng.standard_normal((3, 4000))
+    S = stft(y, n_fft=512)
+    assert S.shape[:2] == (3, 257)
+    np.testing.assert_allclose(istft(S, length=4000, n_fft=512), y, atol=1e-10)
+
+
+def test_window_is_shared_both_ways(rng):
+    y = rng.standard_normal(3000)
+    S = stft(y, n_fft=512, hop_length=128, window="hamming")
+    np.testing.assert_allclose(
+        istft(S, length=3000, n_fft=512, hop_length=128, window="hamming"), y, atol=1e-10
+    )
+
+
+def test_a_tone_peaks_at_its_bin():
+    sr, n_fft = 8000, 1024
+    freqs = bin_frequencies(sr=sr, n_fft=n_fft)
+    y = np.sin(2 * np.pi * freqs[100] * np.arange(sr) / sr)
+    S = np.abs(stft(y, n_fft=n_fft))
+    assert np.all(S[:, 2:-2].argmax(axis=0) == 100)
+
+
+def test_axes():
+    freqs = bin_frequencies(sr=22050, n_fft=2048)
+    assert freqs.shape == (1025,)
+    assert freqs[0] == 0 and freqs[-1] == pytest.approx(11025)
+    times = frame_times(5, sr=22050, hop_length=512)
+    np.testing.assert_allclose(times, np.arange(5) * 512 / 22050)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_fft": 1}, "n_fft=1"),
+        ({"n_fft": 256, "hop_length": 512}, "hop_length=512 is larger"),
+        ({"hop_length": 0}, "hop_length=0"),
+    ],
+)
+def test_bad_parameters(rng, kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        stft(rng.standard_normal(1000), **kwargs)
+
+
+def test_bad_signals():
+    with pytest.raises(ParameterError, match="NaN"):
+        stft(np.array([0.0, np.nan] * 600))
+    with pytest.raises(ParameterError, match="no samples"):
+        stft(np.zeros(0))
+    with pytest.raises(ParameterError, match="floating"):
+        stft(np.zeros(3000, dtype=np.int16))
+
+
+def test_istft_checks_the_frequency_axis():
+    with pytest.raises(ParameterError, match="expected"):
+        istft(np.zeros((100, 10), dtype=complex), length=1000, n_fft=2048)
