@@ -6,6 +6,7 @@ STFT -> one signal per source, the sources summing back to the mixture.
 """
 from ._validation import AudioError, ParameterError
 from ._version import __version__
+from .evaluate import evaluate
 from .io import load, save
 from .nmf import NMFResult, beta_divergence, nmf
 from .separate import group_components, separate, wiener_masks
@@ -28,4 +29,5 @@ __all__ = [
     "separate",
     "group_components",
     "wiener_masks",
+    "evaluate",
 ]

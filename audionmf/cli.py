@@ -31,9 +31,20 @@ examples:
   audionmf separate song.flac                     two sources into separated/song/
   audionmf separate a.wav b.ogg -o stems --sources 3 --components 30
   audionmf separate speech.wav --beta is --n-fft 1024 --hop 256
+  audionmf evaluate truth/song separated/song --permutation   (score it)
 
 exit status: 0 all inputs done, 1 some input or output failed (named on
 stderr; the others are still processed), 2 bad usage.
+"""
+
+
+EVALUATE_EPILOG = """\
+examples:
+  audionmf evaluate truth/song separated/song --permutation
+  audionmf evaluate truth/song separated/song --json > scores.json
+
+exit status: 0 scored, 1 a folder or file cannot be used (missing, unreadable,
+silent, no names in common, different sample rates), 2 bad usage.
 """
 
 
@@ -115,6 +126,28 @@ def get_parser():
     sep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sep.add_argument("--debug", action="store_true", help="show the traceback of errors")
     sep.set_defaults(run=_run_separate, check=_check_separate, command_parser=sep)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="score separated sources against the true ones (SDR, SIR, SAR, SI-SDR)",
+        description=(
+            "Score the audio files of ESTIMATE_DIR against those of REFERENCE_DIR, paired by "
+            "file name without extension (drums.wav with drums.flac). SDR, SIR and SAR are "
+            "BSS Eval v3 exactly as mir_eval.separation.bss_eval_sources computes them; SI-SDR "
+            "is scale-invariant SDR. A 'mix' file among the references adds each source's "
+            "SDR improvement over the mixture (SDRi). All in dB, higher is better."
+        ),
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("reference_dir", metavar="REFERENCE_DIR", help="folder of true sources")
+    ev.add_argument("estimate_dir", metavar="ESTIMATE_DIR", help="folder of separated sources")
+    ev.add_argument("--json", action="store_true", help="print the scores as JSON")
+    ev.add_argument("--permutation", action="store_true",
+                    help="ignore the estimates' names and find the best assignment "
+                         "(for blind outputs such as source1, source2)")
+    ev.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    ev.set_defaults(run=_run_evaluate, check=lambda sub, args: None, command_parser=ev)
     return parser
 
 
@@ -179,6 +212,53 @@ def _run_separate(args):
     if failed and len(inputs) > 1:
         _report(f"{failed} of {len(inputs)} inputs failed")
     return EXIT_BAD_FILE if failed else EXIT_OK
+
+
+def _run_evaluate(args):
+    import json
+
+    from ._validation import AudioError, ParameterError
+    from .evaluate import evaluate_folders
+
+    try:
+        result = evaluate_folders(args.reference_dir, args.estimate_dir, permutation=args.permutation)
+    except (AudioError, ParameterError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = str(exc)
+        if args.reference_dir not in message and args.estimate_dir not in message:
+            message = f"{args.reference_dir} vs {args.estimate_dir}: {message}"
+        _report(message)
+        return EXIT_BAD_FILE
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(_score_table(result))
+    return EXIT_OK
+
+
+def _score_table(result):
+    """The scores as a plain-text table, then the files that were left out."""
+    columns = [("sdr", "SDR"), ("sir", "SIR"), ("sar", "SAR"), ("si_sdr", "SI-SDR")]
+    if "sdri" in result["mean"]:
+        columns.append(("sdri", "SDRi"))
+    rows = [(name, scores) for name, scores in result["sources"].items()]
+    show_pairing = any(name != scores["estimate"] for name, scores in rows)
+    labels = [f"{name} <- {s['estimate']}" if show_pairing else name for name, s in rows]
+    width = max(len(label) for label in labels + ["source", "mean"])
+    lines = ["source".ljust(width) + "".join(f"{title:>9}" for _, title in columns)]
+    for label, (_, scores) in zip(labels, rows):
+        lines.append(label.ljust(width) + "".join(f"{scores[k]:9.2f}" for k, _ in columns))
+    lines.append("mean".ljust(width) + "".join(f"{result['mean'][k]:9.2f}" for k, _ in columns))
+    lines.append("(dB, BSS Eval v3; higher is better)")
+    ignored = result["ignored"]
+    if ignored["references"]:
+        lines.append("no estimate for: " + ", ".join(ignored["references"]))
+    if ignored["estimates"]:
+        lines.append("no reference for: " + ", ".join(ignored["estimates"]))
+    if result.get("mixture"):
+        lines.append(f"mixture: {result['mixture']}")
+    return "\n".join(lines)
 
 
 def _separate_one(path, args, protected):
