@@ -8,6 +8,7 @@ from ._validation import AudioError, ParameterError
 from ._version import __version__
 from .evaluate import evaluate
 from .io import load, save
+from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
 from .separate import group_components, separate, wiener_masks
 from .spectrogram import STFTParams, bin_frequencies, frame_times, istft, stft
@@ -30,4 +31,6 @@ __all__ = [
     "group_components",
     "wiener_masks",
     "evaluate",
+    "SourceModel",
+    "ModelError",
 ]

@@ -17,20 +17,24 @@ DESCRIPTION = """\
 Separate audio into sources with non-negative matrix factorization (NMF).
 
 The spectrogram of each input is factorized as V ~= W H (spectral templates W,
-activations H); the components are grouped into sources by the timbre of their
-templates; soft masks split the mixture, so the sources sum back to the input.
+activations H); the components are grouped into sources, blindly by the timbre
+of their templates or by source models learned from examples ('audionmf learn');
+soft masks split the mixture, so the sources sum back to the input.
 """
 
 SEPARATE_EPILOG = """\
 output:
-  OUTDIR/<input file stem>/source1.wav ... sourceN.wav, at the input's sample
-  rate and channel count, loudest source first. WAV files are 32-bit float, so
-  the sources add up to the input exactly.
+  OUTDIR/<input file stem>/<source>.wav, at the input's sample rate and channel
+  count. Blind: source1 ... sourceN, loudest first. With --model: the models'
+  names (plus 'residual' with --free). WAV files are 32-bit float, so the
+  sources add up to the input exactly.
 
 examples:
   audionmf separate song.flac                     two sources into separated/song/
   audionmf separate a.wav b.ogg -o stems --sources 3 --components 30
   audionmf separate speech.wav --beta is --n-fft 1024 --hop 256
+  audionmf separate mix.wav --model speech.npz --model music.npz
+  audionmf separate noisy.wav --model speech.npz --free 16   (speech + residual)
   audionmf evaluate truth/song separated/song --permutation   (score it)
 
 exit status: 0 all inputs done, 1 some input or output failed (named on
@@ -48,11 +52,57 @@ silent, no names in common, different sample rates), 2 bad usage.
 """
 
 
+LEARN_EPILOG = """\
+The model file holds the templates and the analysis they belong to (sample
+rate, STFT, divergence, spectrogram power); 'audionmf separate --model' uses
+that analysis. Frames more than 40 dB below the loudest are ignored.
+
+examples:
+  audionmf learn speech clips/speech/*.wav -o speech.npz
+  audionmf learn drums drums_*.flac -o drums.npz --components 32 --sr 22050
+
+exit status: 0 model written, 1 an example or the output cannot be used, 2 bad usage.
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr, exit 2."""
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+#: What `audionmf learn` uses when an option is not given (SourceModel.learn's defaults).
+LEARN_DEFAULTS = {"n_components": 64, "sparsity": 0.0, "max_iter": 300}
+
+
+def _add_analysis_options(parser, prefix):
+    parser.add_argument("--beta", type=_beta, default=None, metavar="BETA",
+                        help=f"{prefix}divergence: kl, is, euclidean or a number (default: kl)")
+    parser.add_argument("--n-fft", type=_positive_int, default=None, metavar="N",
+                        help=f"{prefix}STFT frame length in samples (default: 2048)")
+    parser.add_argument("--hop", type=_positive_int, default=None, metavar="N",
+                        help=f"{prefix}STFT hop in samples (default: n-fft / 4)")
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {value}")
+    return value
+
+
+def _nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def _positive_int(text):
@@ -107,18 +157,18 @@ def get_parser():
     sep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav, flac, ogg, ...)")
     sep.add_argument("-o", "--out", default="separated", metavar="OUTDIR",
                      help="folder for the results (default: %(default)s)")
-    sep.add_argument("--sources", type=_positive_int, default=2, metavar="N",
-                     help="number of sources (default: %(default)s)")
+    sep.add_argument("--model", action="append", default=[], metavar="MODEL.npz",
+                     help="a source model from 'audionmf learn'; repeat for each source")
+    sep.add_argument("--free", type=_nonnegative_int, default=0, metavar="K",
+                     help="with --model: K extra templates learned on the mixture, written "
+                          "as 'residual' (default: 0)")
+    sep.add_argument("--sources", type=_positive_int, default=None, metavar="N",
+                     help="blind: number of sources (default: 2)")
     sep.add_argument("--components", type=_positive_int, default=None, metavar="K",
-                     help="NMF components in all, at least N (default: 8 per source)")
-    sep.add_argument("--beta", type=_beta, default="kl", metavar="BETA",
-                     help="divergence: kl, is, euclidean or a number (default: kl)")
+                     help="blind: NMF components in all, at least N (default: 8 per source)")
+    _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
                      help="maximum NMF iterations (default: %(default)s)")
-    sep.add_argument("--n-fft", type=_positive_int, default=2048, metavar="N",
-                     help="STFT frame length in samples (default: %(default)s)")
-    sep.add_argument("--hop", type=_positive_int, default=None, metavar="N",
-                     help="STFT hop in samples (default: n-fft / 4)")
     sep.add_argument("--seed", type=_seed, default=0, metavar="N",
                      help="random seed; same seed, same result (default: %(default)s)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav",
@@ -126,6 +176,30 @@ def get_parser():
     sep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sep.add_argument("--debug", action="store_true", help="show the traceback of errors")
     sep.set_defaults(run=_run_separate, check=_check_separate, command_parser=sep)
+
+    learn = commands.add_parser(
+        "learn",
+        help="learn a source model from example recordings",
+        description="Learn the spectral templates of one source from recordings of it alone.",
+        epilog=LEARN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    learn.add_argument("name", metavar="NAME", help="source name, used for the separated files")
+    learn.add_argument("inputs", nargs="+", metavar="AUDIO", help="example recordings")
+    learn.add_argument("-o", "--out", required=True, metavar="MODEL.npz", help="model file to write")
+    learn.add_argument("--components", type=_positive_int, default=None, metavar="K",
+                       help=f"number of templates (default: {LEARN_DEFAULTS['n_components']})")
+    _add_analysis_options(learn, "")
+    learn.add_argument("--sparsity", type=_nonnegative_float, default=None, metavar="S",
+                       help=f"L1 penalty on activations while learning (default: {LEARN_DEFAULTS['sparsity']})")
+    learn.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
+                       help=f"NMF iterations (default: {LEARN_DEFAULTS['max_iter']})")
+    learn.add_argument("--sr", type=_positive_int, default=None, metavar="HZ",
+                       help="sample rate of the model (default: the first file's)")
+    learn.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed (default: %(default)s)")
+    learn.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    learn.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    learn.set_defaults(run=_run_learn, check=_check_learn, command_parser=learn)
 
     ev = commands.add_parser(
         "evaluate",
@@ -172,19 +246,73 @@ def main(argv=None):
         return EXIT_BAD_FILE
 
 
+def _check_analysis(sub, args):
+    n_fft = 2048 if args.n_fft is None else args.n_fft
+    hop = n_fft // 4 if args.hop is None else args.hop
+    if hop > n_fft:
+        sub.error(f"--hop {hop} is larger than --n-fft {n_fft}")
+
+
 def _check_separate(sub, args):
     """Usage errors that involve several options; exits 2 through ``sub.error``."""
-    if args.components is not None and args.components < args.sources:
-        sub.error(f"--components {args.components} is fewer than --sources {args.sources}")
-    hop = args.n_fft // 4 if args.hop is None else args.hop
-    if hop > args.n_fft:
-        sub.error(f"--hop {hop} is larger than --n-fft {args.n_fft}")
+    if args.model:
+        for option in ("sources", "components", "beta", "n_fft", "hop"):
+            if getattr(args, option) is not None:
+                sub.error(f"--{option.replace('_', '-')} cannot be used with --model: "
+                          "the models decide the sources and the analysis")
+    else:
+        if args.free:
+            sub.error("--free needs --model")
+        args.sources = 2 if args.sources is None else args.sources
+        if args.components is not None and args.components < args.sources:
+            sub.error(f"--components {args.components} is fewer than --sources {args.sources}")
+        _check_analysis(sub, args)
     stems = {}
     for path in args.inputs:
         stem = os.path.splitext(os.path.basename(path))[0]
         if stem in stems and os.path.abspath(stems[stem]) != os.path.abspath(path):
             sub.error(f"{stems[stem]} and {path} would both write to {os.path.join(args.out, stem)}")
         stems.setdefault(stem, path)
+
+
+def _check_learn(sub, args):
+    if not args.out.endswith(".npz"):
+        sub.error(f"-o {args.out}: model files end in .npz")
+    _check_analysis(sub, args)
+
+
+def _run_learn(args):
+    from ._validation import AudioError, ParameterError
+    from .models import ModelError, SourceModel
+
+    problem = _unusable_output_folder(os.path.dirname(os.path.abspath(args.out)))
+    if problem:
+        _report(f"{args.out}: {problem}")
+        return EXIT_BAD_FILE
+    for path in args.inputs:
+        if os.path.exists(args.out) and os.path.exists(path) and os.path.samefile(args.out, path):
+            _report(f"{args.out}: is one of the examples; choose another -o")
+            return EXIT_BAD_FILE
+    options = {
+        "n_components": args.components, "sparsity": args.sparsity, "max_iter": args.iterations,
+        "beta": args.beta, "n_fft": args.n_fft, "hop_length": args.hop,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    iterations = options.get("max_iter", LEARN_DEFAULTS["max_iter"])
+    try:
+        model = SourceModel.learn(args.inputs, args.sr, name=args.name, random_state=args.seed,
+                                  callback=_progress(args.name, iterations, args.quiet), **options)
+        model.save(args.out)
+    except (AudioError, ParameterError, ModelError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        _report(str(exc) if any(str(exc).startswith(p) for p in args.inputs + [args.out])
+                else f"{args.name}: {exc}")
+        return EXIT_BAD_FILE
+    if not args.quiet:
+        print(f"{args.out}: {model.n_components} templates of {args.name!r} "
+              f"({model.sr} Hz, n_fft {model.n_fft}, hop {model.hop_length})", file=sys.stderr)
+    return EXIT_OK
 
 
 def _run_separate(args):
@@ -194,12 +322,30 @@ def _run_separate(args):
         return EXIT_BAD_FILE
 
     from ._validation import AudioError, ParameterError
+    from .models import ModelError, SourceModel
+
+    try:
+        args.models = [SourceModel.load(path) for path in args.model] or None
+        if args.models:
+            problems = [args.models[0].compatible_with(m) for m in args.models[1:]]
+            names = [m.name for m in args.models]
+            if any(problems):
+                raise ModelError(f"{', '.join(args.model)}: cannot be used together: "
+                                 f"{next(p for p in problems if p)}")
+            if len(set(names)) < len(names) or "residual" in names:
+                raise ModelError(f"{', '.join(args.model)}: model names must be unique and "
+                                 f"not 'residual' (they are {', '.join(names)})")
+    except ModelError as exc:
+        if args.debug:
+            traceback.print_exc()
+        _report(str(exc))
+        return EXIT_BAD_FILE
 
     inputs = list(dict.fromkeys(args.inputs))
     failed = 0
     for path in inputs:
         try:
-            written = _separate_one(path, args, protected=inputs)
+            written = _separate_one(path, args, protected=inputs + args.model)
         except (AudioError, ParameterError) as exc:
             if args.debug:
                 traceback.print_exc()
@@ -274,6 +420,8 @@ def _separate_one(path, args, protected):
         y,
         sr,
         n_sources=args.sources,
+        models=args.models,
+        free_components=args.free,
         n_components=args.components,
         beta=args.beta,
         n_fft=args.n_fft,

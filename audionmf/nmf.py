@@ -159,6 +159,7 @@ def nmf(
     H=None,
     update_W=True,
     update_H=True,
+    sparsity=0.0,
     check_every=10,
     callback=None,
 ):
@@ -186,8 +187,18 @@ def nmf(
         Initial (or, with ``update_W=False``, fixed) templates.
     H : np.ndarray [shape=(K, n_frames)], optional
         Initial (or, with ``update_H=False``, fixed) activations.
-    update_W, update_H : bool
-        Whether to update each factor. A factor held fixed must be given.
+    update_W : bool or array of bool [shape=(K,)]
+        Whether to update the templates; an array updates only the columns
+        marked True (semi-supervised NMF: learned templates held fixed beside
+        free ones). Templates held fixed, even partly, must be given.
+    update_H : bool
+        Whether to update the activations. Fixed activations must be given.
+    sparsity : float
+        Weight of an L1 penalty on the activations, ``sparsity * sum(H) /
+        mean(V)``, added to the divergence. With it, every template updated
+        is rescaled to unit sum after each update (the penalty would
+        otherwise shrink H and grow W without end), and ``losses`` report
+        divergence plus penalty.
     check_every : int
         Evaluate the loss every this many iterations (a pass over V with a log).
         1 records the loss after every iteration.
@@ -218,11 +229,13 @@ def nmf(
     check_every = check_positive_int(check_every, "check_every")
     if init not in (None, "random", "nndsvda"):
         raise ParameterError(f"init={init!r}: expected None, 'random' or 'nndsvda'")
+    sparsity = check_nonnegative_real(sparsity, "sparsity")
+    free = _free_columns(update_W, K)
     if W is not None:
         W = check_nonnegative_matrix(W, "W", dtype=dtype)
         if W.shape != (n_freq, K):
             raise ParameterError(f"W has shape {W.shape}, expected {(n_freq, K)}")
-    elif not update_W:
+    elif free is None or len(free) < K:
         raise ParameterError("update_W=False needs the fixed templates W")
     if H is not None:
         H = check_nonnegative_matrix(H, "H", dtype=dtype)
@@ -247,7 +260,7 @@ def nmf(
     rng = np.random.default_rng(random_state)
     W, H = _initialize(Vn, K, init, rng, W, H, scale, floor, ceiling)
 
-    fit = _Fit(Vn, beta, floor, ceiling)
+    fit = _Fit(Vn, beta, floor, ceiling, sparsity)
     losses, loss_iters = [], []
     converged = False
     n_iter = 0
@@ -269,8 +282,8 @@ def nmf(
                     converged = True
                     n_iter -= 1
                     break
-        if update_W:
-            fit.update(W, H, side="W", with_loss=False)
+        if free is not None:
+            fit.update(W, H, side="W", with_loss=False, columns=free)
         if callback is not None:
             callback(n_iter, last_loss * scale**beta)
     if not loss_iters or loss_iters[-1] != n_iter:
@@ -288,6 +301,16 @@ def nmf(
     )
 
 
+def _free_columns(update_W, K):
+    """Indices of the template columns to update, or None for none."""
+    if isinstance(update_W, (bool, np.bool_)):
+        return np.arange(K) if update_W else None
+    mask = np.asarray(update_W)
+    if mask.dtype != bool or mask.shape != (K,):
+        raise ParameterError(f"update_W must be a bool or a bool array of shape ({K},)")
+    return np.flatnonzero(mask) if mask.any() else None
+
+
 class _Fit:
     """Buffers and one multiplicative half-step, written once for both factors.
 
@@ -295,7 +318,7 @@ class _Fit:
     with the same numerator/denominator formula applied through the transpose.
     """
 
-    def __init__(self, V, beta, floor, ceiling):
+    def __init__(self, V, beta, floor, ceiling, sparsity=0.0):
         from . import _kernels
 
         self.kernels = _kernels
@@ -303,6 +326,7 @@ class _Fit:
         self.beta = beta
         self.gamma = mm_exponent(beta)
         self.floor, self.ceiling = floor, ceiling
+        self.sparsity = sparsity
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
         # KL needs one full-size buffer, other betas two, Euclidean none
         # (except to report the loss).
@@ -311,18 +335,26 @@ class _Fit:
 
     def loss(self, W, H):
         np.matmul(W, H, out=self.Y)
-        return float(self.kernels.divergence(self.V, self.Y, self.beta, 0.0))
+        return float(self.kernels.divergence(self.V, self.Y, self.beta, 0.0)) + self.penalty(H)
 
-    def update(self, W, H, side, with_loss):
+    def penalty(self, H):
+        return self.sparsity * float(H.sum(dtype=np.float64)) if self.sparsity else 0.0
+
+    def update(self, W, H, side, with_loss, columns=None):
+        """One multiplicative update of H, or of the W columns in ``columns``.
+
+        Returns the objective at the factors as they were, if ``with_loss``.
+        """
         V, beta = self.V, self.beta
         loss = None
+        Hc = H if columns is None or len(columns) == H.shape[0] else H[columns]
         if beta == 2.0:
             if with_loss:
                 loss = self.loss(W, H)
             if side == "H":
                 num, den = W.T @ V, (W.T @ W) @ H
             else:
-                num, den = V @ H.T, W @ (H @ H.T)
+                num, den = V @ Hc.T, W @ (H @ Hc.T)
         else:
             Y = np.matmul(W, H, out=self.Y)
             if beta == 1.0:
@@ -334,16 +366,41 @@ class _Fit:
             else:
                 loss = self.kernels.beta_terms(V, Y, self.B, beta, self.cap, with_loss)
                 num_terms, den_terms = Y, self.B
+            if with_loss:
+                loss = float(loss) + self.penalty(H)
             if side == "H":
                 num = W.T @ num_terms
                 den = W.T @ den_terms if den_terms is not None else W.sum(axis=0)[:, None]
             else:
-                num = num_terms @ H.T
-                den = den_terms @ H.T if den_terms is not None else H.sum(axis=1)[None, :]
-        X = H if side == "H" else W
+                num = num_terms @ Hc.T
+                den = den_terms @ Hc.T if den_terms is not None else Hc.sum(axis=1)[None, :]
+        if side == "H":
+            if self.sparsity:
+                den = den + self.sparsity
+            self._step(H, num, den)
+        elif Hc is H:
+            self._step(W, num, den)
+            self._normalize(W, H, columns)
+        else:
+            Wc = np.ascontiguousarray(W[:, columns])
+            self._step(Wc, num, den)
+            W[:, columns] = Wc
+            self._normalize(W, H, columns)
+        return loss
+
+    def _step(self, X, num, den):
         den = np.broadcast_to(den, X.shape)
         self.kernels.multiplicative_step(X, num, den, self.gamma, self.floor, self.ceiling)
-        return float(loss) if with_loss else None
+
+    def _normalize(self, W, H, columns):
+        """With a penalty on H, move the scale of updated templates into H."""
+        if not self.sparsity:
+            return
+        norms = W[:, columns].sum(axis=0)
+        W[:, columns] /= norms
+        H[columns] *= norms[:, None]
+        np.clip(W, self.floor, self.ceiling, out=W)
+        np.clip(H, self.floor, self.ceiling, out=H)
 
 
 def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):

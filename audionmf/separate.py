@@ -45,48 +45,64 @@ def separate(
     sr,
     *,
     n_sources=2,
+    models=None,
+    free_components=0,
     n_components=None,
-    beta="kl",
+    beta=None,
     power=None,
-    n_fft=2048,
+    n_fft=None,
     hop_length=None,
-    window="hann",
+    window=None,
     mask_power=2.0,
     max_iter=200,
     tol=1e-4,
     init=None,
+    sparsity=0.0,
     random_state=None,
     callback=None,
 ):
-    """Separate a signal into ``n_sources`` sources without training data.
+    """Separate a signal into sources, blindly or with learned source models.
+
+    Blind (``models=None``): the K components are grouped into ``n_sources``
+    sources by :func:`group_components`. With ``models``: their templates are
+    held fixed and only the activations are estimated (supervised NMF), plus
+    ``free_components`` templates learned on the mixture itself, which form
+    an extra source named ``"residual"`` (semi-supervised NMF).
 
     Parameters
     ----------
     y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
-        Finite, not silent, at least ``n_fft`` samples long.
+        Finite, not silent, at least one STFT frame long.
     sr : int
         Sampling rate in Hz.
     n_sources : int
-        N, the number of sources to return.
+        N, the number of sources of a blind separation.
+    models : list of SourceModel, optional
+        One model per source, learned with the same analysis parameters. A
+        mixture at another sampling rate is resampled for the analysis; the
+        sources come out at the input's rate.
+    free_components : int
+        With ``models``: templates learned on the mixture for ``"residual"``.
     n_components : int or None
-        K, NMF components in all; default ``8 * n_sources``.
-    beta : float or {"kl", "is", "euclidean"}
-        Divergence of the factorization.
+        Blind only: K, components in all; default ``8 * n_sources``.
+    beta : float or {"kl", "is", "euclidean"} or None
+        Divergence; default "kl", or the models'.
     power : float or None
-        Spectrogram exponent; default :func:`default_power` (beta).
+        Spectrogram exponent; default :func:`default_power` (beta), or the models'.
     n_fft, hop_length, window
-        STFT parameters (hop default ``n_fft // 4``).
+        STFT parameters; default 2048, ``n_fft // 4``, "hann", or the models'.
     mask_power : float
         Exponent p of the soft masks; 2 gives Wiener-like masks, larger values
         harder masks.
-    max_iter, tol, init, random_state, callback
-        Passed to :func:`audionmf.nmf`.
+    max_iter, tol, init, sparsity, random_state, callback
+        Passed to :func:`audionmf.nmf` (``sparsity`` penalizes the activations).
 
     Returns
     -------
     sources : dict of str -> np.ndarray
-        ``"source1"`` ... ``"sourceN"``, loudest first, each with the shape and
-        dtype of ``y``; they sum to ``y``.
+        Blind: ``"source1"`` ... ``"sourceN"``, loudest first. With models:
+        the models' names, then ``"residual"`` if ``free_components``. Each
+        has the shape and dtype of ``y``; together they sum to ``y``.
 
     Examples
     --------
@@ -102,54 +118,141 @@ def separate(
     """
     y = check_audio(y, "the audio")
     sr = check_positive_int(sr, "sr")
-    n_sources = check_positive_int(n_sources, "n_sources")
-    n_components = 8 * n_sources if n_components is None else n_components
-    n_components = check_positive_int(n_components, "n_components")
-    if n_components < n_sources:
-        raise ParameterError(
-            f"n_components={n_components} is smaller than n_sources={n_sources}: "
-            "each source needs at least one component"
-        )
-    beta = beta_to_float(beta)
-    power = default_power(beta) if power is None else check_nonnegative_real(
-        power, "power", allow_zero=False
-    )
     mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
-    params = STFTParams(n_fft, hop_length, window)
-    if y.shape[-1] < params.n_fft:
+    if models is not None:
+        analysis = _analysis_from_models(models, beta, power, n_fft, hop_length, window)
+        free_components = check_positive_int(free_components, "free_components", minimum=0)
+    else:
+        if free_components:
+            raise ParameterError("free_components needs models")
+        beta = beta_to_float("kl" if beta is None else beta)
+        analysis = {
+            "sr": sr,
+            "params": STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann"),
+            "beta": beta,
+            "power": default_power(beta) if power is None else check_nonnegative_real(
+                power, "power", allow_zero=False),
+        }
+        n_sources = check_positive_int(n_sources, "n_sources")
+        n_components = 8 * n_sources if n_components is None else n_components
+        n_components = check_positive_int(n_components, "n_components")
+        if n_components < n_sources:
+            raise ParameterError(
+                f"n_components={n_components} is smaller than n_sources={n_sources}: "
+                "each source needs at least one component"
+            )
+    params = analysis["params"]
+    output_params = _params_at_rate(params, analysis["sr"], sr)
+    if y.shape[-1] < output_params.n_fft:
         raise ParameterError(
-            f"too short: {y.shape[-1]} samples, need at least n_fft={params.n_fft}"
+            f"too short: {y.shape[-1]} samples, need at least n_fft={output_params.n_fft}"
         )
-    peak = float(np.max(np.abs(y)))
-    if peak == 0:
+    if not np.any(y):
         raise ParameterError("the audio is silent: there is nothing to separate")
 
     # Work in float64 from here on: the masks and the inverse transform decide
     # how exactly the sources add back up to the input.
     y64 = np.asarray(y, dtype=np.float64)
-    X = stft(y64, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)
-    V = np.abs(X) ** power
+    X = _stft(y64, output_params)
+    if analysis["sr"] == sr:
+        X_analysis = X
+    else:
+        import librosa
+
+        y_analysis = librosa.resample(y64, orig_sr=sr, target_sr=analysis["sr"], res_type="soxr_hq")
+        X_analysis = _stft(y_analysis, params)
+    V = np.abs(X_analysis) ** analysis["power"]
     if V.ndim == 3:
         V = V.sum(axis=0)
     rng = np.random.default_rng(random_state)
-    result = nmf(
-        V.astype(np.float32),
-        n_components,
-        beta=beta,
-        init=init,
-        max_iter=max_iter,
-        tol=tol,
-        random_state=rng,
-        callback=callback,
-    )
-    labels = group_components(result.W, result.H, n_sources, sr=sr, n_fft=params.n_fft, random_state=rng)
+    fit = dict(beta=analysis["beta"], max_iter=max_iter, tol=tol, sparsity=sparsity,
+               random_state=rng, callback=callback)
+    if models is None:
+        result = nmf(V.astype(np.float32), n_components, init=init, **fit)
+        labels = group_components(result.W, result.H, n_sources, sr=analysis["sr"],
+                                  n_fft=params.n_fft, random_state=rng)
+        names = [f"source{i + 1}" for i in range(n_sources)]
+    else:
+        fixed = [m.templates for m in models]
+        free = rng.random((V.shape[0], free_components)).astype(np.float32)
+        W = np.hstack(fixed + [free / np.maximum(free.sum(axis=0), 1e-30)])
+        update = np.r_[np.zeros(W.shape[1] - free_components, bool), np.ones(free_components, bool)]
+        result = nmf(V.astype(np.float32), W.shape[1], W=W, update_W=update, **fit)
+        labels = np.repeat(np.arange(len(models) + (free_components > 0)),
+                           [m.n_components for m in models] + ([free_components] if free_components else []))
+        names = [m.name for m in models] + (["residual"] if free_components else [])
     masks = wiener_masks(result.W, result.H, labels, mask_power=mask_power)
+    if analysis["sr"] != sr:
+        masks = _regrid_masks(masks, params, analysis["sr"], output_params, sr, X.shape[-1])
     estimates = [
-        istft(m * X, length=y.shape[-1], n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)
+        istft(m * X, length=y.shape[-1], n_fft=output_params.n_fft,
+              hop_length=output_params.hop_length, window=output_params.window)
         for m in masks
     ]
-    residual = (y64 - np.sum(estimates, axis=0)) / n_sources
-    return {f"source{i + 1}": (e + residual).astype(y.dtype) for i, e in enumerate(estimates)}
+    residual = (y64 - np.sum(estimates, axis=0)) / len(estimates)
+    return {name: (e + residual).astype(y.dtype) for name, e in zip(names, estimates)}
+
+
+def _stft(y, params):
+    return stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)
+
+
+def _analysis_from_models(models, beta, power, n_fft, hop_length, window):
+    """The analysis the models were learned with; explicit arguments must agree."""
+    from .models import SourceModel
+
+    models = list(models)
+    if not models:
+        raise ParameterError("models is empty")
+    for m in models:
+        if not isinstance(m, SourceModel):
+            raise ParameterError(f"models must be SourceModel objects, got {type(m).__name__}")
+    for m in models[1:]:
+        problem = models[0].compatible_with(m)
+        if problem:
+            raise ParameterError(f"the models cannot be used together: {problem}")
+    names = [m.name for m in models]
+    if len(set(names)) < len(names) or "residual" in names:
+        raise ParameterError(f"model names must be unique and not 'residual': {names}")
+    ref = models[0]
+    given = {"beta": None if beta is None else beta_to_float(beta), "power": power,
+             "n_fft": n_fft, "hop_length": hop_length, "window": window}
+    for field, value in given.items():
+        if value is not None and value != getattr(ref, field):
+            raise ParameterError(
+                f"{field}={value!r} differs from the models' {getattr(ref, field)!r}; "
+                "the analysis must be the one the models were learned with"
+            )
+    return {"sr": ref.sr, "params": ref.stft_params, "beta": ref.beta, "power": ref.power}
+
+
+def _params_at_rate(params, from_sr, to_sr):
+    """The STFT with the same frame and hop durations at another sampling rate."""
+    if from_sr == to_sr:
+        return params
+    ratio = to_sr / from_sr
+    n_fft = max(2, int(round(params.n_fft * ratio)))
+    return STFTParams(n_fft, max(1, min(n_fft, int(round(params.hop_length * ratio)))), params.window)
+
+
+def _regrid_masks(masks, params, sr, out_params, out_sr, n_frames):
+    """Interpolate masks from one STFT grid to another, linearly in Hz and seconds.
+
+    Every source gets the same interpolation weights, so masks still sum to 1.
+    Above the analysis Nyquist frequency the top bin's mask is kept.
+    """
+    def weights(source_positions, target_positions):
+        pos = np.interp(target_positions, source_positions, np.arange(len(source_positions)))
+        low = np.floor(pos).astype(int)
+        high = np.minimum(low + 1, len(source_positions) - 1)
+        return low, high, pos - low
+
+    f_low, f_high, f_w = weights(np.arange(params.n_fft // 2 + 1) * sr / params.n_fft,
+                                 np.arange(out_params.n_fft // 2 + 1) * out_sr / out_params.n_fft)
+    masks = masks[:, f_low] * (1 - f_w)[:, None] + masks[:, f_high] * f_w[:, None]
+    t_low, t_high, t_w = weights(np.arange(masks.shape[-1]) * params.hop_length / sr,
+                                 np.arange(n_frames) * out_params.hop_length / out_sr)
+    return masks[..., t_low] * (1 - t_w) + masks[..., t_high] * t_w
 
 
 def wiener_masks(W, H, labels, *, mask_power=2.0):

@@ -1,0 +1,294 @@
+"""Source models: spectral templates learned from example recordings of one source.
+
+A :class:`SourceModel` holds the templates of one source (for example "speech"
+or "drums") together with every parameter needed to use them on a mixture:
+sampling rate, STFT parameters, divergence and spectrogram exponent. Models are
+saved as ``.npz`` files that load without pickle and are checked on loading.
+"""
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import (
+    AudioError,
+    ParameterError,
+    beta_to_float,
+    check_audio,
+    check_nonnegative_real,
+    check_positive_int,
+)
+from .spectrogram import STFTParams, stft
+
+__all__ = ["SourceModel", "ModelError", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+_KIND = "audionmf.SourceModel"
+#: A model file may not unpack to more than this (a crafted file cannot exhaust memory).
+MAX_MODEL_BYTES = 256 * 1024**2
+_FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_length",
+           "window", "beta", "power")
+
+
+class ModelError(Exception):
+    """A model file is missing, corrupt, foreign or inconsistent."""
+
+
+@dataclass(frozen=True, eq=False)
+class SourceModel:
+    """Spectral templates of one source and the analysis they belong to.
+
+    Attributes
+    ----------
+    name : str
+        Source name; separated files are called ``<name>.wav``.
+    templates : np.ndarray [shape=(n_freq, K), dtype=float32]
+        Non-negative; :meth:`learn` scales each column to sum to 1.
+    sr : int
+        Sampling rate the templates were learned at.
+    n_fft, hop_length, window
+        STFT parameters (see :class:`audionmf.STFTParams`).
+    beta : float
+        Divergence used to learn them, and to be used with them.
+    power : float
+        Spectrogram exponent (1 magnitude, 2 power).
+    """
+
+    name: str
+    templates: np.ndarray
+    sr: int
+    n_fft: int = 2048
+    hop_length: int = 512
+    window: str = "hann"
+    beta: float = 1.0
+    power: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ParameterError(f"name={self.name!r}: a model needs a non-empty name")
+        if any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
+            raise ParameterError(f"name={self.name!r}: must be usable as a file name")
+        params = STFTParams(self.n_fft, self.hop_length, self.window)
+        object.__setattr__(self, "hop_length", params.hop_length)
+        check_positive_int(self.sr, "sr")
+        object.__setattr__(self, "beta", beta_to_float(self.beta))
+        object.__setattr__(self, "power", check_nonnegative_real(self.power, "power", allow_zero=False))
+        W = np.asarray(self.templates)
+        if W.ndim != 2 or W.shape[0] != self.n_fft // 2 + 1 or W.shape[1] < 1:
+            raise ParameterError(
+                f"templates have shape {W.shape}; expected ({self.n_fft // 2 + 1}, K) for n_fft={self.n_fft}"
+            )
+        if not np.issubdtype(W.dtype, np.floating) or not np.all(np.isfinite(W)) or W.min() < 0:
+            raise ParameterError("templates must be finite, non-negative floating-point numbers")
+        W = np.array(W, dtype=np.float32)  # our own read-only copy
+        W.setflags(write=False)
+        object.__setattr__(self, "templates", W)
+
+    @property
+    def n_components(self):
+        return self.templates.shape[1]
+
+    @property
+    def stft_params(self):
+        return STFTParams(self.n_fft, self.hop_length, self.window)
+
+    def compatible_with(self, other):
+        """Why two models cannot be used in one factorization, or None."""
+        for field in ("sr", "n_fft", "hop_length", "window", "beta", "power"):
+            mine, theirs = getattr(self, field), getattr(other, field)
+            if mine != theirs:
+                return f"{field} differs: {self.name!r} has {mine}, {other.name!r} has {theirs}"
+        return None
+
+    # ----------------------------------------------------------------- learning
+    @classmethod
+    def learn(
+        cls,
+        audio,
+        sr=None,
+        *,
+        name,
+        n_components=64,
+        beta="kl",
+        power=None,
+        n_fft=2048,
+        hop_length=None,
+        window="hann",
+        sparsity=0.0,
+        max_iter=300,
+        silence_db=-40.0,
+        random_state=None,
+        callback=None,
+    ):
+        """Learn the templates of one source from example recordings.
+
+        Parameters
+        ----------
+        audio : path, array, or a list of them
+            Example recordings of the source alone, any number and length.
+            Paths are read (and resampled to ``sr``); arrays need ``sr``.
+            Multichannel examples are averaged to mono.
+        sr : int or None
+            Sampling rate of the model; ``None`` takes the first file's.
+        name : str
+            Source name.
+        n_components : int
+            Number of templates K.
+        beta, power, n_fft, hop_length, window
+            Analysis, as in :func:`audionmf.separate`.
+        sparsity : float
+            L1 penalty on the activations while learning (see :func:`audionmf.nmf`).
+        max_iter : int
+            NMF iterations.
+        silence_db : float
+            Frames quieter than this, in dB relative to the loudest frame of
+            the examples, are left out: silence teaches nothing.
+        random_state : None, int or np.random.Generator
+        callback : callable, optional
+            Passed to :func:`audionmf.nmf`.
+
+        Returns
+        -------
+        SourceModel
+        """
+        from .io import load
+        from .nmf import nmf
+        from .separate import default_power
+
+        items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray)) else list(audio)
+        if not items:
+            raise ParameterError("learn needs at least one example recording")
+        beta = beta_to_float(beta)
+        power = default_power(beta) if power is None else power
+        params = STFTParams(n_fft, hop_length, window)
+        n_components = check_positive_int(n_components, "n_components")
+        spectra = []
+        for item in items:
+            if isinstance(item, (str, os.PathLike)):
+                y, sr_item = load(item, sr=sr, mono=True, dtype=np.float64)
+                sr = sr_item if sr is None else sr
+                label = os.fspath(item)
+            else:
+                if sr is None:
+                    raise ParameterError("sr is needed when examples are given as arrays")
+                y = check_audio(np.asarray(item, dtype=np.float64), "example")
+                y = y.mean(axis=0) if y.ndim == 2 else y
+                label = "an example"
+            if y.shape[-1] < params.n_fft:
+                raise ParameterError(f"{label}: too short: {y.shape[-1]} samples, need n_fft={params.n_fft}")
+            if not np.all(np.isfinite(y)):
+                raise ParameterError(f"{label}: contains NaN or Inf samples")
+            spectra.append(np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)) ** power)
+        V = np.concatenate(spectra, axis=1)
+        energy = (np.abs(V) ** (2.0 / power)).sum(axis=0)
+        if energy.max() <= 0:
+            raise ParameterError(f"the examples of {name!r} are silent")
+        keep = energy >= energy.max() * 10.0 ** (silence_db / 10.0)
+        V = V[:, keep]
+        result = nmf(
+            V.astype(np.float32),
+            n_components,
+            beta=beta,
+            init="random",
+            max_iter=max_iter,
+            tol=0.0,
+            random_state=random_state,
+            sparsity=sparsity,
+            callback=callback,
+        )
+        W = result.W / result.W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
+        return cls(name=name, templates=W, sr=sr, n_fft=params.n_fft,
+                   hop_length=params.hop_length, window=params.window, beta=beta, power=power)
+
+    # ----------------------------------------------------------------- files
+    def save(self, path):
+        """Write the model to an ``.npz`` file, atomically."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            raise ParameterError(f"{path}: model files end in .npz")
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez_compressed(
+                    handle,
+                    kind=np.str_(_KIND),
+                    format_version=np.int64(FORMAT_VERSION),
+                    name=np.str_(self.name),
+                    templates=self.templates,
+                    sr=np.int64(self.sr),
+                    n_fft=np.int64(self.n_fft),
+                    hop_length=np.int64(self.hop_length),
+                    window=np.str_(self.window),
+                    beta=np.float64(self.beta),
+                    power=np.float64(self.power),
+                )
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            if isinstance(exc, OSError):
+                raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Read and check a model file written by :meth:`save`.
+
+        Raises
+        ------
+        ModelError
+            Missing, not an audionmf model, from a newer version, or with
+            inconsistent contents; the message names the file and the problem.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise ModelError(f"{path}: no such file")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                total = sum(info.file_size for info in archive.infolist())
+            if total > MAX_MODEL_BYTES:
+                raise ModelError(f"{path}: model file unpacks to {total} bytes, more than a model needs")
+            with np.load(path, allow_pickle=False) as data:
+                missing = [f for f in _FIELDS if f not in data.files]
+                if "kind" not in data.files or str(data["kind"]) != _KIND:
+                    raise ModelError(f"{path}: not an audionmf model file")
+                if missing:
+                    raise ModelError(f"{path}: model file lacks {', '.join(missing)}")
+                version = int(data["format_version"])
+                if version > FORMAT_VERSION:
+                    raise ModelError(
+                        f"{path}: model format {version} is newer than this audionmf reads "
+                        f"({FORMAT_VERSION}); upgrade audionmf"
+                    )
+                fields = {f: data[f] for f in _FIELDS[2:]}
+        except ModelError:
+            raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+            raise ModelError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
+        try:
+            scalars = {k: v for k, v in fields.items() if k != "templates"}
+            if any(np.ndim(v) != 0 for v in scalars.values()):
+                raise ParameterError("parameters must be scalars")
+            return cls(
+                name=str(fields["name"]),
+                templates=np.asarray(fields["templates"]),
+                sr=int(fields["sr"]),
+                n_fft=int(fields["n_fft"]),
+                hop_length=int(fields["hop_length"]),
+                window=str(fields["window"]),
+                beta=float(fields["beta"]),
+                power=float(fields["power"]),
+            )
+        except (ParameterError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: inconsistent model: {exc}") from None

@@ -1,0 +1,284 @@
+"""Separation quality on a corpus laid out like bench-dev, with the reference points.
+
+    python benchmarks/quality.py CORPUS_DIR [--json OUT.json] [--tasks T ...] [--methods M ...]
+
+Corpus layout (see bench-dev's README):
+
+    <task>/train/<source>/*.flac       training clips per source
+    <task>/test/<id>/mix.flac          mixture
+    <task>/test/<id>/<source>.flac     true stems
+
+Every method runs in this one process, on the same mixtures, and is scored by
+audionmf.evaluate (BSS Eval v3 = mir_eval.separation.bss_eval_sources; blind methods
+with the best permutation). Prints one table of mean SDR / SIR / SAR per task and
+source and seconds per mixture, then the mean SDR per task, and writes the JSON.
+
+Methods:
+  mixture             the unprocessed mixture as every source (floor)
+  oracle_wiener       |S_j|^2 / sum |S_k|^2 from the true stems (ceiling)
+  librosa_hpss        librosa.effects.hpss, harmonic / percussive (blind)
+  sklearn_mfcc        scikit-learn NMF (KL, 16 components) + MFCC k-means grouping (blind)
+  sklearn_supervised  scikit-learn KL-NMF, 20 templates per source from train/, templates
+                      fixed at test, Wiener mask p=2
+  audionmf_blind      audionmf.separate(n_sources=2), the CLI defaults
+  audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+import audionmf
+
+N_FFT, HOP = 2048, 512
+
+
+# --------------------------------------------------------------------------- corpus
+def read_corpus(root, tasks=None):
+    """{task: {"sources": [...], "train": {source: [paths]}, "test": [{id, mix, stems}]}}"""
+    corpus = {}
+    for task_dir in sorted(glob.glob(os.path.join(root, "*", ""))):
+        task = os.path.basename(os.path.dirname(task_dir))
+        if tasks and task not in tasks:
+            continue
+        if not (os.path.isdir(os.path.join(task_dir, "train")) and os.path.isdir(os.path.join(task_dir, "test"))):
+            continue
+        sources = sorted(os.listdir(os.path.join(task_dir, "train")))
+        train = {s: sorted(glob.glob(os.path.join(task_dir, "train", s, "*.flac"))) for s in sources}
+        tests = []
+        for mix_dir in sorted(glob.glob(os.path.join(task_dir, "test", "*", ""))):
+            tests.append({
+                "id": os.path.basename(os.path.dirname(mix_dir)),
+                "mix": os.path.join(mix_dir, "mix.flac"),
+                "stems": {s: os.path.join(mix_dir, f"{s}.flac") for s in sources},
+            })
+        corpus[task] = {"sources": sources, "train": train, "test": tests}
+    return corpus
+
+
+def magnitude(y):
+    return np.abs(audionmf.stft(y, n_fft=N_FFT, hop_length=HOP))
+
+
+def wiener_from_models(mix, models, p=2.0):
+    """Soft masks from per-source model spectrograms, applied to the mixture STFT."""
+    X = audionmf.stft(mix, n_fft=N_FFT, hop_length=HOP)
+    stack = np.stack([np.maximum(m, 0) for m in models]) ** p + 1e-20
+    masks = stack / stack.sum(axis=0)
+    return [audionmf.istft(m * X, length=mix.shape[-1], n_fft=N_FFT, hop_length=HOP) for m in masks]
+
+
+# --------------------------------------------------------------------------- methods
+# Each method: prepare(task) -> state (training, untimed per mixture), run(state, mix, sr) -> {name: y}.
+
+class Mixture:
+    blind = False
+
+    def prepare(self, task, sr):
+        return task["sources"]
+
+    def run(self, sources, mix, sr, stems):
+        return {s: mix for s in sources}
+
+
+class OracleWiener:
+    blind = False
+
+    def prepare(self, task, sr):
+        return task["sources"]
+
+    def run(self, sources, mix, sr, stems):
+        estimates = wiener_from_models(mix, [magnitude(stems[s]) for s in sources])
+        return dict(zip(sources, estimates))
+
+
+class LibrosaHPSS:
+    blind = True
+
+    def prepare(self, task, sr):
+        return None
+
+    def run(self, state, mix, sr, stems):
+        import librosa
+
+        harmonic, percussive = librosa.effects.hpss(mix)
+        return {"harmonic": harmonic, "percussive": percussive}
+
+
+class SklearnMFCC:
+    """NMF, then k-means on the templates' MFCCs (nussl's TimbreClustering idea)."""
+
+    blind = True
+    n_components = 16
+
+    def prepare(self, task, sr):
+        return None
+
+    def run(self, state, mix, sr, stems):
+        import librosa
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import non_negative_factorization
+
+        V = magnitude(mix)
+        acts, templates, _ = non_negative_factorization(
+            V.T, n_components=self.n_components, solver="mu", beta_loss="kullback-leibler",
+            max_iter=200, random_state=0,
+        )
+        mel = librosa.feature.melspectrogram(S=templates.T ** 2, sr=sr)
+        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), sr=sr, n_mfcc=13)
+        labels = KMeans(2, n_init=10, random_state=0).fit_predict(mfcc.T)
+        if len(set(labels)) < 2:
+            labels[0] = 1 - labels[0]
+        models = [acts[:, labels == c] @ templates[labels == c] for c in (0, 1)]
+        estimates = wiener_from_models(mix, [m.T for m in models])
+        return {"source1": estimates[0], "source2": estimates[1]}
+
+
+class SklearnSupervised:
+    """KL-NMF, 20 templates per source from train/, fixed at test, Wiener p=2."""
+
+    blind = False
+    n_components = 20
+
+    def prepare(self, task, sr):
+        from sklearn.decomposition import NMF
+
+        templates = []
+        for source in task["sources"]:
+            V = np.concatenate(
+                [magnitude(audionmf.load(p, sr=sr, dtype=np.float64)[0]) for p in task["train"][source]], axis=1
+            )
+            model = NMF(self.n_components, solver="mu", beta_loss="kullback-leibler", max_iter=200, random_state=0)
+            model.fit(V.T)
+            templates.append(model.components_)
+        return task["sources"], templates
+
+    def run(self, state, mix, sr, stems):
+        from sklearn.decomposition import non_negative_factorization
+
+        sources, templates = state
+        H = np.vstack(templates)
+        acts, _, _ = non_negative_factorization(
+            magnitude(mix).T, H=H, update_H=False, n_components=H.shape[0], solver="mu",
+            beta_loss="kullback-leibler", max_iter=200,
+        )
+        bounds = np.cumsum([0] + [t.shape[0] for t in templates])
+        models = [(acts[:, a:b] @ H[a:b]).T for a, b in zip(bounds[:-1], bounds[1:])]
+        return dict(zip(sources, wiener_from_models(mix, models)))
+
+
+class AudionmfBlind:
+    blind = True
+
+    def prepare(self, task, sr):
+        return None
+
+    def run(self, state, mix, sr, stems):
+        return audionmf.separate(mix, sr, n_sources=2, random_state=0)
+
+
+class AudionmfModels:
+    blind = False
+
+    def prepare(self, task, sr):
+        return [
+            audionmf.SourceModel.learn(task["train"][s], sr, name=s, random_state=0)
+            for s in task["sources"]
+        ]
+
+    def run(self, models, mix, sr, stems):
+        return audionmf.separate(mix, sr, models=models, random_state=0)
+
+
+METHODS = {
+    "mixture": Mixture,
+    "oracle_wiener": OracleWiener,
+    "librosa_hpss": LibrosaHPSS,
+    "sklearn_mfcc": SklearnMFCC,
+    "sklearn_supervised": SklearnSupervised,
+    "audionmf_blind": AudionmfBlind,
+    "audionmf_models": AudionmfModels,
+}
+
+
+# --------------------------------------------------------------------------- main
+def run(corpus, methods, log=sys.stderr):
+    results = {}
+    for task_name, task in corpus.items():
+        mixtures = []
+        for item in task["test"]:
+            mix, sr = audionmf.load(item["mix"], dtype=np.float64)
+            stems = {s: audionmf.load(p, dtype=np.float64)[0] for s, p in item["stems"].items()}
+            mixtures.append((item["id"], mix, sr, stems))
+        sr = mixtures[0][2]
+        for method_name in methods:
+            method = METHODS[method_name]()
+            t0 = time.perf_counter()
+            state = method.prepare(task, sr)
+            train_seconds = time.perf_counter() - t0
+            per_mix, seconds = [], []
+            for mix_id, mix, sr, stems in mixtures:
+                t0 = time.perf_counter()
+                estimates = method.run(state, mix, sr, stems)
+                seconds.append(time.perf_counter() - t0)
+                scores = audionmf.evaluate(stems, estimates, sr, permutation=method.blind)
+                per_mix.append({"id": mix_id, **{s: scores["sources"][s] for s in task["sources"]}})
+            summary = {
+                s: {m: float(np.mean([r[s][m] for r in per_mix])) for m in ("sdr", "sir", "sar")}
+                for s in task["sources"]
+            }
+            results.setdefault(task_name, {})[method_name] = {
+                "sources": summary,
+                "mean_sdr": float(np.mean([summary[s]["sdr"] for s in task["sources"]])),
+                "seconds_per_mixture": float(np.mean(seconds)),
+                "training_seconds": train_seconds,
+                "mixtures": per_mix,
+            }
+            print(f"{task_name:16s} {method_name:20s} mean SDR {results[task_name][method_name]['mean_sdr']:6.2f} dB"
+                  f"  ({np.mean(seconds):.2f} s/mixture)", file=log, flush=True)
+    return results
+
+
+def table(results):
+    lines = [f"{'task':16s} {'source':9s} {'method':20s} {'SDR':>6s} {'SIR':>6s} {'SAR':>6s} {'s/mix':>6s}"]
+    for task, methods in results.items():
+        for method, r in methods.items():
+            for source, s in r["sources"].items():
+                lines.append(f"{task:16s} {source:9s} {method:20s} {s['sdr']:6.2f} {s['sir']:6.2f} "
+                             f"{s['sar']:6.2f} {r['seconds_per_mixture']:6.2f}")
+    lines.append("")
+    methods = list(next(iter(results.values())))
+    lines.append("mean SDR (dB) | " + " | ".join(results))
+    for method in methods:
+        lines.append(f"{method} | " + " | ".join(f"{results[t][method]['mean_sdr']:.2f}" for t in results))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    # scikit-learn warns at every fit that stops at max_iter, which the baselines do by design.
+    warnings.filterwarnings("ignore", message="Maximum number of iterations")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("corpus", help="folder laid out like bench-dev")
+    parser.add_argument("--json", default="quality.json", help="where to write the results (default: %(default)s)")
+    parser.add_argument("--tasks", nargs="*", help="only these tasks")
+    parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=list(METHODS))
+    args = parser.parse_args(argv)
+    corpus = read_corpus(args.corpus, args.tasks)
+    if not corpus:
+        parser.error(f"{args.corpus}: no task folders with train/ and test/")
+    t0 = time.perf_counter()
+    results = run(corpus, args.methods)
+    print(table(results))
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s; audionmf {audionmf.__version__}")
+    with open(args.json, "w") as handle:
+        json.dump({"corpus": os.path.abspath(args.corpus), "results": results}, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audionmf import ModelError, ParameterError, SourceModel, separate
+from audionmf.cli import main
+
+from conftest import gated, tone
+
+SR = 8000
+N_FFT = 512
+
+
+def low_voice(seconds=3.0, offset=0.0):
+    """A source of low harmonic tones that change pitch."""
+    parts = [tone(f, SR, seconds / 3, (1, 0.6, 0.3)) for f in (196, 220, 247)]
+    return 0.3 * gated(np.concatenate(parts), SR, period=0.5, duty=0.7, offset=offset)
+
+
+def high_voice(seconds=3.0, offset=0.0):
+    parts = [tone(f, SR, seconds / 3, (1, 0.2)) for f in (1319, 1480, 1568)]
+    return 0.3 * gated(np.concatenate(parts), SR, period=0.3, duty=0.6, offset=offset)
+
+
+@pytest.fixture(scope="module")
+def models():
+    low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, random_state=0)
+    high = SourceModel.learn(high_voice(), SR, name="high", n_components=8, n_fft=N_FFT, random_state=0)
+    return low, high
+
+
+def rel_error(estimate, reference):
+    return np.linalg.norm(estimate - reference) / np.linalg.norm(reference)
+
+
+def test_learned_model_describes_its_analysis(models):
+    low, _ = models
+    assert low.templates.shape == (N_FFT // 2 + 1, 8)
+    np.testing.assert_allclose(low.templates.sum(axis=0), 1.0, rtol=1e-5)
+    assert (low.sr, low.n_fft, low.hop_length, low.beta, low.power) == (SR, N_FFT, N_FFT // 4, 1.0, 1.0)
+    # The templates sit where the source has energy: below 1 kHz for the low voice.
+    freqs = np.arange(N_FFT // 2 + 1) * SR / N_FFT
+    assert low.templates[freqs < 1000].sum() > 0.95 * low.templates.sum()
+
+
+def test_supervised_separation_recovers_the_sources(models):
+    # Different notes' timing than in training, same instruments.
+    a, b = low_voice(offset=0.13), high_voice(offset=0.07)
+    sources = separate(a + b, SR, models=list(models))
+    assert list(sources) == ["low", "high"]
+    assert rel_error(sources["low"], a) < 0.1
+    assert rel_error(sources["high"], b) < 0.1
+    np.testing.assert_allclose(sources["low"] + sources["high"], a + b, atol=1e-10)
+
+
+def test_free_components_take_what_no_model_explains(models):
+    low, _ = models
+    a, b = low_voice(offset=0.1), high_voice()
+    sources = separate(a + b, SR, models=[low], free_components=4, random_state=0)
+    assert list(sources) == ["low", "residual"]
+    assert rel_error(sources["low"], a) < 0.15
+    assert rel_error(sources["residual"], b) < 0.15
+
+
+def test_mixture_at_another_rate(models):
+    import librosa
+
+    a, b = low_voice(offset=0.1), high_voice()
+    y16 = librosa.resample(a + b, orig_sr=SR, target_sr=16000)
+    sources = separate(y16, 16000, models=list(models))
+    assert all(s.shape == y16.shape for s in sources.values())
+    np.testing.assert_allclose(sum(sources.values()), y16, atol=1e-10)
+    back = {k: librosa.resample(v, orig_sr=16000, target_sr=SR) for k, v in sources.items()}
+    n = min(len(a), len(back["low"]))
+    assert rel_error(back["low"][:n], a[:n]) < 0.15
+    assert rel_error(back["high"][:n], b[:n]) < 0.15
+
+
+def test_save_load_round_trip(tmp_path, models):
+    low, _ = models
+    path = tmp_path / "low.npz"
+    low.save(path)
+    back = SourceModel.load(path)
+    np.testing.assert_array_equal(back.templates, low.templates)
+    for field in ("name", "sr", "n_fft", "hop_length", "window", "beta", "power"):
+        assert getattr(back, field) == getattr(low, field)
+    assert [p.name for p in tmp_path.iterdir()] == ["low.npz"]
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+
+
+def valid_fields(model):
+    return dict(kind=np.str_("audionmf.SourceModel"), format_version=np.int64(1), name=np.str_(model.name),
+                templates=model.templates, sr=np.int64(model.sr), n_fft=np.int64(model.n_fft),
+                hop_length=np.int64(model.hop_length), window=np.str_(model.window),
+                beta=np.float64(model.beta), power=np.float64(model.power))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda f: f.pop("kind"), "not an audionmf model file"),
+        (lambda f: f.update(kind=np.str_("something else")), "not an audionmf model file"),
+        (lambda f: f.pop("templates"), "lacks templates"),
+        (lambda f: f.update(format_version=np.int64(99)), "newer than this audionmf reads"),
+        (lambda f: f.update(templates=-f["templates"]), "non-negative"),
+        (lambda f: f.update(templates=f["templates"][:100]), "templates have shape"),
+        (lambda f: f.update(templates=np.full((257, 2), np.nan)), "finite"),
+        (lambda f: f.update(n_fft=np.int64(-4)), "n_fft"),
+        (lambda f: f.update(sr=np.array([1, 2])), "scalars"),
+        (lambda f: f.update(templates=np.array(["a", "b"])), "templates"),
+    ],
+)
+def test_bad_model_files_are_refused(tmp_path, models, change, match):
+    fields = valid_fields(models[0])
+    change(fields)
+    path = tmp_path / "m.npz"
+    _write_npz(path, **fields)
+    with pytest.raises(ModelError, match=match):
+        SourceModel.load(path)
+
+
+def test_pickled_and_corrupt_files_are_refused(tmp_path):
+    pickled = tmp_path / "p.npz"
+    np.savez(pickled, kind=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(ModelError, match="p.npz"):
+        SourceModel.load(pickled)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ModelError, match="junk.npz: not a readable model file"):
+        SourceModel.load(junk)
+    with pytest.raises(ModelError, match="no such file"):
+        SourceModel.load(tmp_path / "missing.npz")
+
+
+def test_model_file_that_unpacks_huge_is_refused(tmp_path, monkeypatch):
+    import audionmf.models
+
+    path = tmp_path / "big.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("templates.npy", b"\0" * 2_000_000)
+    monkeypatch.setattr(audionmf.models, "MAX_MODEL_BYTES", 1_000_000)
+    with pytest.raises(ModelError, match="more than a model needs"):
+        SourceModel.load(path)
+
+
+def test_incompatible_models_are_refused(models):
+    low, high = models
+    other = SourceModel.learn(high_voice(), SR, name="other", n_components=4, n_fft=256)
+    with pytest.raises(ParameterError, match="n_fft differs"):
+        separate(low_voice(), SR, models=[low, other])
+    with pytest.raises(ParameterError, match="unique"):
+        separate(low_voice(), SR, models=[low, low])
+    with pytest.raises(ParameterError, match="n_fft=1024 differs"):
+        separate(low_voice(), SR, models=[low, high], n_fft=1024)
+    with pytest.raises(ParameterError, match="free_components needs models"):
+        separate(low_voice(), SR, free_components=3)
+
+
+def test_learning_ignores_silence():
+    quiet = 1e-4 * np.random.default_rng(0).standard_normal(SR)  # -80 dB: below the cut
+    a = SourceModel.learn([low_voice(), np.zeros(SR), quiet], SR, name="a", n_components=4,
+                          n_fft=N_FFT, random_state=0)
+    b = SourceModel.learn(low_voice(), SR, name="b", n_components=4, n_fft=N_FFT, random_state=0)
+    np.testing.assert_array_equal(a.templates, b.templates)
+
+
+def test_learning_refuses_bad_examples():
+    with pytest.raises(ParameterError, match="silent"):
+        SourceModel.learn(np.zeros(SR), SR, name="x", n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="too short"):
+        SourceModel.learn(np.ones(100), SR, name="x", n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="sr is needed"):
+        SourceModel.learn(np.ones(SR), name="x")
+    with pytest.raises(ParameterError, match="file name"):
+        SourceModel.learn(low_voice(), SR, name="a/b", n_fft=N_FFT)
+
+
+# ------------------------------------------------------------------ command line
+@pytest.fixture
+def example_files(tmp_path):
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    sf.write(folder / "low1.wav", low_voice(), SR)
+    sf.write(folder / "low2.wav", low_voice(offset=0.2)[: 2 * SR], SR)
+    sf.write(folder / "high.wav", high_voice(), SR)
+    sf.write(folder / "mix.wav", low_voice(offset=0.1) + high_voice(offset=0.05), SR, subtype="FLOAT")
+    return folder
+
+
+def test_cli_learn_then_separate(tmp_path, example_files):
+    low = tmp_path / "low.npz"
+    high = tmp_path / "high.npz"
+    common = ["--components", "8", "--n-fft", str(N_FFT), "-q"]
+    assert main(["learn", "low", str(example_files / "low1.wav"), str(example_files / "low2.wav"),
+                 "-o", str(low), *common]) == 0
+    assert main(["learn", "high", str(example_files / "high.wav"), "-o", str(high), *common]) == 0
+    assert SourceModel.load(low).name == "low"
+    out = tmp_path / "out"
+    assert main(["separate", str(example_files / "mix.wav"), "--model", str(low), "--model", str(high),
+                 "-o", str(out), "-q"]) == 0
+    mix, _ = sf.read(example_files / "mix.wav")
+    parts = {name: sf.read(out / "mix" / f"{name}.wav")[0] for name in ("low", "high")}
+    np.testing.assert_allclose(parts["low"] + parts["high"], mix, atol=1e-6)
+    assert rel_error(parts["low"], low_voice(offset=0.1)) < 0.1
+    out2 = tmp_path / "out2"
+    assert main(["separate", str(example_files / "mix.wav"), "--model", str(low), "--free", "4",
+                 "-o", str(out2), "-q"]) == 0
+    assert sorted(p.name for p in (out2 / "mix").iterdir()) == ["low.wav", "residual.wav"]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["separate", "x.wav", "--model", "m.npz", "--sources", "3"], "--sources cannot be used with --model"),
+        (["separate", "x.wav", "--model", "m.npz", "--n-fft", "512"], "--n-fft cannot be used with --model"),
+        (["separate", "x.wav", "--free", "3"], "--free needs --model"),
+        (["learn", "x", "a.wav", "-o", "x.txt"], "model files end in .npz"),
+        (["learn", "x", "a.wav"], "required: -o"),
+    ],
+)
+def test_cli_model_usage_errors(capsys, args, expected):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+
+
+def test_cli_bad_model_file_is_refused_before_work(tmp_path, example_files, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    out = tmp_path / "out"
+    assert main(["separate", str(example_files / "mix.wav"), "--model", str(bad), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.npz: not a readable model file" in err[0]
+    assert not out.exists()
+
+
+def test_cli_learn_bad_example(tmp_path, example_files, capsys):
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"junk" * 100)
+    model = tmp_path / "m.npz"
+    assert main(["learn", "x", str(example_files / "low1.wav"), str(junk), "-o", str(model)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.wav: not a readable audio file" in err[0]
+    assert not model.exists()
