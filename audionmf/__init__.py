@@ -11,7 +11,15 @@ from .io import load, save
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
 from .separate import group_components, separate, wiener_masks
-from .spectrogram import STFTParams, bin_frequencies, frame_times, istft, stft
+from .spectrogram import (
+    STFTParams,
+    bin_frequencies,
+    frame_times,
+    istft,
+    stack_frames,
+    stft,
+    unstack_frames,
+)
 
 __all__ = [
     "__version__",
@@ -24,6 +32,8 @@ __all__ = [
     "istft",
     "frame_times",
     "bin_frequencies",
+    "stack_frames",
+    "unstack_frames",
     "nmf",
     "NMFResult",
     "beta_divergence",

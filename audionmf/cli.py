@@ -73,7 +73,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: What `audionmf learn` uses when an option is not given (SourceModel.learn's defaults).
-LEARN_DEFAULTS = {"n_components": 64, "sparsity": 0.0, "max_iter": 300}
+LEARN_DEFAULTS = {"n_components": 64, "context": 0, "sparsity": 0.0, "max_iter": 300}
 
 
 def _add_analysis_options(parser, prefix):
@@ -190,6 +190,9 @@ def get_parser():
     learn.add_argument("--components", type=_positive_int, default=None, metavar="K",
                        help=f"number of templates (default: {LEARN_DEFAULTS['n_components']})")
     _add_analysis_options(learn, "")
+    learn.add_argument("--context", type=_nonnegative_int, default=None, metavar="C",
+                       help="frames of context on each side of a template, so templates follow "
+                            f"how a sound evolves (default: {LEARN_DEFAULTS['context']})")
     learn.add_argument("--sparsity", type=_nonnegative_float, default=None, metavar="S",
                        help=f"L1 penalty on activations while learning (default: {LEARN_DEFAULTS['sparsity']})")
     learn.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
@@ -294,7 +297,8 @@ def _run_learn(args):
             _report(f"{args.out}: is one of the examples; choose another -o")
             return EXIT_BAD_FILE
     options = {
-        "n_components": args.components, "sparsity": args.sparsity, "max_iter": args.iterations,
+        "n_components": args.components, "context": args.context, "sparsity": args.sparsity,
+        "max_iter": args.iterations,
         "beta": args.beta, "n_fft": args.n_fft, "hop_length": args.hop,
     }
     options = {k: v for k, v in options.items() if v is not None}

@@ -20,7 +20,7 @@ from ._validation import (
     check_nonnegative_real,
     check_positive_int,
 )
-from .spectrogram import STFTParams, stft
+from .spectrogram import STFTParams, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION"]
 
@@ -29,7 +29,7 @@ _KIND = "audionmf.SourceModel"
 #: A model file may not unpack to more than this (a crafted file cannot exhaust memory).
 MAX_MODEL_BYTES = 256 * 1024**2
 _FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_length",
-           "window", "beta", "power")
+           "window", "beta", "power", "context")
 
 
 class ModelError(Exception):
@@ -54,6 +54,10 @@ class SourceModel:
         Divergence used to learn them, and to be used with them.
     power : float
         Spectrogram exponent (1 magnitude, 2 power).
+    context : int
+        Frames of context on each side: each template spans ``2 * context + 1``
+        consecutive frames (:func:`audionmf.stack_frames`), so it describes
+        how a sound evolves, and has ``n_freq * (2 * context + 1)`` rows.
     """
 
     name: str
@@ -64,6 +68,7 @@ class SourceModel:
     window: str = "hann"
     beta: float = 1.0
     power: float = 1.0
+    context: int = 0
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
@@ -75,10 +80,13 @@ class SourceModel:
         check_positive_int(self.sr, "sr")
         object.__setattr__(self, "beta", beta_to_float(self.beta))
         object.__setattr__(self, "power", check_nonnegative_real(self.power, "power", allow_zero=False))
+        check_positive_int(self.context, "context", minimum=0)
         W = np.asarray(self.templates)
-        if W.ndim != 2 or W.shape[0] != self.n_fft // 2 + 1 or W.shape[1] < 1:
+        rows = (self.n_fft // 2 + 1) * (2 * self.context + 1)
+        if W.ndim != 2 or W.shape[0] != rows or W.shape[1] < 1:
             raise ParameterError(
-                f"templates have shape {W.shape}; expected ({self.n_fft // 2 + 1}, K) for n_fft={self.n_fft}"
+                f"templates have shape {W.shape}; expected ({rows}, K) for n_fft={self.n_fft} "
+                f"and context={self.context}"
             )
         if not np.issubdtype(W.dtype, np.floating) or not np.all(np.isfinite(W)) or W.min() < 0:
             raise ParameterError("templates must be finite, non-negative floating-point numbers")
@@ -96,7 +104,7 @@ class SourceModel:
 
     def compatible_with(self, other):
         """Why two models cannot be used in one factorization, or None."""
-        for field in ("sr", "n_fft", "hop_length", "window", "beta", "power"):
+        for field in ("sr", "n_fft", "hop_length", "window", "beta", "power", "context"):
             mine, theirs = getattr(self, field), getattr(other, field)
             if mine != theirs:
                 return f"{field} differs: {self.name!r} has {mine}, {other.name!r} has {theirs}"
@@ -116,6 +124,7 @@ class SourceModel:
         n_fft=2048,
         hop_length=None,
         window="hann",
+        context=0,
         sparsity=0.0,
         max_iter=300,
         silence_db=-40.0,
@@ -138,6 +147,8 @@ class SourceModel:
             Number of templates K.
         beta, power, n_fft, hop_length, window
             Analysis, as in :func:`audionmf.separate`.
+        context : int
+            Frames of context on each side of every template (see the class).
         sparsity : float
             L1 penalty on the activations while learning (see :func:`audionmf.nmf`).
         max_iter : int
@@ -164,6 +175,7 @@ class SourceModel:
         power = default_power(beta) if power is None else power
         params = STFTParams(n_fft, hop_length, window)
         n_components = check_positive_int(n_components, "n_components")
+        context = check_positive_int(context, "context", minimum=0)
         spectra = []
         for item in items:
             if isinstance(item, (str, os.PathLike)):
@@ -180,9 +192,11 @@ class SourceModel:
                 raise ParameterError(f"{label}: too short: {y.shape[-1]} samples, need n_fft={params.n_fft}")
             if not np.all(np.isfinite(y)):
                 raise ParameterError(f"{label}: contains NaN or Inf samples")
-            spectra.append(np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)) ** power)
-        V = np.concatenate(spectra, axis=1)
-        energy = (np.abs(V) ** (2.0 / power)).sum(axis=0)
+            S = np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window))
+            spectra.append(S**power)
+        # Frames are stacked within each example, never across two of them.
+        energy = np.concatenate([(S ** (2.0 / power)).sum(axis=0) for S in spectra])
+        V = np.concatenate([stack_frames(S, context) for S in spectra], axis=1)
         if energy.max() <= 0:
             raise ParameterError(f"the examples of {name!r} are silent")
         keep = energy >= energy.max() * 10.0 ** (silence_db / 10.0)
@@ -200,7 +214,8 @@ class SourceModel:
         )
         W = result.W / result.W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
         return cls(name=name, templates=W, sr=sr, n_fft=params.n_fft,
-                   hop_length=params.hop_length, window=params.window, beta=beta, power=power)
+                   hop_length=params.hop_length, window=params.window, beta=beta, power=power,
+                   context=context)
 
     # ----------------------------------------------------------------- files
     def save(self, path):
@@ -227,6 +242,7 @@ class SourceModel:
                     window=np.str_(self.window),
                     beta=np.float64(self.beta),
                     power=np.float64(self.power),
+                    context=np.int64(self.context),
                 )
             mask = os.umask(0)
             os.umask(mask)
@@ -289,6 +305,7 @@ class SourceModel:
                 window=str(fields["window"]),
                 beta=float(fields["beta"]),
                 power=float(fields["power"]),
+                context=int(fields["context"]),
             )
         except (ParameterError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: inconsistent model: {exc}") from None

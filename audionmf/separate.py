@@ -24,7 +24,7 @@ from ._validation import (
     check_positive_int,
 )
 from .nmf import nmf
-from .spectrogram import STFTParams, stft, istft
+from .spectrogram import STFTParams, istft, stack_frames, stft, unstack_frames
 
 __all__ = ["separate", "group_components", "wiener_masks", "default_power", "template_features"]
 
@@ -164,6 +164,8 @@ def separate(
     V = np.abs(X_analysis) ** analysis["power"]
     if V.ndim == 3:
         V = V.sum(axis=0)
+    context = analysis.get("context", 0)
+    V = stack_frames(V, context)
     rng = np.random.default_rng(random_state)
     fit = dict(beta=analysis["beta"], max_iter=max_iter, tol=tol, sparsity=sparsity,
                random_state=rng, callback=callback)
@@ -181,7 +183,7 @@ def separate(
         labels = np.repeat(np.arange(len(models) + (free_components > 0)),
                            [m.n_components for m in models] + ([free_components] if free_components else []))
         names = [m.name for m in models] + (["residual"] if free_components else [])
-    masks = wiener_masks(result.W, result.H, labels, mask_power=mask_power)
+    masks = wiener_masks(result.W, result.H, labels, mask_power=mask_power, context=context)
     if analysis["sr"] != sr:
         masks = _regrid_masks(masks, params, analysis["sr"], output_params, sr, X.shape[-1])
     estimates = [
@@ -223,7 +225,8 @@ def _analysis_from_models(models, beta, power, n_fft, hop_length, window):
                 f"{field}={value!r} differs from the models' {getattr(ref, field)!r}; "
                 "the analysis must be the one the models were learned with"
             )
-    return {"sr": ref.sr, "params": ref.stft_params, "beta": ref.beta, "power": ref.power}
+    return {"sr": ref.sr, "params": ref.stft_params, "beta": ref.beta, "power": ref.power,
+            "context": ref.context}
 
 
 def _params_at_rate(params, from_sr, to_sr):
@@ -255,17 +258,20 @@ def _regrid_masks(masks, params, sr, out_params, out_sr, n_frames):
     return masks[..., t_low] * (1 - t_w) + masks[..., t_high] * t_w
 
 
-def wiener_masks(W, H, labels, *, mask_power=2.0):
+def wiener_masks(W, H, labels, *, mask_power=2.0, context=0):
     """Soft masks ``M_s = (W_s H_s)**p / sum_j (W_j H_j)**p``, one per source.
 
     Parameters
     ----------
-    W : np.ndarray [shape=(n_freq, K)]
+    W : np.ndarray [shape=(n_freq * (2 * context + 1), K)]
     H : np.ndarray [shape=(K, n_frames)]
     labels : np.ndarray [shape=(K,), dtype=int]
         Source index (0 .. N-1) of each component; every source needs one.
     mask_power : float
         p.
+    context : int
+        For templates of stacked frames (:func:`audionmf.stack_frames`): each
+        source's spectrogram is the average of its stacked predictions.
 
     Returns
     -------
@@ -280,7 +286,10 @@ def wiener_masks(W, H, labels, *, mask_power=2.0):
         raise ParameterError(f"sources {sorted(missing)} have no component")
     W = np.asarray(W, dtype=np.float64)
     H = np.asarray(H, dtype=np.float64)
-    models = np.stack([W[:, labels == s] @ H[labels == s] for s in range(n_sources)])
+    n_freq = W.shape[0] // (2 * context + 1)
+    models = np.stack([
+        unstack_frames(W[:, labels == s] @ H[labels == s], n_freq, context) for s in range(n_sources)
+    ])
     # Scale each bin by its largest model before the power: no overflow, no underflow.
     top = models.max(axis=0)
     np.divide(models, top, out=models, where=top > 0)

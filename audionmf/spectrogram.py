@@ -12,7 +12,8 @@ import numpy as np
 
 from ._validation import ParameterError, check_audio, check_positive_int
 
-__all__ = ["STFTParams", "stft", "istft", "frame_times", "bin_frequencies"]
+__all__ = ["STFTParams", "stft", "istft", "frame_times", "bin_frequencies", "stack_frames",
+           "unstack_frames"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,57 @@ def istft(S, *, length, n_fft=2048, hop_length=None, window="hann"):
         window=params.window,
         length=length,
     )
+
+
+def stack_frames(V, context):
+    """Give every frame its neighbours: column t holds frames t-c .. t+c stacked.
+
+    Templates learned on stacked frames describe how a sound evolves over
+    ``2 * context + 1`` frames, not just one spectrum. Frames beyond the edges
+    repeat the first or last frame.
+
+    Parameters
+    ----------
+    V : np.ndarray [shape=(n_freq, n_frames)]
+    context : int
+        c, frames on each side; 0 returns V itself.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_freq * (2 * context + 1), n_frames)]
+        Block i (rows ``i * n_freq`` to ``(i + 1) * n_freq``) holds frame ``t + i - c``.
+    """
+    if context == 0:
+        return V
+    n_frames = V.shape[1]
+    padded = np.pad(V, ((0, 0), (context, context)), mode="edge")
+    return np.vstack([padded[:, i : i + n_frames] for i in range(2 * context + 1)])
+
+
+def unstack_frames(M, n_freq, context):
+    """Inverse of :func:`stack_frames` for a model: average the 2c+1 guesses of each frame.
+
+    Parameters
+    ----------
+    M : np.ndarray [shape=(n_freq * (2 * context + 1), n_frames)]
+    n_freq : int
+    context : int
+
+    Returns
+    -------
+    np.ndarray [shape=(n_freq, n_frames)]
+    """
+    if context == 0:
+        return M
+    n_frames = M.shape[1]
+    total = np.zeros((n_freq, n_frames), dtype=M.dtype)
+    count = np.zeros(n_frames)
+    for i in range(2 * context + 1):
+        shift = i - context  # block i of column t describes frame t + shift
+        lo, hi = max(0, -shift), min(n_frames, n_frames - shift)
+        total[:, lo + shift : hi + shift] += M[i * n_freq : (i + 1) * n_freq, lo:hi]
+        count[lo + shift : hi + shift] += 1
+    return total / count
 
 
 def frame_times(n_frames, *, sr, hop_length):

@@ -84,7 +84,7 @@ def test_save_load_round_trip(tmp_path, models):
     low.save(path)
     back = SourceModel.load(path)
     np.testing.assert_array_equal(back.templates, low.templates)
-    for field in ("name", "sr", "n_fft", "hop_length", "window", "beta", "power"):
+    for field in ("name", "sr", "n_fft", "hop_length", "window", "beta", "power", "context"):
         assert getattr(back, field) == getattr(low, field)
     assert [p.name for p in tmp_path.iterdir()] == ["low.npz"]
 
@@ -97,7 +97,7 @@ def valid_fields(model):
     return dict(kind=np.str_("audionmf.SourceModel"), format_version=np.int64(1), name=np.str_(model.name),
                 templates=model.templates, sr=np.int64(model.sr), n_fft=np.int64(model.n_fft),
                 hop_length=np.int64(model.hop_length), window=np.str_(model.window),
-                beta=np.float64(model.beta), power=np.float64(model.power))
+                beta=np.float64(model.beta), power=np.float64(model.power), context=np.int64(model.context))
 
 
 @pytest.mark.parametrize(
@@ -195,11 +195,11 @@ def example_files(tmp_path):
 def test_cli_learn_then_separate(tmp_path, example_files):
     low = tmp_path / "low.npz"
     high = tmp_path / "high.npz"
-    common = ["--components", "8", "--n-fft", str(N_FFT), "-q"]
+    common = ["--components", "8", "--n-fft", str(N_FFT), "--context", "1", "-q"]
     assert main(["learn", "low", str(example_files / "low1.wav"), str(example_files / "low2.wav"),
                  "-o", str(low), *common]) == 0
     assert main(["learn", "high", str(example_files / "high.wav"), "-o", str(high), *common]) == 0
-    assert SourceModel.load(low).name == "low"
+    assert SourceModel.load(low).name == "low" and SourceModel.load(low).context == 1
     out = tmp_path / "out"
     assert main(["separate", str(example_files / "mix.wav"), "--model", str(low), "--model", str(high),
                  "-o", str(out), "-q"]) == 0
@@ -247,3 +247,18 @@ def test_cli_learn_bad_example(tmp_path, example_files, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "junk.wav: not a readable audio file" in err[0]
     assert not model.exists()
+
+
+def test_models_with_temporal_context(tmp_path):
+    low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, context=2, random_state=0)
+    high = SourceModel.learn(high_voice(), SR, name="high", n_components=8, n_fft=N_FFT, context=2, random_state=0)
+    assert low.templates.shape == (5 * (N_FFT // 2 + 1), 8)
+    low.save(tmp_path / "low.npz")
+    assert SourceModel.load(tmp_path / "low.npz").context == 2
+    a, b = low_voice(offset=0.13), high_voice(offset=0.07)
+    sources = separate(a + b, SR, models=[low, high])
+    assert rel_error(sources["low"], a) < 0.1 and rel_error(sources["high"], b) < 0.1
+    np.testing.assert_allclose(sources["low"] + sources["high"], a + b, atol=1e-10)
+    flat = SourceModel.learn(high_voice(), SR, name="flat", n_components=8, n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="context differs"):
+        separate(a + b, SR, models=[low, flat])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from audionmf import ParameterError, bin_frequencies, frame_times, istft, stft
+from audionmf import ParameterError, bin_frequencies, frame_times, istft, stack_frames, stft, unstack_frames
 
 
 @pytest.mark.parametrize("n_fft", [256, 1024, 2048])
@@ -73,3 +73,24 @@ def test_bad_signals():
 def test_istft_checks_the_frequency_axis():
     with pytest.raises(ParameterError, match="expected"):
         istft(np.zeros((100, 10), dtype=complex), length=1000, n_fft=2048)
+
+
+@pytest.mark.parametrize("context", [0, 1, 3])
+def test_stacked_frames_round_trip(rng, context):
+    V = rng.random((7, 20))
+    S = stack_frames(V, context)
+    assert S.shape == (7 * (2 * context + 1), 20)
+    # Block i of column t is frame t + i - context (edges repeat the end frames).
+    for i in range(2 * context + 1):
+        for t in (0, 10, 19):
+            np.testing.assert_array_equal(S[i * 7 : (i + 1) * 7, t], V[:, min(max(t + i - context, 0), 19)])
+    np.testing.assert_allclose(unstack_frames(S, 7, context), V)
+
+
+def test_unstack_averages_the_guesses(rng):
+    M = np.zeros((3 * 4, 5))
+    M[0:4, 2] = 3.0  # block 0 of column 2 describes frame 1
+    M[8:12, 0] = 6.0  # block 2 of column 0 describes frame 1
+    out = unstack_frames(M, 4, 1)
+    np.testing.assert_allclose(out[:, 1], 3.0)  # (3 + 0 + 6) / 3
+    np.testing.assert_allclose(out[:, 3], 0.0)
