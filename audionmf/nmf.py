@@ -196,9 +196,10 @@ def nmf(
     sparsity : float
         Weight of an L1 penalty on the activations, ``sparsity * sum(H) /
         mean(V)``, added to the divergence. With it, every template updated
-        is rescaled to unit sum after each update (the penalty would
-        otherwise shrink H and grow W without end), and ``losses`` report
-        divergence plus penalty.
+        is rescaled to unit Euclidean norm after each update (the penalty
+        would otherwise shrink H and grow W without end; a unit-sum norm
+        would make the penalty a mere rescaling of H under KL), and
+        ``losses`` report divergence plus penalty.
     check_every : int
         Evaluate the loss every this many iterations (a pass over V with a log).
         1 records the loss after every iteration.
@@ -393,10 +394,10 @@ class _Fit:
         self.kernels.multiplicative_step(X, num, den, self.gamma, self.floor, self.ceiling)
 
     def _normalize(self, W, H, columns):
-        """With a penalty on H, move the scale of updated templates into H."""
+        """With a penalty on H, move the scale of updated templates into H (unit L2 norm)."""
         if not self.sparsity:
             return
-        norms = W[:, columns].sum(axis=0)
+        norms = np.sqrt((W[:, columns].astype(np.float64) ** 2).sum(axis=0)).astype(W.dtype)
         W[:, columns] /= norms
         H[columns] *= norms[:, None]
         np.clip(W, self.floor, self.ceiling, out=W)

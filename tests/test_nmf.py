@@ -254,3 +254,28 @@ def test_mm_exponent():
 def test_public_api_is_exported():
     for name in audionmf.__all__:
         assert hasattr(audionmf, name), name
+
+
+def hoyer_sparsity(X):
+    """Hoyer's sparseness in [0, 1] of the whole matrix (1: one non-zero entry)."""
+    x = X.ravel()
+    n = x.size
+    return (np.sqrt(n) - np.abs(x).sum() / np.linalg.norm(x)) / (np.sqrt(n) - 1)
+
+
+def test_sparsity_penalty_is_monotone_with_fixed_templates(rng):
+    V = random_problem(rng, zeros=0.0)
+    W = rng.random((V.shape[0], 4))
+    res = nmf(V, 4, W=W, update_W=False, beta=1.5, sparsity=0.5, max_iter=80, tol=0, check_every=1)
+    assert np.all(np.diff(res.losses) <= 1e-10 * res.losses[:-1])
+    plain = nmf(V, 4, W=W, update_W=False, beta=1.5, max_iter=80, tol=0)
+    assert res.H.sum() < plain.H.sum()
+
+
+def test_sparsity_makes_activations_sparser(rng):
+    V = rng.random((40, 6)) @ rng.random((6, 60)) + 0.05
+    dense = nmf(V, 6, max_iter=300, tol=0, random_state=0, init="random", sparsity=1e-9)
+    sparse = nmf(V, 6, max_iter=300, tol=0, random_state=0, init="random", sparsity=0.5)
+    # Both runs keep unit-norm templates, so the activations compare directly.
+    np.testing.assert_allclose(np.linalg.norm(sparse.W, axis=0), 1.0, rtol=1e-6)
+    assert hoyer_sparsity(sparse.H) > hoyer_sparsity(dense.H) + 0.05
