@@ -1,38 +1,45 @@
 """Private numba kernels for the NMF core.
 
-They work in place on preallocated, C-contiguous 2-D arrays and trust their
-input: validation happens in :mod:`audionmf.nmf`. Each kernel fuses the
-element-wise work of one multiplicative half-step into a single pass over the
-data, optionally accumulating the beta-divergence of the current model on the
-way (in float64, whatever the array dtype). Matrix products stay in BLAS.
+They work in place on preallocated 2-D arrays (column blocks of the data, so
+rows may be strided), trust their input (validation happens in
+:mod:`audionmf.nmf`) and release the GIL, so that several threads can sweep
+different column blocks at once. Each kernel fuses the element-wise work of one
+multiplicative half-step into one pass over a block, optionally accumulating
+the beta-divergence of the current model on the way (in float64, whatever the
+array dtype). Matrix products stay in BLAS.
 """
 import math
 
-import numpy as np
 from numba import njit
 
+_OPTIONS = dict(cache=True, nogil=True)
 
-@njit(cache=True)
+
+@njit(**_OPTIONS)
 def kl_terms(V, Y, with_loss):
-    """Y <- V / Y. Returns the KL divergence D(V | Y_before) if ``with_loss``."""
+    """Y <- V / Y. Returns the KL divergence D(V | Y_before) if ``with_loss``, else 0."""
     n_rows, n_cols = V.shape
     total = 0.0
+    if not with_loss:
+        for i in range(n_rows):
+            for j in range(n_cols):
+                Y[i, j] = V[i, j] / Y[i, j]
+        return total
     for i in range(n_rows):
         row = 0.0
         for j in range(n_cols):
             v = V[i, j]
             y = Y[i, j]
             Y[i, j] = v / y
-            if with_loss:
-                if v > 0:
-                    row += v * math.log(v / y) - v + y
-                else:
-                    row += y
+            if v > 0:
+                row += v * math.log(v / y) - v + y
+            else:
+                row += y
         total += row
     return total
 
 
-@njit(cache=True)
+@njit(**_OPTIONS)
 def is_terms(V, Y, B, cap, with_loss):
     """Y <- V / Y**2, B <- 1 / Y (capped at ``cap``). Returns D_IS(V | Y_before).
 
@@ -44,18 +51,17 @@ def is_terms(V, Y, B, cap, with_loss):
         row = 0.0
         for j in range(n_cols):
             v = V[i, j]
-            y = Y[i, j]
-            inv = 1.0 / y
-            Y[i, j] = min(v * inv * inv, cap)
+            inv = 1.0 / Y[i, j]
+            q = v * inv
+            Y[i, j] = min(q * inv, cap)
             B[i, j] = min(inv, cap)
             if with_loss:
-                q = v * inv
                 row += q - math.log(q) - 1.0
         total += row
     return total
 
 
-@njit(cache=True)
+@njit(**_OPTIONS)
 def beta_terms(V, Y, B, beta, cap, with_loss):
     """Y <- V * Y**(beta-2), B <- Y**(beta-1) (capped). Returns D_beta(V | Y_before)."""
     n_rows, n_cols = V.shape
@@ -75,7 +81,7 @@ def beta_terms(V, Y, B, beta, cap, with_loss):
     return total
 
 
-@njit(cache=True)
+@njit(**_OPTIONS)
 def divergence(V, Y, beta, floor):
     """Sum of the beta-divergence d(V | Y) over all entries, in float64.
 
@@ -109,7 +115,7 @@ def divergence(V, Y, beta, floor):
     return total
 
 
-@njit(cache=True)
+@njit(**_OPTIONS)
 def multiplicative_step(X, num, den, gamma, floor, ceiling):
     """X <- clip(X * (num / den)**gamma, floor, ceiling), in place.
 
@@ -128,7 +134,7 @@ def multiplicative_step(X, num, den, gamma, floor, ceiling):
             X[i, j] = min(max(X[i, j] * r, floor), ceiling)
 
 
-@njit(cache=True)
+@njit(**_OPTIONS)
 def flush_small(V, threshold, value):
     """V[V < threshold] <- value, in place."""
     n_rows, n_cols = V.shape

@@ -42,6 +42,7 @@ C. Boutsidis and E. Gallopoulos, "SVD based initialization: A head start for
 nonnegative matrix factorization", Pattern Recognition 41(4), 2008.
 doi:10.1016/j.patcog.2007.09.010
 """
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,35 +262,28 @@ def nmf(
     rng = np.random.default_rng(random_state)
     W, H = _initialize(Vn, K, init, rng, W, H, scale, floor, ceiling)
 
-    fit = _Fit(Vn, beta, floor, ceiling, sparsity)
-    losses, loss_iters = [], []
-    converged = False
-    n_iter = 0
-    last_loss = None
-    for n_iter in range(1, max_iter + 1):
-        check = (n_iter - 1) % check_every == 0
-        # The loss of the factors entering this iteration comes with the first half-step.
-        if update_H:
-            loss = fit.update(W, H, side="H", with_loss=check)
-        else:
-            loss = fit.loss(W, H) if check else None
-        if check:
-            losses.append(loss)
-            loss_iters.append(n_iter - 1)
-            last_loss = loss
-            if tol > 0 and len(losses) > 1:
-                previous = losses[-2]
-                if previous - loss <= tol * max(abs(loss), np.finfo(np.float64).tiny):
+    with _Engine(Vn, K, beta, floor, ceiling, sparsity) as engine:
+        losses, loss_iters = [], []
+        converged = False
+        n_iter = 0
+        last_loss = None
+        for n_iter in range(1, max_iter + 1):
+            check = (n_iter - 1) % check_every == 0
+            # The loss of the factors entering an iteration comes with its first pass.
+            loss = engine.iterate(W, H, update_H, free, with_loss=check)
+            if check:
+                losses.append(loss)
+                loss_iters.append(n_iter - 1)
+                last_loss = loss
+            if callback is not None:
+                callback(n_iter, last_loss * scale**beta)
+            if check and tol > 0 and len(losses) > 1:
+                if losses[-2] - loss <= tol * max(abs(loss), np.finfo(np.float64).tiny):
                     converged = True
-                    n_iter -= 1
                     break
-        if free is not None:
-            fit.update(W, H, side="W", with_loss=False, columns=free)
-        if callback is not None:
-            callback(n_iter, last_loss * scale**beta)
-    if not loss_iters or loss_iters[-1] != n_iter:
-        losses.append(fit.loss(W, H))
-        loss_iters.append(n_iter)
+        if not loss_iters or loss_iters[-1] != n_iter:
+            losses.append(engine.iterate(W, H, False, None, with_loss=True))
+            loss_iters.append(n_iter)
     H *= dtype.type(scale)
     return NMFResult(
         W=W,
@@ -312,14 +306,23 @@ def _free_columns(update_W, K):
     return np.flatnonzero(mask) if mask.any() else None
 
 
-class _Fit:
-    """Buffers and one multiplicative half-step, written once for both factors.
+class _Engine:
+    """One multiplicative iteration (H, then the free columns of W), swept over column blocks.
 
-    ``update(W, H, side="H")`` updates H given W; ``side="W"`` updates W given H
-    with the same numerator/denominator formula applied through the transpose.
+    The frames (columns of V) are cut into blocks of about a megabyte. For each
+    block, the model ``W @ H_b``, the element-wise terms, the update of ``H_b``
+    and its contribution to the numerator and denominator of the W update are
+    computed while the block is in cache, so no full-size temporary exists.
+    Blocks are shared among threads, each running single-threaded BLAS and
+    GIL-free numba kernels (one BLAS thread pool beside another thread pool
+    only makes them fight over the cores). The update of W is written once, for
+    H and W alike: ``X <- X * (num / den) ** gamma``, with H's numerator and
+    denominator ``W.T @ terms`` and W's ``terms @ H.T``.
     """
 
-    def __init__(self, V, beta, floor, ceiling, sparsity=0.0):
+    BLOCK_BYTES = 1 << 20
+
+    def __init__(self, V, K, beta, floor, ceiling, sparsity=0.0, n_threads=None):
         from . import _kernels
 
         self.kernels = _kernels
@@ -329,79 +332,126 @@ class _Fit:
         self.floor, self.ceiling = floor, ceiling
         self.sparsity = sparsity
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
-        # KL needs one full-size buffer, other betas two, Euclidean none
-        # (except to report the loss).
-        self.Y = np.empty_like(V)
-        self.B = np.empty_like(V) if beta not in (1.0, 2.0) else None
+        n_freq, n_frames = V.shape
+        width = max(16, min(n_frames, self.BLOCK_BYTES // (n_freq * V.itemsize)))
+        starts = list(range(0, n_frames, width))
+        self.blocks = [(c, min(c + width, n_frames)) for c in starts]
+        if n_threads is None:
+            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        n_threads = max(1, min(n_threads or 1, len(self.blocks)))
+        # Contiguous runs of blocks per thread: partial sums add up in a fixed order.
+        self.chunks = [list(part) for part in np.array_split(np.arange(len(self.blocks)), n_threads)]
+        two_buffers = beta not in (1.0, 2.0)
+        self.buffers = [
+            (np.empty((n_freq, width), V.dtype), np.empty((n_freq, width), V.dtype) if two_buffers else None)
+            for _ in self.chunks
+        ]
+        self._pool = self._limits = None
+        if len(self.chunks) > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-    def loss(self, W, H):
-        np.matmul(W, H, out=self.Y)
-        return float(self.kernels.divergence(self.V, self.Y, self.beta, 0.0)) + self.penalty(H)
+            from threadpoolctl import threadpool_limits
 
-    def penalty(self, H):
-        return self.sparsity * float(H.sum(dtype=np.float64)) if self.sparsity else 0.0
+            self._limits = threadpool_limits(limits=1, user_api="blas")
+            self._pool = ThreadPoolExecutor(max_workers=len(self.chunks) - 1)
 
-    def update(self, W, H, side, with_loss, columns=None):
-        """One multiplicative update of H, or of the W columns in ``columns``.
+    def __enter__(self):
+        return self
 
-        Returns the objective at the factors as they were, if ``with_loss``.
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._limits.restore_original_limits()
+
+    def iterate(self, W, H, update_H, free, with_loss):
+        """Update H (if ``update_H``) then ``W[:, free]`` (if ``free`` is not None), in place.
+
+        Returns the objective at the factors as they came in if ``with_loss``.
         """
-        V, beta = self.V, self.beta
-        loss = None
-        Hc = H if columns is None or len(columns) == H.shape[0] else H[columns]
-        if beta == 2.0:
-            if with_loss:
-                loss = self.loss(W, H)
-            if side == "H":
-                num, den = W.T @ V, (W.T @ W) @ H
-            else:
-                num, den = V @ Hc.T, W @ (H @ Hc.T)
+        penalty = self.sparsity * float(H.sum(dtype=np.float64)) if with_loss and self.sparsity else 0.0
+        shared = {
+            "WtW": W.T @ W if self.beta == 2.0 else None,
+            "colsum": W.sum(axis=0)[:, None] if self.beta == 1.0 else None,
+        }
+        jobs = [(chunk, buffers) for chunk, buffers in zip(self.chunks, self.buffers)]
+        futures = [self._pool.submit(self._sweep, W, H, update_H, free, with_loss, shared, *job)
+                   for job in jobs[1:]] if self._pool else []
+        parts = [self._sweep(W, H, update_H, free, with_loss, shared, *jobs[0])]
+        parts += [f.result() for f in futures]
+        if free is not None:
+            self._update_W(W, H, free, parts)
+        return sum(p["loss"] for p in parts) + penalty if with_loss else None
+
+    def _sweep(self, W, H, update_H, free, with_loss, shared, chunk, buffers):
+        V, beta, k = self.V, self.beta, self.kernels
+        part = {"loss": 0.0, "num": 0.0, "den": 0.0}
+        for index in chunk:
+            c0, c1 = self.blocks[index]
+            Vb, Hb = V[:, c0:c1], H[:, c0:c1]
+            Y = buffers[0][:, : c1 - c0]
+            B = buffers[1][:, : c1 - c0] if buffers[1] is not None else None
+            if beta == 2.0:
+                if with_loss:
+                    np.matmul(W, Hb, out=Y)
+                    part["loss"] += k.divergence(Vb, Y, 2.0, 0.0)
+                if update_H:
+                    den = shared["WtW"] @ Hb
+                    self._step(Hb, W.T @ Vb, den + self.sparsity if self.sparsity else den)
+                if free is not None:
+                    Hf = Hb if len(free) == len(Hb) else Hb[free]
+                    part["num"] = part["num"] + Vb @ Hf.T
+                    part["den"] = part["den"] + Hb @ Hf.T  # (H H^T)[:, free]
+                continue
+            if update_H or with_loss:
+                np.matmul(W, Hb, out=Y)
+                part["loss"] += self._terms(Vb, Y, B, with_loss)
+            if update_H:
+                num = W.T @ Y
+                den = shared["colsum"] if B is None else W.T @ B
+                self._step(Hb, num, den + self.sparsity if self.sparsity else den)
+            if free is not None:
+                if update_H or not with_loss:  # the terms must follow the current H
+                    np.matmul(W, Hb, out=Y)
+                    self._terms(Vb, Y, B, False)
+                Hf = Hb if len(free) == len(Hb) else Hb[free]
+                part["num"] = part["num"] + Y @ Hf.T
+                if B is not None:
+                    part["den"] = part["den"] + B @ Hf.T
+        return part
+
+    def _terms(self, Vb, Y, B, with_loss):
+        k, beta = self.kernels, self.beta
+        if beta == 1.0:
+            return k.kl_terms(Vb, Y, with_loss)
+        if beta == 0.0:
+            return k.is_terms(Vb, Y, B, self.cap, with_loss)
+        return k.beta_terms(Vb, Y, B, beta, self.cap, with_loss)
+
+    def _update_W(self, W, H, free, parts):
+        num = sum(p["num"] for p in parts)
+        if self.beta == 1.0:
+            den = (H if len(free) == len(H) else H[free]).sum(axis=1)[None, :]
+        elif self.beta == 2.0:
+            den = W @ sum(p["den"] for p in parts)
         else:
-            Y = np.matmul(W, H, out=self.Y)
-            if beta == 1.0:
-                loss = self.kernels.kl_terms(V, Y, with_loss)
-                num_terms, den_terms = Y, None
-            elif beta == 0.0:
-                loss = self.kernels.is_terms(V, Y, self.B, self.cap, with_loss)
-                num_terms, den_terms = Y, self.B
-            else:
-                loss = self.kernels.beta_terms(V, Y, self.B, beta, self.cap, with_loss)
-                num_terms, den_terms = Y, self.B
-            if with_loss:
-                loss = float(loss) + self.penalty(H)
-            if side == "H":
-                num = W.T @ num_terms
-                den = W.T @ den_terms if den_terms is not None else W.sum(axis=0)[:, None]
-            else:
-                num = num_terms @ Hc.T
-                den = den_terms @ Hc.T if den_terms is not None else Hc.sum(axis=1)[None, :]
-        if side == "H":
-            if self.sparsity:
-                den = den + self.sparsity
-            self._step(H, num, den)
-        elif Hc is H:
+            den = sum(p["den"] for p in parts)
+        if len(free) == W.shape[1]:
             self._step(W, num, den)
-            self._normalize(W, H, columns)
         else:
-            Wc = np.ascontiguousarray(W[:, columns])
-            self._step(Wc, num, den)
-            W[:, columns] = Wc
-            self._normalize(W, H, columns)
-        return loss
+            Wf = np.ascontiguousarray(W[:, free])
+            self._step(Wf, num, den)
+            W[:, free] = Wf
+        if self.sparsity:
+            # Move the scale of updated templates into H (unit L2 norm).
+            norms = np.sqrt((W[:, free].astype(np.float64) ** 2).sum(axis=0)).astype(W.dtype)
+            W[:, free] /= norms
+            H[free] *= norms[:, None]
+            np.clip(W, self.floor, self.ceiling, out=W)
+            np.clip(H, self.floor, self.ceiling, out=H)
 
     def _step(self, X, num, den):
         den = np.broadcast_to(den, X.shape)
         self.kernels.multiplicative_step(X, num, den, self.gamma, self.floor, self.ceiling)
-
-    def _normalize(self, W, H, columns):
-        """With a penalty on H, move the scale of updated templates into H (unit L2 norm)."""
-        if not self.sparsity:
-            return
-        norms = np.sqrt((W[:, columns].astype(np.float64) ** 2).sum(axis=0)).astype(W.dtype)
-        W[:, columns] /= norms
-        H[columns] *= norms[:, None]
-        np.clip(W, self.floor, self.ceiling, out=W)
-        np.clip(H, self.floor, self.ceiling, out=H)
 
 
 def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
