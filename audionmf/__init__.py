@@ -3,10 +3,14 @@
 Audio -> STFT -> spectrogram V (n_freq x n_frames) -> V ~= W H (templates W,
 activations H) -> components grouped into sources -> soft masks -> inverse
 STFT -> one signal per source, the sources summing back to the mixture.
+
+Plots live in ``audionmf.plot`` (imported on its own, so that matplotlib loads
+only when asked for).
 """
 from ._validation import AudioError, ParameterError
 from ._version import __version__
 from .evaluate import evaluate
+from .features import Decomposition, decompose
 from .io import load, save
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
@@ -43,4 +47,6 @@ __all__ = [
     "evaluate",
     "SourceModel",
     "ModelError",
+    "decompose",
+    "Decomposition",
 ]

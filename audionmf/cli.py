@@ -65,6 +65,19 @@ exit status: 0 model written, 1 an example or the output cannot be used, 2 bad u
 """
 
 
+FEATURES_EPILOG = """\
+examples:
+  audionmf decompose song.wav -o song.npz --components 24
+  audionmf decompose clip.wav -o clip.csv --model drums.npz   (activations of a learned dictionary)
+  audionmf plot song.wav -o song.png
+
+Multichannel input is analysed on the channels' summed spectrogram.
+exit status: 0 written, 1 the input, model or output cannot be used, 2 bad usage.
+"""
+
+FEATURE_FORMATS = {"decompose": (".npz", ".csv"), "plot": (".png", ".pdf", ".svg")}
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr, exit 2."""
 
@@ -173,6 +186,8 @@ def get_parser():
                      help="random seed; same seed, same result (default: %(default)s)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav",
                      help="output file format (default: %(default)s)")
+    sep.add_argument("--plot", action="store_true",
+                     help="also draw the mixture and the sources to OUTDIR/<stem>/separation.png")
     sep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     sep.add_argument("--debug", action="store_true", help="show the traceback of errors")
     sep.set_defaults(run=_run_separate, check=_check_separate, command_parser=sep)
@@ -203,6 +218,29 @@ def get_parser():
     learn.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     learn.add_argument("--debug", action="store_true", help="show the traceback of errors")
     learn.set_defaults(run=_run_learn, check=_check_learn, command_parser=learn)
+
+    for name, summary, out_help in (
+        ("decompose", "write templates and activations (features) to .npz or .csv",
+         "features file: .npz (templates, activations, frequencies, times) or .csv "
+         "(activations with a time column)"),
+        ("plot", "draw the templates, activations and spectrogram of a file",
+         "figure file: .png, .pdf or .svg"),
+    ):
+        cmd = commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                                  epilog=FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.add_argument("input", metavar="INPUT", help="audio file")
+        cmd.add_argument("-o", "--out", required=True, metavar="FILE", help=out_help)
+        cmd.add_argument("--model", default=None, metavar="MODEL.npz",
+                         help="use this model's templates and compute activations only")
+        cmd.add_argument("--components", type=_positive_int, default=None, metavar="K",
+                         help="number of templates without --model (default: 16)")
+        _add_analysis_options(cmd, "without --model: ")
+        cmd.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
+                         help="maximum NMF iterations (default: %(default)s)")
+        cmd.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed (default: %(default)s)")
+        cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+        cmd.add_argument("--debug", action="store_true", help="show the traceback of errors")
+        cmd.set_defaults(run=_run_features, check=_check_features, command_parser=cmd)
 
     ev = commands.add_parser(
         "evaluate",
@@ -364,6 +402,72 @@ def _run_separate(args):
     return EXIT_BAD_FILE if failed else EXIT_OK
 
 
+def _check_features(sub, args):
+    ext = os.path.splitext(args.out)[1].lower()
+    allowed = FEATURE_FORMATS[args.command]
+    if ext not in allowed:
+        sub.error(f"-o {args.out}: the file name must end in {' or '.join(allowed)}")
+    if args.model:
+        for option in ("components", "beta", "n_fft", "hop"):
+            if getattr(args, option) is not None:
+                sub.error(f"--{option.replace('_', '-')} cannot be used with --model: "
+                          "the model decides the templates and the analysis")
+    _check_analysis(sub, args)
+
+
+def _run_features(args):
+    from . import io
+    from ._validation import AudioError, ParameterError
+    from .features import decompose
+    from .models import ModelError, SourceModel
+
+    problem = _unusable_output_folder(os.path.dirname(os.path.abspath(args.out)))
+    if problem:
+        _report(f"{args.out}: {problem}")
+        return EXIT_BAD_FILE
+    if os.path.exists(args.out) and os.path.samefile(args.out, args.input):
+        _report(f"{args.out}: is the input; choose another -o")
+        return EXIT_BAD_FILE
+    try:
+        model = SourceModel.load(args.model) if args.model else None
+        y, sr = io.load(args.input, sr=model.sr if model else None)
+        dec = decompose(y, sr, n_components=args.components, beta=args.beta, n_fft=args.n_fft,
+                        hop_length=args.hop, templates=model, max_iter=args.iterations,
+                        random_state=args.seed,
+                        callback=_progress(os.path.basename(args.input), args.iterations, args.quiet))
+        if args.command == "decompose":
+            dec.save(args.out)
+        else:
+            import numpy as np
+
+            from . import plot
+            from .spectrogram import stft
+
+            V = (np.abs(stft(y, n_fft=dec.n_fft, hop_length=dec.hop_length, window=dec.window)) ** dec.power)
+            _save_figure(plot.decomposition(dec, V.sum(axis=0) if V.ndim == 3 else V), args.out)
+    except (AudioError, ParameterError, ModelError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, OSError):
+            message = f"{args.out}: cannot write ({exc.strerror or exc})"
+        else:
+            message = str(exc)
+        known = (args.input, args.out) + ((args.model,) if args.model else ())
+        _report(message if message.startswith(known) else f"{args.input}: {message}")
+        return EXIT_BAD_FILE
+    if not args.quiet:
+        print(f"{args.input} -> {args.out} ({dec.n_components} components, {len(dec.times)} frames)",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _save_figure(fig, path):
+    from .io import atomic_file
+
+    with atomic_file(path) as handle:
+        fig.savefig(handle, format=os.path.splitext(path)[1][1:].lower(), dpi=120)
+
+
 def _run_evaluate(args):
     import json
 
@@ -446,6 +550,14 @@ def _separate_one(path, args, protected):
         raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
     try:
         io.save_together(targets, sr)
+        if args.plot:
+            from . import plot
+
+            try:
+                _save_figure(plot.sources(y, sources, sr, kind="spectrogram"),
+                             os.path.join(folder, "separation.png"))
+            except OSError as exc:
+                raise AudioError(f"{folder}: cannot write separation.png ({exc.strerror or exc})") from None
     except BaseException:
         if created:
             _remove_empty(folder)

@@ -8,9 +8,7 @@ The activations are features of the signal; with a fixed dictionary of
 templates (a :class:`audionmf.SourceModel` or any array) signals can be
 compared through them.
 """
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +21,7 @@ from ._validation import (
     check_nonnegative_real,
     check_positive_int,
 )
-from .io import _remove_quietly, _umask
+from .io import atomic_file
 from .models import SourceModel
 from .nmf import nmf
 from .separate import _analysis_from_models, default_power, wiener_masks
@@ -189,7 +187,7 @@ class Decomposition:
                 f"{path}: cannot write {ext or 'files without extension'!r}; "
                 f"use one of {', '.join(SAVE_FORMATS)}"
             )
-        with _atomic_file(path) as handle:
+        with atomic_file(path) as handle:
             if ext == ".npz":
                 np.savez_compressed(
                     handle,
@@ -354,17 +352,3 @@ def _context_of(W, n_fft):
         )
     return blocks // 2
 
-
-@contextlib.contextmanager
-def _atomic_file(path):
-    """A binary handle on a hidden temporary file beside ``path``, renamed to it on success."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise

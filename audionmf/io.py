@@ -6,6 +6,7 @@ goes to a hidden temporary file in the target folder, which is then renamed over
 the final name, so a crash or a full disk never leaves a half-written file
 under the name a user asked for.
 """
+import contextlib
 import os
 import tempfile
 
@@ -134,6 +135,26 @@ def output_format(path, subtype=None):
     if not sf.check_format(fmt, subtype):
         raise ParameterError(f"{os.fspath(path)}: {fmt} cannot hold sample format {subtype!r}")
     return fmt, subtype
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary handle on a hidden temporary file beside ``path``, renamed to it on success.
+
+    On any error (or interruption) the temporary file is removed and ``path`` is
+    left as it was. Raises ``OSError`` when the folder cannot hold the file.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
 
 
 def _write_temporary(path, y, sr, subtype):

@@ -6,7 +6,6 @@ sampling rate, STFT parameters, divergence and spectrogram exponent. Models are
 saved as ``.npz`` files that load without pickle and are checked on loading.
 """
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
@@ -223,13 +222,10 @@ class SourceModel:
         path = os.fspath(path)
         if not path.endswith(".npz"):
             raise ParameterError(f"{path}: model files end in .npz")
-        folder = os.path.dirname(os.path.abspath(path))
+        from .io import atomic_file
+
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_file(path) as handle:
                 np.savez_compressed(
                     handle,
                     kind=np.str_(_KIND),
@@ -244,18 +240,8 @@ class SourceModel:
                     power=np.float64(self.power),
                     context=np.int64(self.context),
                 )
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)
-            os.replace(tmp, path)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            if isinstance(exc, OSError):
-                raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
-            raise
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
     @classmethod
     def load(cls, path):
