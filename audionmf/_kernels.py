@@ -12,7 +12,8 @@ import math
 
 from numba import njit
 
-_OPTIONS = dict(cache=True, nogil=True)
+# error_model="numpy": IEEE division (no ZeroDivisionError check), which lets loops vectorize.
+_OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
 
 @njit(**_OPTIONS)

@@ -246,23 +246,16 @@ def nmf(
     elif not update_H:
         raise ParameterError("update_H=False needs the fixed activations H")
 
-    from . import _kernels  # numba loads on first use, not at import
-
     scale = float(np.mean(V, dtype=np.float64))
     if scale <= 0:
         raise ParameterError("V is all zeros: there is nothing to factorize")
     eps = float(np.finfo(dtype).eps)
     floor, ceiling = eps, 1.0 / eps
-    Vn = np.multiply(V, dtype.type(1.0 / scale), dtype=dtype)  # our own copy
-    if beta <= 0:
-        _kernels.flush_small(Vn, eps, eps)
-    else:
-        _kernels.flush_small(Vn, eps * eps, 0.0)
 
     rng = np.random.default_rng(random_state)
-    W, H = _initialize(Vn, K, init, rng, W, H, scale, floor, ceiling)
+    W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
 
-    with _Engine(Vn, K, beta, floor, ceiling, sparsity) as engine:
+    with _Engine(V, scale, beta, floor, ceiling, sparsity) as engine:
         losses, loss_iters = [], []
         converged = False
         n_iter = 0
@@ -322,11 +315,10 @@ class _Engine:
 
     BLOCK_BYTES = 1 << 20
 
-    def __init__(self, V, K, beta, floor, ceiling, sparsity=0.0, n_threads=None):
+    def __init__(self, V, scale, beta, floor, ceiling, sparsity=0.0, n_threads=None):
         from . import _kernels
 
         self.kernels = _kernels
-        self.V = V
         self.beta = beta
         self.gamma = mm_exponent(beta)
         self.floor, self.ceiling = floor, ceiling
@@ -336,6 +328,17 @@ class _Engine:
         width = max(16, min(n_frames, self.BLOCK_BYTES // (n_freq * V.itemsize)))
         starts = list(range(0, n_frames, width))
         self.blocks = [(c, min(c + width, n_frames)) for c in starts]
+        # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
+        # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
+        eps = floor
+        self.V_blocks = []
+        for c0, c1 in self.blocks:
+            block = np.multiply(V[:, c0:c1], V.dtype.type(1.0 / scale), dtype=V.dtype, order="C")
+            if beta <= 0:
+                _kernels.flush_small(block, eps, eps)
+            else:
+                _kernels.flush_small(block, eps * eps, 0.0)
+            self.V_blocks.append(block)
         if n_threads is None:
             n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         n_threads = max(1, min(n_threads or 1, len(self.blocks)))
@@ -383,13 +386,12 @@ class _Engine:
         return sum(p["loss"] for p in parts) + penalty if with_loss else None
 
     def _sweep(self, W, H, update_H, free, with_loss, shared, chunk, buffers):
-        V, beta, k = self.V, self.beta, self.kernels
+        beta, k = self.beta, self.kernels
         part = {"loss": 0.0, "num": 0.0, "den": 0.0}
         for index in chunk:
             c0, c1 = self.blocks[index]
-            Vb, Hb = V[:, c0:c1], H[:, c0:c1]
-            Y = buffers[0][:, : c1 - c0]
-            B = buffers[1][:, : c1 - c0] if buffers[1] is not None else None
+            Vb, Hb = self.V_blocks[index], H[:, c0:c1]
+            Y, B = (None if buf is None else buf.ravel()[: Vb.size].reshape(Vb.shape) for buf in buffers)
             if beta == 2.0:
                 if with_loss:
                     np.matmul(W, Hb, out=Y)
@@ -455,7 +457,7 @@ class _Engine:
 
 
 def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
-    """Starting factors in the units of V / mean(V); given factors are copied."""
+    """Starting factors in the units of V / scale, with scale = mean(V); given factors are copied."""
     dtype = V.dtype
     n_freq, n_frames = V.shape
     if H is not None:
@@ -468,7 +470,7 @@ def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
             H0 = np.full((K, n_frames), 1.0 / (K * max(float(W.mean()), floor)))
             W0 = None
         elif init == "random":
-            level = np.sqrt(V.mean() / K)
+            level = np.sqrt(1.0 / K)  # V / scale has mean 1
             W0 = level * np.abs(rng.standard_normal((n_freq, K)))
             H0 = level * np.abs(rng.standard_normal((K, n_frames)))
         else:
@@ -477,7 +479,7 @@ def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
                     f"init='nndsvda' needs n_components <= min(V.shape) = "
                     f"{min(n_freq, n_frames)}, got {K}; use init='random'"
                 )
-            W0, H0 = _nndsvda(V, K, rng)
+            W0, H0 = _nndsvda(V, K, rng, scale)
         if W is None:
             W = W0
         if H is None:
@@ -487,9 +489,10 @@ def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
     return np.ascontiguousarray(W), np.ascontiguousarray(H)
 
 
-def _nndsvda(V, K, rng):
-    """NNDSVD with zeros replaced by the mean of V (Boutsidis & Gallopoulos 2008)."""
-    U, S, Vt = _randomized_svd(V.astype(np.float64), K, rng)
+def _nndsvda(V, K, rng, scale):
+    """NNDSVD of V / scale, zeros replaced by its mean (Boutsidis & Gallopoulos 2008)."""
+    U, S, Vt = _randomized_svd(V, K, rng)
+    S = S / scale
     W = np.zeros((V.shape[0], K))
     H = np.zeros((K, V.shape[1]))
     W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
@@ -507,7 +510,7 @@ def _nndsvda(V, K, rng):
         lam = np.sqrt(S[j] * sigma)
         W[:, j] = lam * u
         H[j] = lam * v
-    mean = V.mean()
+    mean = float(np.mean(V, dtype=np.float64)) / scale
     W[W == 0] = mean
     H[H == 0] = mean
     return W, H
@@ -520,7 +523,7 @@ def _randomized_svd(A, K, rng, oversample=10, n_power=4):
     if size >= min(m, n) // 2:
         U, S, Vt = np.linalg.svd(A, full_matrices=False)
         return U[:, :K], S[:K], Vt[:K]
-    Q = A @ rng.standard_normal((n, size))
+    Q = A @ rng.standard_normal((n, size)).astype(A.dtype)  # no float64 copy of a float32 A
     for _ in range(n_power):
         Q, _ = np.linalg.qr(Q)
         Q, _ = np.linalg.qr(A.T @ Q)
