@@ -86,7 +86,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: What `audionmf learn` uses when an option is not given (SourceModel.learn's defaults).
-LEARN_DEFAULTS = {"n_components": 64, "context": 0, "sparsity": 0.0, "max_iter": 300}
+LEARN_DEFAULTS = {"n_components": 64, "context": 2, "sparsity": 0.0, "max_iter": 200}
 
 
 def _add_analysis_options(parser, prefix):

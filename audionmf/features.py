@@ -21,7 +21,7 @@ from ._validation import (
     check_nonnegative_real,
     check_positive_int,
 )
-from .io import atomic_file
+from .io import atomic_file, resample
 from .models import SourceModel
 from .nmf import nmf
 from .separate import _analysis_from_models, default_power, wiener_masks
@@ -295,9 +295,7 @@ def decompose(
         params, beta, power, context = (analysis[key] for key in ("params", "beta", "power", "context"))
         W = templates.templates
         if analysis["sr"] != sr:
-            import librosa
-
-            y = librosa.resample(y, orig_sr=sr, target_sr=analysis["sr"], res_type="soxr_hq")
+            y = resample(y, sr, analysis["sr"])
             sr = analysis["sr"]
     else:
         params = STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann")

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from ._validation import AudioError, ParameterError, check_positive_int
 
-__all__ = ["load", "save", "WRITE_FORMATS"]
+__all__ = ["load", "save", "resample", "WRITE_FORMATS"]
 
 #: Output formats by file extension, with the sample format written by default.
 #: WAV is written as 32-bit float so that separated sources sum back to the
@@ -77,13 +77,31 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     if mono:
         y = y.mean(axis=0, keepdims=True)
     if sr is not None and sr != file_sr:
-        import librosa
-
-        y = librosa.resample(y, orig_sr=file_sr, target_sr=sr, res_type="soxr_hq", axis=-1)
+        y = resample(y, file_sr, sr)
         file_sr = sr
     if y.shape[0] == 1:
         y = y[0]
     return np.ascontiguousarray(y, dtype=dtype), int(file_sr)
+
+
+def resample(y, orig_sr, target_sr):
+    """Change the sampling rate of a signal (soxr, high quality; what librosa uses by default).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
+    orig_sr, target_sr : int
+
+    Returns
+    -------
+    np.ndarray [shape=(..., ceil(n_samples * target_sr / orig_sr))], the dtype of y
+    """
+    import soxr
+
+    if orig_sr == target_sr:
+        return y
+    out = soxr.resample(np.asarray(y).T, orig_sr, target_sr, quality="HQ")
+    return np.ascontiguousarray(out.T, dtype=y.dtype)
 
 
 def save(path, y, sr, *, subtype=None):

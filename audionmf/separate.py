@@ -24,7 +24,8 @@ from ._validation import (
     check_positive_int,
 )
 from .nmf import nmf
-from .spectrogram import STFTParams, istft, stack_frames, stft, unstack_frames
+from .io import resample
+from .spectrogram import STFTParams, istft, mel_filters, stack_frames, stft, unstack_frames
 
 __all__ = ["separate", "group_components", "wiener_masks", "default_power", "template_features"]
 
@@ -157,9 +158,7 @@ def separate(
     if analysis["sr"] == sr:
         X_analysis = X
     else:
-        import librosa
-
-        y_analysis = librosa.resample(y64, orig_sr=sr, target_sr=analysis["sr"], res_type="soxr_hq")
+        y_analysis = resample(y64, sr, analysis["sr"])
         X_analysis = _stft(y_analysis, params)
     V = np.abs(X_analysis) ** analysis["power"]
     if V.ndim == 3:
@@ -311,10 +310,9 @@ def template_features(W, *, sr, n_fft, n_mels=40, n_coeffs=13):
     -------
     features : np.ndarray [shape=(K, n_coeffs)]
     """
-    import librosa
     import scipy.fft
 
-    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    mel = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels)
     W = np.asarray(W, dtype=np.float64)
     W = W / np.maximum(W.sum(axis=0, keepdims=True), np.finfo(np.float64).tiny)
     log_mel = np.log(mel @ W + 1e-10)

@@ -1,19 +1,23 @@
 """Short-time Fourier transform with one set of parameters both ways.
 
-Thin, validated wrappers around :func:`librosa.stft` / :func:`librosa.istft`
-(centred frames, zero padding) plus the axes that go with a spectrogram.
+The transforms compute exactly what :func:`librosa.stft` and
+:func:`librosa.istft` compute with their defaults (centred frames, zero
+padding, periodic window, window-sum-square normalization), which the tests
+check, in plain NumPy: calling librosa's would import scipy.signal and more,
+over a second of start-up for every command. Also here: the axes that go
+with a spectrogram, stacked frames, and a mel filter bank.
+
 A spectrogram has shape ``(n_freq, n_frames)`` with ``n_freq = n_fft // 2 + 1``;
 multichannel signals give ``(n_channels, n_freq, n_frames)``.
 """
 from dataclasses import dataclass
 
-import librosa
 import numpy as np
 
 from ._validation import ParameterError, check_audio, check_positive_int
 
 __all__ = ["STFTParams", "stft", "istft", "frame_times", "bin_frequencies", "stack_frames",
-           "unstack_frames"]
+           "unstack_frames", "mel_filters"]
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,13 @@ def stft(y, *, n_fft=2048, hop_length=None, window="hann"):
     """
     params = STFTParams(n_fft, hop_length, window)
     y = check_audio(y, "y")
-    return librosa.stft(
-        y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window
-    )
+    n_fft, hop = params.n_fft, params.hop_length
+    pad = [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y, pad), n_fft, axis=-1)[..., ::hop, :]
+    dtype = np.complex64 if y.dtype == np.float32 else np.complex128
+    window = _window(params.window, n_fft).astype(y.dtype, copy=False)
+    S = np.fft.rfft(frames * window, axis=-1).astype(dtype, copy=False)
+    return np.ascontiguousarray(np.swapaxes(S, -1, -2))
 
 
 def istft(S, *, length, n_fft=2048, hop_length=None, window="hann"):
@@ -87,13 +95,43 @@ def istft(S, *, length, n_fft=2048, hop_length=None, window="hann"):
             f"S has shape {S.shape}; expected (..., {params.n_fft // 2 + 1}, n_frames) "
             f"for n_fft={params.n_fft}"
         )
-    return librosa.istft(
-        S,
-        n_fft=params.n_fft,
-        hop_length=params.hop_length,
-        window=params.window,
-        length=length,
-    )
+    n_fft, hop = params.n_fft, params.hop_length
+    dtype = np.float32 if S.dtype == np.complex64 else np.float64
+    window = _window(params.window, n_fft)
+    n_frames = min(S.shape[-1], -(-(length + 2 * (n_fft // 2)) // hop))
+    frames = np.fft.irfft(np.swapaxes(S[..., :n_frames], -1, -2), n=n_fft, axis=-1) * window
+    y = _overlap_add(frames, hop)
+    norm = _overlap_add(np.broadcast_to(window**2, (n_frames, n_fft)), hop)
+    nonzero = norm > np.finfo(dtype).tiny
+    y[..., nonzero] /= norm[nonzero]
+    y = y[..., n_fft // 2 :]
+    if y.shape[-1] >= length:
+        return y[..., :length].astype(dtype)
+    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])]).astype(dtype)
+
+
+def _window(name, n_fft):
+    """The periodic window of length n_fft (scipy.signal.get_window(name, n_fft, fftbins=True))."""
+    if name == "hann":
+        return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    from scipy.signal import get_window  # slow to import: only for other windows
+
+    try:
+        return get_window(name, n_fft, fftbins=True)
+    except ValueError as exc:
+        raise ParameterError(f"window={name!r}: {exc}") from None
+
+
+def _overlap_add(frames, hop):
+    """Sum frames of shape (..., n_frames, n_fft) placed ``hop`` samples apart."""
+    *lead, n_frames, n_fft = frames.shape
+    out = np.zeros((*lead, n_fft + hop * (n_frames - 1) + hop), dtype=frames.dtype)
+    for start in range(0, n_fft, hop):
+        piece = frames[..., start : start + hop]
+        width = piece.shape[-1]
+        target = out[..., start : start + hop * n_frames].reshape(*lead, n_frames, hop)
+        target[..., :width] += piece
+    return out[..., : n_fft + hop * (n_frames - 1)]
 
 
 def stack_frames(V, context):
@@ -145,6 +183,36 @@ def unstack_frames(M, n_freq, context):
         total[:, lo + shift : hi + shift] += M[i * n_freq : (i + 1) * n_freq, lo:hi]
         count[lo + shift : hi + shift] += 1
     return total / count
+
+
+def mel_filters(*, sr, n_fft, n_mels=40):
+    """Triangular mel filter bank, as :func:`librosa.filters.mel` with its defaults.
+
+    Slaney's mel scale (linear below 1 kHz, logarithmic above) from 0 Hz to
+    sr / 2, each filter scaled to unit area ("slaney" normalization).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, n_fft // 2 + 1)]
+    """
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        mel = f / (200.0 / 3)
+        log = f >= 1000.0
+        return np.where(log, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), mel)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
+
+    fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_freqs = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2), n_mels + 2))
+    widths = np.diff(mel_freqs)
+    ramps = mel_freqs[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    return weights * (2.0 / (mel_freqs[2:] - mel_freqs[:-2]))[:, None]
 
 
 def frame_times(n_frames, *, sr, hop_length):

@@ -26,9 +26,8 @@ def high_voice(seconds=3.0, offset=0.0):
 
 @pytest.fixture(scope="module")
 def models():
-    low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, random_state=0)
-    high = SourceModel.learn(high_voice(), SR, name="high", n_components=8, n_fft=N_FFT, random_state=0)
-    return low, high
+    kw = dict(n_components=8, n_fft=N_FFT, context=0, random_state=0)
+    return SourceModel.learn(low_voice(), SR, name="low", **kw), SourceModel.learn(high_voice(), SR, name="high", **kw)
 
 
 def rel_error(estimate, reference):
@@ -150,7 +149,7 @@ def test_model_file_that_unpacks_huge_is_refused(tmp_path, monkeypatch):
 
 def test_incompatible_models_are_refused(models):
     low, high = models
-    other = SourceModel.learn(high_voice(), SR, name="other", n_components=4, n_fft=256)
+    other = SourceModel.learn(high_voice(), SR, name="other", n_components=4, n_fft=256, context=0)
     with pytest.raises(ParameterError, match="n_fft differs"):
         separate(low_voice(), SR, models=[low, other])
     with pytest.raises(ParameterError, match="unique"):
@@ -166,6 +165,7 @@ def test_learning_ignores_silence():
     a = SourceModel.learn([low_voice(), np.zeros(SR), quiet], SR, name="a", n_components=4,
                           n_fft=N_FFT, random_state=0)
     b = SourceModel.learn(low_voice(), SR, name="b", n_components=4, n_fft=N_FFT, random_state=0)
+    assert a.context == 2  # the default: stacking stays within each example
     np.testing.assert_array_equal(a.templates, b.templates)
 
 
@@ -259,6 +259,6 @@ def test_models_with_temporal_context(tmp_path):
     sources = separate(a + b, SR, models=[low, high])
     assert rel_error(sources["low"], a) < 0.1 and rel_error(sources["high"], b) < 0.1
     np.testing.assert_allclose(sources["low"] + sources["high"], a + b, atol=1e-10)
-    flat = SourceModel.learn(high_voice(), SR, name="flat", n_components=8, n_fft=N_FFT)
+    flat = SourceModel.learn(high_voice(), SR, name="flat", n_components=8, n_fft=N_FFT, context=0)
     with pytest.raises(ParameterError, match="context differs"):
         separate(a + b, SR, models=[low, flat])

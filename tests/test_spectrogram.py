@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from audionmf import ParameterError, bin_frequencies, frame_times, istft, stack_frames, stft, unstack_frames
+from audionmf.spectrogram import mel_filters
 
 
 @pytest.mark.parametrize("n_fft", [256, 1024, 2048])
@@ -94,3 +95,37 @@ def test_unstack_averages_the_guesses(rng):
     out = unstack_frames(M, 4, 1)
     np.testing.assert_allclose(out[:, 1], 3.0)  # (3 + 0 + 6) / 3
     np.testing.assert_allclose(out[:, 3], 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_fft, hop, n", [(2048, 512, 22050), (512, 128, 5001), (256, 100, 3001)])
+@pytest.mark.parametrize("window", ["hann", "hamming"])
+def test_same_as_librosa(rng, dtype, n_fft, hop, n, window):
+    import librosa
+
+    y = rng.standard_normal((2, n)).astype(dtype)
+    ours = stft(y, n_fft=n_fft, hop_length=hop, window=window)
+    theirs = librosa.stft(y, n_fft=n_fft, hop_length=hop, window=window)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    tolerance = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(ours, theirs, atol=tolerance * np.abs(theirs).max())
+    back = istft(theirs, length=n, n_fft=n_fft, hop_length=hop, window=window)
+    ref = librosa.istft(theirs, length=n, n_fft=n_fft, hop_length=hop, window=window)
+    assert back.dtype == ref.dtype
+    np.testing.assert_allclose(back, ref, atol=10 * tolerance)
+
+
+@pytest.mark.parametrize("sr, n_fft, n_mels", [(22050, 2048, 40), (8000, 512, 40), (44100, 4096, 128)])
+def test_mel_filters_as_librosa(sr, n_fft, n_mels):
+    import librosa
+
+    np.testing.assert_allclose(
+        mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels),
+        librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels),
+        atol=1e-8,
+    )
+
+
+def test_unknown_window():
+    with pytest.raises(ParameterError, match="window='nope'"):
+        stft(np.ones(3000), window="nope")
