@@ -90,7 +90,7 @@ def test_bad_input_and_model(tmp_path, short_clip, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.wav", "silent.wav"]
 
 
-@pytest.mark.parametrize("script", ["plot_decomposition.py", "features_similarity.py"])
+@pytest.mark.parametrize("script", ["plot_decomposition.py", "features_similarity.py", "supervised_separation.py"])
 def test_examples_run_as_written(tmp_path, script):
     args = [sys.executable, str(ROOT / "examples" / script)]
     if script == "plot_decomposition.py":
