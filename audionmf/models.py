@@ -201,7 +201,7 @@ class SourceModel:
         keep = energy >= energy.max() * 10.0 ** (silence_db / 10.0)
         V = V[:, keep]
         result = nmf(
-            V.astype(np.float32),
+            (V / V.max()).astype(np.float32),  # templates are normalized: the level does not matter
             n_components,
             beta=beta,
             init="random",

@@ -43,6 +43,7 @@ nonnegative matrix factorization", Pattern Recognition 41(4), 2008.
 doi:10.1016/j.patcog.2007.09.010
 """
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,12 +196,16 @@ def nmf(
     update_H : bool
         Whether to update the activations. Fixed activations must be given.
     sparsity : float
-        Weight of an L1 penalty on the activations, ``sparsity * sum(H) /
-        mean(V)``, added to the divergence. With it, every template updated
-        is rescaled to unit Euclidean norm after each update (the penalty
-        would otherwise shrink H and grow W without end; a unit-sum norm
-        would make the penalty a mere rescaling of H under KL), and
-        ``losses`` report divergence plus penalty.
+        Weight lambda of an L1 penalty on the activations. The fit minimizes
+        ``D(V/m | W H/m) + lambda * sum(H/m)`` with ``m = mean(V)`` (so lambda
+        does not depend on the level of V), and ``losses`` report it in V's
+        units, ``D(V | W H) + lambda * m**(beta-1) * sum(H)``. When templates
+        are learned too, each updated template is rescaled to unit Euclidean
+        norm after its update (the penalty would otherwise shrink H and grow W
+        without end; a unit-sum norm would make it a mere rescaling of H under
+        KL). That rescaling is the usual heuristic, and with it the loss is no
+        longer guaranteed to decrease at every iteration; with templates fixed,
+        or without sparsity, it is.
     check_every : int
         Evaluate the loss every this many iterations (a pass over V with a log).
         1 records the loss after every iteration.
@@ -256,6 +261,7 @@ def nmf(
     W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
 
     with _Engine(V, scale, beta, floor, ceiling, sparsity) as engine:
+        engine.normalize = update_H
         losses, loss_iters = [], []
         converged = False
         n_iter = 0
@@ -269,9 +275,9 @@ def nmf(
                 loss_iters.append(n_iter - 1)
                 last_loss = loss
             if callback is not None:
-                callback(n_iter, last_loss * scale**beta)
+                callback(n_iter, _in_units(last_loss, scale, beta))
             if check and tol > 0 and len(losses) > 1:
-                if losses[-2] - loss <= tol * max(abs(loss), np.finfo(np.float64).tiny):
+                if abs(losses[-2] - loss) <= tol * max(abs(loss), np.finfo(np.float64).tiny):
                     converged = True
                     break
         if not loss_iters or loss_iters[-1] != n_iter:
@@ -282,11 +288,24 @@ def nmf(
         W=W,
         H=H,
         beta=beta,
-        losses=np.asarray(losses) * scale**beta,
+        losses=np.array([_in_units(loss, scale, beta) for loss in losses]),
         loss_iterations=np.asarray(loss_iters),
         n_iter=n_iter,
         converged=converged,
     )
+
+
+def _in_units(loss, scale, beta):
+    """A loss of V / scale in the units of V: the beta-divergence is beta-homogeneous."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.float64(loss) * np.power(np.float64(scale), beta))
+
+
+def _scaled(X, factor):
+    """X * factor in X's dtype, computed in float64 where the factor itself would overflow."""
+    if factor <= float(np.finfo(X.dtype).max):
+        return np.multiply(X, X.dtype.type(factor), dtype=X.dtype, order="C")
+    return np.multiply(X, factor, dtype=np.float64).astype(X.dtype)
 
 
 def _free_columns(update_W, K):
@@ -314,6 +333,7 @@ class _Engine:
     """
 
     BLOCK_BYTES = 1 << 20
+    GROUP = 4
 
     def __init__(self, V, scale, beta, floor, ceiling, sparsity=0.0, n_threads=None):
         from . import _kernels
@@ -323,6 +343,7 @@ class _Engine:
         self.gamma = mm_exponent(beta)
         self.floor, self.ceiling = floor, ceiling
         self.sparsity = sparsity
+        self.normalize = True  # set to False while H is held fixed
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
         n_freq, n_frames = V.shape
         width = max(16, min(n_frames, self.BLOCK_BYTES // (n_freq * V.itemsize)))
@@ -333,7 +354,7 @@ class _Engine:
         eps = floor
         self.V_blocks = []
         for c0, c1 in self.blocks:
-            block = np.multiply(V[:, c0:c1], V.dtype.type(1.0 / scale), dtype=V.dtype, order="C")
+            block = _scaled(V[:, c0:c1], 1.0 / scale)
             if beta <= 0:
                 _kernels.flush_small(block, eps, eps)
             else:
@@ -341,22 +362,22 @@ class _Engine:
             self.V_blocks.append(block)
         if n_threads is None:
             n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        n_threads = max(1, min(n_threads or 1, len(self.blocks)))
-        # Contiguous runs of blocks per thread: partial sums add up in a fixed order.
-        self.chunks = [list(part) for part in np.array_split(np.arange(len(self.blocks)), n_threads)]
+        # Runs of GROUP consecutive blocks: each run's partial sums, then their total,
+        # add up in one fixed order whatever the number of threads (same seed, same result).
+        self.groups = [list(range(g, min(g + self.GROUP, len(self.blocks))))
+                       for g in range(0, len(self.blocks), self.GROUP)]
+        n_threads = max(1, min(n_threads or 1, len(self.groups)))
         two_buffers = beta not in (1.0, 2.0)
-        self.buffers = [
-            (np.empty((n_freq, width), V.dtype), np.empty((n_freq, width), V.dtype) if two_buffers else None)
-            for _ in self.chunks
-        ]
+        self._buffers = threading.local()
+        self._shape = (n_freq, width, two_buffers)
         self._pool = self._limits = None
-        if len(self.chunks) > 1:
+        if n_threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             from threadpoolctl import threadpool_limits
 
             self._limits = threadpool_limits(limits=1, user_api="blas")
-            self._pool = ThreadPoolExecutor(max_workers=len(self.chunks) - 1)
+            self._pool = ThreadPoolExecutor(max_workers=n_threads)
 
     def __enter__(self):
         return self
@@ -376,19 +397,29 @@ class _Engine:
             "WtW": W.T @ W if self.beta == 2.0 else None,
             "colsum": W.sum(axis=0)[:, None] if self.beta == 1.0 else None,
         }
-        jobs = [(chunk, buffers) for chunk, buffers in zip(self.chunks, self.buffers)]
-        futures = [self._pool.submit(self._sweep, W, H, update_H, free, with_loss, shared, *job)
-                   for job in jobs[1:]] if self._pool else []
-        parts = [self._sweep(W, H, update_H, free, with_loss, shared, *jobs[0])]
-        parts += [f.result() for f in futures]
+        def sweep(group):
+            return self._sweep(W, H, update_H, free, with_loss, shared, group)
+
+        parts = list(self._pool.map(sweep, self.groups) if self._pool else map(sweep, self.groups))
         if free is not None:
             self._update_W(W, H, free, parts)
         return sum(p["loss"] for p in parts) + penalty if with_loss else None
 
-    def _sweep(self, W, H, update_H, free, with_loss, shared, chunk, buffers):
+    def _thread_buffers(self):
+        """Scratch blocks of this thread: the model, then the second term array if any."""
+        buffers = getattr(self._buffers, "arrays", None)
+        if buffers is None:
+            n_freq, width, two = self._shape
+            dtype = self.V_blocks[0].dtype
+            buffers = (np.empty((n_freq, width), dtype), np.empty((n_freq, width), dtype) if two else None)
+            self._buffers.arrays = buffers
+        return buffers
+
+    def _sweep(self, W, H, update_H, free, with_loss, shared, group):
         beta, k = self.beta, self.kernels
+        buffers = self._thread_buffers()
         part = {"loss": 0.0, "num": 0.0, "den": 0.0}
-        for index in chunk:
+        for index in group:
             c0, c1 = self.blocks[index]
             Vb, Hb = self.V_blocks[index], H[:, c0:c1]
             Y, B = (None if buf is None else buf.ravel()[: Vb.size].reshape(Vb.shape) for buf in buffers)
@@ -443,7 +474,7 @@ class _Engine:
             Wf = np.ascontiguousarray(W[:, free])
             self._step(Wf, num, den)
             W[:, free] = Wf
-        if self.sparsity:
+        if self.sparsity and self.normalize:
             # Move the scale of updated templates into H (unit L2 norm).
             norms = np.sqrt((W[:, free].astype(np.float64) ** 2).sum(axis=0)).astype(W.dtype)
             W[:, free] /= norms
@@ -479,7 +510,7 @@ def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
                     f"init='nndsvda' needs n_components <= min(V.shape) = "
                     f"{min(n_freq, n_frames)}, got {K}; use init='random'"
                 )
-            W0, H0 = _nndsvda(V, K, rng, scale)
+            W0, H0 = _nndsvda(_scaled(V, 1.0 / scale), K, rng)
         if W is None:
             W = W0
         if H is None:
@@ -489,10 +520,9 @@ def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
     return np.ascontiguousarray(W), np.ascontiguousarray(H)
 
 
-def _nndsvda(V, K, rng, scale):
-    """NNDSVD of V / scale, zeros replaced by its mean (Boutsidis & Gallopoulos 2008)."""
+def _nndsvda(V, K, rng):
+    """NNDSVD of V, zeros replaced by its mean (Boutsidis & Gallopoulos 2008)."""
     U, S, Vt = _randomized_svd(V, K, rng)
-    S = S / scale
     W = np.zeros((V.shape[0], K))
     H = np.zeros((K, V.shape[1]))
     W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
@@ -510,7 +540,7 @@ def _nndsvda(V, K, rng, scale):
         lam = np.sqrt(S[j] * sigma)
         W[:, j] = lam * u
         H[j] = lam * v
-    mean = float(np.mean(V, dtype=np.float64)) / scale
+    mean = float(np.mean(V, dtype=np.float64))
     W[W == 0] = mean
     H[H == 0] = mean
     return W, H

@@ -164,12 +164,13 @@ def separate(
     if V.ndim == 3:
         V = V.sum(axis=0)
     context = analysis.get("context", 0)
-    V = stack_frames(V, context)
+    # The masks do not depend on the level of V: bring it near 1 before float32.
+    V = stack_frames(V / V.max(), context).astype(np.float32)
     rng = np.random.default_rng(random_state)
     fit = dict(beta=analysis["beta"], max_iter=max_iter, tol=tol, sparsity=sparsity,
                random_state=rng, callback=callback)
     if models is None:
-        result = nmf(V.astype(np.float32), n_components, init=init, **fit)
+        result = nmf(V, n_components, init=init, **fit)
         labels = group_components(result.W, result.H, n_sources, sr=analysis["sr"],
                                   n_fft=params.n_fft, random_state=rng)
         names = [f"source{i + 1}" for i in range(n_sources)]
@@ -178,7 +179,7 @@ def separate(
         free = rng.random((V.shape[0], free_components)).astype(np.float32)
         W = np.hstack(fixed + [free / np.maximum(free.sum(axis=0), 1e-30)])
         update = np.r_[np.zeros(W.shape[1] - free_components, bool), np.ones(free_components, bool)]
-        result = nmf(V.astype(np.float32), W.shape[1], W=W, update_W=update, **fit)
+        result = nmf(V, W.shape[1], W=W, update_W=update, **fit)
         labels = np.repeat(np.arange(len(models) + (free_components > 0)),
                            [m.n_components for m in models] + ([free_components] if free_components else []))
         names = [m.name for m in models] + (["residual"] if free_components else [])

@@ -1,3 +1,4 @@
+import os
 import sys
 
 import numpy as np
@@ -316,3 +317,32 @@ def test_engine_matches_plain_numpy(rng, monkeypatch, beta, blocks):
     np.testing.assert_allclose(res.W, W, rtol=1e-9)
     np.testing.assert_allclose(res.H, H, rtol=1e-9)
     assert res.loss == pytest.approx(beta_divergence(V, res.W @ res.H, beta), rel=1e-9)
+
+
+def test_same_result_whatever_the_number_of_threads(rng, monkeypatch):
+    engine = sys.modules["audionmf.nmf"]._Engine
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks in groups of 4
+    V = (rng.random((40, 5)) @ rng.random((5, 300))).astype(np.float32)
+    results = []
+    for cpus in ({0}, {0, 1}, {0, 1, 2}):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cpus=cpus: cpus, raising=False)
+        results.append(nmf(V, 4, max_iter=20, random_state=0, check_every=1))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.W, results[0].W)
+        np.testing.assert_array_equal(other.losses, results[0].losses)
+
+
+def test_fixed_activations_stay_fixed_with_sparsity(rng):
+    V = rng.random((20, 30)) + 0.1
+    H = rng.random((3, 30)) + 0.1
+    res = nmf(V, 3, H=H, update_H=False, sparsity=0.5, max_iter=5)
+    np.testing.assert_allclose(res.H, H, rtol=1e-12)
+
+
+@pytest.mark.parametrize("level", [1e-40, 1e-20, 1e20])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_extreme_levels_in_float32(rng, level, beta):
+    V = (rng.random((30, 3)) @ rng.random((3, 40)) + 0.01) * level
+    res = nmf(V.astype(np.float32), 3, beta=beta, max_iter=30, random_state=0)
+    assert np.all(np.isfinite(res.W)) and np.all(np.isfinite(res.H))
+    assert np.all(np.isfinite(res.losses)) and res.losses[-1] < res.losses[0]
