@@ -85,10 +85,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-#: What `audionmf learn` uses when an option is not given (SourceModel.learn's defaults).
-LEARN_DEFAULTS = {"n_components": 64, "context": 2, "sparsity": 0.0, "max_iter": 200}
-
-
 def _add_analysis_options(parser, prefix):
     parser.add_argument("--beta", type=_beta, default=None, metavar="BETA",
                         help=f"{prefix}divergence: kl, is, euclidean or a number (default: kl)")
@@ -128,16 +124,6 @@ def _positive_int(text):
     return value
 
 
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be non-negative, got {value}")
-    return value
-
-
 def _beta(text):
     from ._validation import ParameterError, beta_to_float
 
@@ -151,6 +137,8 @@ def _beta(text):
 
 def get_parser():
     """The argument parser of the ``audionmf`` command."""
+    from .models import LEARN_DEFAULTS
+
     parser = _Parser(
         prog="audionmf",
         description=DESCRIPTION,
@@ -182,7 +170,7 @@ def get_parser():
     _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
                      help="maximum NMF iterations (default: %(default)s)")
-    sep.add_argument("--seed", type=_seed, default=0, metavar="N",
+    sep.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N",
                      help="random seed; same seed, same result (default: %(default)s)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav",
                      help="output file format (default: %(default)s)")
@@ -214,7 +202,7 @@ def get_parser():
                        help=f"NMF iterations (default: {LEARN_DEFAULTS['max_iter']})")
     learn.add_argument("--sr", type=_positive_int, default=None, metavar="HZ",
                        help="sample rate of the model (default: the first file's)")
-    learn.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed (default: %(default)s)")
+    learn.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N", help="random seed (default: %(default)s)")
     learn.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     learn.add_argument("--debug", action="store_true", help="show the traceback of errors")
     learn.set_defaults(run=_run_learn, check=_check_learn, command_parser=learn)
@@ -237,7 +225,7 @@ def get_parser():
         _add_analysis_options(cmd, "without --model: ")
         cmd.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
                          help="maximum NMF iterations (default: %(default)s)")
-        cmd.add_argument("--seed", type=_seed, default=0, metavar="N", help="random seed (default: %(default)s)")
+        cmd.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N", help="random seed (default: %(default)s)")
         cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
         cmd.add_argument("--debug", action="store_true", help="show the traceback of errors")
         cmd.set_defaults(run=_run_features, check=_check_features, command_parser=cmd)
@@ -288,19 +276,26 @@ def main(argv=None):
 
 
 def _check_analysis(sub, args):
-    n_fft = 2048 if args.n_fft is None else args.n_fft
-    hop = n_fft // 4 if args.hop is None else args.hop
-    if hop > n_fft:
-        sub.error(f"--hop {hop} is larger than --n-fft {n_fft}")
+    from ._validation import ParameterError
+    from .spectrogram import STFTParams
+
+    try:
+        STFTParams(2048 if args.n_fft is None else args.n_fft, args.hop)
+    except ParameterError as exc:
+        sub.error(str(exc).replace("n_fft=", "--n-fft ").replace("hop_length=", "--hop "))
+
+
+def _refuse_with_model(sub, args, options, what):
+    for option in options:
+        if getattr(args, option) is not None:
+            sub.error(f"--{option.replace('_', '-')} cannot be used with --model: the {what}")
 
 
 def _check_separate(sub, args):
     """Usage errors that involve several options; exits 2 through ``sub.error``."""
     if args.model:
-        for option in ("sources", "components", "beta", "n_fft", "hop"):
-            if getattr(args, option) is not None:
-                sub.error(f"--{option.replace('_', '-')} cannot be used with --model: "
-                          "the models decide the sources and the analysis")
+        _refuse_with_model(sub, args, ("sources", "components", "beta", "n_fft", "hop"),
+                           "models decide the sources and the analysis")
     else:
         if args.free:
             sub.error("--free needs --model")
@@ -324,23 +319,19 @@ def _check_learn(sub, args):
 
 def _run_learn(args):
     from ._validation import AudioError, ParameterError
-    from .models import ModelError, SourceModel
+    from .models import LEARN_DEFAULTS, ModelError, SourceModel
 
-    problem = _unusable_output_folder(os.path.dirname(os.path.abspath(args.out)))
+    problem = _unusable_output_file(args.out, args.inputs)
     if problem:
         _report(f"{args.out}: {problem}")
         return EXIT_BAD_FILE
-    for path in args.inputs:
-        if os.path.exists(args.out) and os.path.exists(path) and os.path.samefile(args.out, path):
-            _report(f"{args.out}: is one of the examples; choose another -o")
-            return EXIT_BAD_FILE
     options = {
         "n_components": args.components, "context": args.context, "sparsity": args.sparsity,
         "max_iter": args.iterations,
         "beta": args.beta, "n_fft": args.n_fft, "hop_length": args.hop,
     }
     options = {k: v for k, v in options.items() if v is not None}
-    iterations = options.get("max_iter", LEARN_DEFAULTS["max_iter"])
+    iterations = options.get("max_iter", LEARN_DEFAULTS["max_iter"])  # for the progress bar
     try:
         model = SourceModel.learn(args.inputs, args.sr, name=args.name, random_state=args.seed,
                                   callback=_progress(args.name, iterations, args.quiet), **options)
@@ -366,17 +357,15 @@ def _run_separate(args):
     from ._validation import AudioError, ParameterError
     from .models import ModelError, SourceModel
 
+    from .models import check_models
+
     try:
         args.models = [SourceModel.load(path) for path in args.model] or None
         if args.models:
-            problems = [args.models[0].compatible_with(m) for m in args.models[1:]]
-            names = [m.name for m in args.models]
-            if any(problems):
-                raise ModelError(f"{', '.join(args.model)}: cannot be used together: "
-                                 f"{next(p for p in problems if p)}")
-            if len(set(names)) < len(names) or "residual" in names:
-                raise ModelError(f"{', '.join(args.model)}: model names must be unique and "
-                                 f"not 'residual' (they are {', '.join(names)})")
+            try:
+                check_models(args.models)
+            except ParameterError as exc:
+                raise ModelError(f"{', '.join(args.model)}: {exc}") from None
     except ModelError as exc:
         if args.debug:
             traceback.print_exc()
@@ -408,10 +397,8 @@ def _check_features(sub, args):
     if ext not in allowed:
         sub.error(f"-o {args.out}: the file name must end in {' or '.join(allowed)}")
     if args.model:
-        for option in ("components", "beta", "n_fft", "hop"):
-            if getattr(args, option) is not None:
-                sub.error(f"--{option.replace('_', '-')} cannot be used with --model: "
-                          "the model decides the templates and the analysis")
+        _refuse_with_model(sub, args, ("components", "beta", "n_fft", "hop"),
+                           "model decides the templates and the analysis")
     _check_analysis(sub, args)
 
 
@@ -421,12 +408,9 @@ def _run_features(args):
     from .features import decompose
     from .models import ModelError, SourceModel
 
-    problem = _unusable_output_folder(os.path.dirname(os.path.abspath(args.out)))
+    problem = _unusable_output_file(args.out, [args.input])
     if problem:
         _report(f"{args.out}: {problem}")
-        return EXIT_BAD_FILE
-    if os.path.exists(args.out) and os.path.samefile(args.out, args.input):
-        _report(f"{args.out}: is the input; choose another -o")
         return EXIT_BAD_FILE
     try:
         model = SourceModel.load(args.model) if args.model else None
@@ -459,6 +443,20 @@ def _run_features(args):
         print(f"{args.input} -> {args.out} ({dec.n_components} components, {len(dec.times)} frames)",
               file=sys.stderr)
     return EXIT_OK
+
+
+def _sources_figure(y, sources, sr):
+    from . import plot
+
+    return plot.sources(y, sources, sr, kind="spectrogram")
+
+
+def _render_png(fig):
+    import io as _bytes
+
+    buffer = _bytes.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
 
 
 def _save_figure(fig, path):
@@ -548,14 +546,13 @@ def _separate_one(path, args, protected):
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
+    figure = _render_png(_sources_figure(y, sources, sr)) if args.plot else None
     try:
         io.save_together(targets, sr)
-        if args.plot:
-            from . import plot
-
+        if figure is not None:
             try:
-                _save_figure(plot.sources(y, sources, sr, kind="spectrogram"),
-                             os.path.join(folder, "separation.png"))
+                with io.atomic_file(os.path.join(folder, "separation.png")) as handle:
+                    handle.write(figure)
             except OSError as exc:
                 raise AudioError(f"{folder}: cannot write separation.png ({exc.strerror or exc})") from None
     except BaseException:
@@ -579,6 +576,21 @@ def _progress(label, total, quiet):
             bar.close()
 
     return callback
+
+
+def _unusable_output_file(path, inputs):
+    """Why a single output file cannot be written, or None. Checked before any work."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder {folder} is not writable"
+    if os.path.isdir(path):
+        return "is a folder"
+    for source in inputs:
+        if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+            return f"is the input {source}; choose another -o"
+    return None
 
 
 def _unusable_output_folder(folder):

@@ -94,12 +94,15 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
                 f"no source names in common (references: {', '.join(sorted(refs))}; "
                 f"estimates: {', '.join(sorted(ests)) or 'none'})"
             )
-    for name in ref_names:
-        if not np.any(refs[name]):
-            raise ParameterError(f"reference {name!r} is silent: BSS Eval is undefined for it")
-    for name in est_names:
-        if not np.any(ests[name]):
-            raise ParameterError(f"estimate {name!r} is silent: BSS Eval is undefined for it")
+    for kind, names, signals in (("reference", ref_names, refs), ("estimate", est_names, ests)):
+        for name in names:
+            y = signals[name]
+            silent = [c for c in range(n_channels) if not np.any(y[c])]
+            if silent:
+                where = "" if n_channels == 1 else f" in channel {silent[0] + 1} of {n_channels}"
+                raise ParameterError(f"{kind} {name!r} is silent{where}: BSS Eval is undefined for it")
+            if kind == "reference" and any(np.ptp(y[c]) == 0 for c in range(n_channels)):
+                raise ParameterError(f"reference {name!r} is constant: SI-SDR is undefined for it")
 
     ref_stack = np.stack([refs[n] for n in ref_names])  # (n_src, n_channels, n_samples)
     est_stack = np.stack([ests[n] for n in est_names])

@@ -113,7 +113,8 @@ def save(path, y, sr, *, subtype=None):
         Target file; the extension (``.wav`` or ``.flac``) picks the format.
         The folder must exist. An existing file is replaced in one step.
     y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
-        Finite samples. Integer formats clip to [-1, 1].
+        Finite samples; integer formats (FLAC) need them within [-1, 1] and
+        refuse anything louder rather than clip it.
     sr : int
         Sampling rate in Hz.
     subtype : str or None
@@ -185,8 +186,12 @@ def _write_temporary(path, y, sr, subtype):
     if not np.all(np.isfinite(y)):
         raise ParameterError(f"{path}: refusing to write NaN or Inf samples")
     data = np.atleast_2d(y).T
-    if not subtype.startswith(("FLOAT", "DOUBLE")):
-        data = np.clip(data, -1.0, 1.0)
+    peak = float(np.max(np.abs(data)))
+    if peak > 1.0 and not subtype.startswith(("FLOAT", "DOUBLE")):
+        raise AudioError(
+            f"{path}: samples reach {peak:.3g}, beyond the [-1, 1] that {fmt} {subtype} holds; "
+            "write a float WAV instead of clipping"
+        )
     folder = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(

@@ -21,7 +21,7 @@ from ._validation import (
 )
 from .spectrogram import STFTParams, stack_frames, stft
 
-__all__ = ["SourceModel", "ModelError", "FORMAT_VERSION"]
+__all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models"]
 
 FORMAT_VERSION = 1
 _KIND = "audionmf.SourceModel"
@@ -33,6 +33,25 @@ _FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_le
 
 class ModelError(Exception):
     """A model file is missing, corrupt, foreign or inconsistent."""
+
+
+#: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
+LEARN_DEFAULTS = {"n_components": 50, "context": 2, "sparsity": 0.0, "max_iter": 200}
+
+
+def check_models(models):
+    """Refuse models that cannot share one factorization.
+
+    They must have unique names (other than "residual", the name of free
+    components) and the same analysis. Raises ParameterError saying which differ.
+    """
+    names = [m.name for m in models]
+    if len(set(names)) < len(names) or "residual" in names:
+        raise ParameterError(f"model names must be unique and not 'residual': {names}")
+    for m in models[1:]:
+        problem = models[0].compatible_with(m)
+        if problem:
+            raise ParameterError(f"the models cannot be used together: {problem}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,15 +136,15 @@ class SourceModel:
         sr=None,
         *,
         name,
-        n_components=64,
+        n_components=LEARN_DEFAULTS["n_components"],
         beta="kl",
         power=None,
         n_fft=2048,
         hop_length=None,
         window="hann",
-        context=2,
-        sparsity=0.0,
-        max_iter=200,
+        context=LEARN_DEFAULTS["context"],
+        sparsity=LEARN_DEFAULTS["sparsity"],
+        max_iter=LEARN_DEFAULTS["max_iter"],
         silence_db=-40.0,
         random_state=None,
         callback=None,
@@ -276,7 +295,7 @@ class SourceModel:
                 fields = {f: data[f] for f in _FIELDS[2:]}
         except ModelError:
             raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        except (zipfile.BadZipFile, ValueError, TypeError, OSError, EOFError, KeyError) as exc:
             raise ModelError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
         try:
             scalars = {k: v for k, v in fields.items() if k != "templates"}

@@ -201,7 +201,7 @@ def _stft(y, params):
 
 def _analysis_from_models(models, beta, power, n_fft, hop_length, window):
     """The analysis the models were learned with; explicit arguments must agree."""
-    from .models import SourceModel
+    from .models import SourceModel, check_models
 
     models = list(models)
     if not models:
@@ -209,13 +209,7 @@ def _analysis_from_models(models, beta, power, n_fft, hop_length, window):
     for m in models:
         if not isinstance(m, SourceModel):
             raise ParameterError(f"models must be SourceModel objects, got {type(m).__name__}")
-    for m in models[1:]:
-        problem = models[0].compatible_with(m)
-        if problem:
-            raise ParameterError(f"the models cannot be used together: {problem}")
-    names = [m.name for m in models]
-    if len(set(names)) < len(names) or "residual" in names:
-        raise ParameterError(f"model names must be unique and not 'residual': {names}")
+    check_models(models)
     ref = models[0]
     given = {"beta": None if beta is None else beta_to_float(beta), "power": power,
              "n_fft": n_fft, "hop_length": hop_length, "window": window}
@@ -363,10 +357,10 @@ def _kmeans(X, k, rng, n_init, max_iter=100):
         for _ in range(max_iter):
             d2 = ((X[:, None, :] - centers[None]) ** 2).sum(-1)
             new = d2.argmin(axis=1)
-            for c in range(k):  # refill an empty cluster with the worst-fitting point
+            for c in range(k):  # refill an empty cluster with the worst-fitting movable point
                 if not np.any(new == c):
-                    worst = np.argmax(d2[np.arange(len(X)), new] * (np.bincount(new, minlength=k)[new] > 1))
-                    new[worst] = c
+                    movable = np.bincount(new, minlength=k)[new] > 1
+                    new[np.argmax(np.where(movable, d2[np.arange(len(X)), new], -np.inf))] = c
             if np.array_equal(new, labels):
                 break
             labels = new

@@ -82,7 +82,7 @@ def test_bad_input_and_model(tmp_path, short_clip, capsys):
         (["plot", str(silent), "-o", str(tmp_path / "a.png")], "silent.wav: the audio is silent"),
         (["decompose", str(short_clip), "-o", str(tmp_path / "a.npz"), "--model", str(silent)],
          "silent.wav: not a readable model file"),
-        (["decompose", str(short_clip), "-o", str(tmp_path / "no" / "a.npz")], "a.npz: cannot write"),
+        (["decompose", str(short_clip), "-o", str(tmp_path / "no" / "a.npz")], "a.npz: folder"),
     ]:
         assert main(args) == 1
         err = capsys.readouterr().err.strip().splitlines()
@@ -100,3 +100,21 @@ def test_examples_run_as_written(tmp_path, script):
     assert proc.stdout.strip()
     if script == "plot_decomposition.py":
         assert (tmp_path / "fig.png").stat().st_size > 10_000
+
+
+def test_missing_input_with_an_existing_output(tmp_path, capsys):
+    existing = tmp_path / "x.npz"
+    existing.write_bytes(b"old")
+    assert main(["decompose", str(tmp_path / "nothere.wav"), "-o", str(existing)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothere.wav: no such file" in err[0]
+    assert existing.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("command", ["separate", "learn", "decompose"])
+def test_tiny_n_fft_is_a_usage_error(command, capsys):
+    args = {"separate": ["separate", "x.wav"], "learn": ["learn", "x", "x.wav", "-o", "m.npz"],
+            "decompose": ["decompose", "x.wav", "-o", "f.npz"]}[command]
+    assert main(args + ["--n-fft", "2"]) == 2  # the default hop would be 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--hop 0: must be at least 1" in err[0]

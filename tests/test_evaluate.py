@@ -193,3 +193,16 @@ def test_folder_with_no_common_names(tmp_path, sources):
     write_folder(tmp_path / "est", {"source1": sources["tone"]})
     with pytest.raises(ParameterError, match="no file names in common"):
         evaluate_folders(tmp_path / "ref", tmp_path / "est")
+
+
+def test_stereo_reference_with_a_silent_channel(sources, rng):
+    refs = {k: np.stack([v, 0 * v]) for k, v in sources.items()}
+    ests = {k: np.stack([v, v]) for k, v in estimates_of(sources, rng).items()}
+    with pytest.raises(ParameterError, match="silent in channel 2 of 2"):
+        evaluate(refs, ests)
+
+
+def test_constant_reference_is_refused(sources, rng):
+    refs = dict(sources, tone=np.full_like(sources["tone"], 0.3))
+    with pytest.raises(ParameterError, match="constant"):
+        evaluate(refs, estimates_of(sources, rng))

@@ -103,3 +103,12 @@ def test_truncated_file(tmp_path, rng):
     bad.write_bytes(data[:200])
     with pytest.raises(AudioError, match="bad.flac"):
         load(bad)
+
+
+def test_integer_formats_refuse_to_clip(tmp_path):
+    loud = np.array([0.5, 1.5, -0.2])
+    with pytest.raises(AudioError, match="beyond the \\[-1, 1\\]"):
+        save(tmp_path / "x.flac", loud, 8000)
+    save(tmp_path / "x.wav", loud, 8000)  # float WAV holds it
+    np.testing.assert_allclose(load(tmp_path / "x.wav")[0], loud)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.wav"]

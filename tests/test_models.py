@@ -111,6 +111,7 @@ def valid_fields(model):
         (lambda f: f.update(templates=np.full((257, 2), np.nan)), "finite"),
         (lambda f: f.update(n_fft=np.int64(-4)), "n_fft"),
         (lambda f: f.update(sr=np.array([1, 2])), "scalars"),
+        (lambda f: f.update(format_version=np.array([1, 2])), "not a readable model file"),
         (lambda f: f.update(templates=np.array(["a", "b"])), "templates"),
     ],
 )
@@ -262,3 +263,10 @@ def test_models_with_temporal_context(tmp_path):
     flat = SourceModel.learn(high_voice(), SR, name="flat", n_components=8, n_fft=N_FFT, context=0)
     with pytest.raises(ParameterError, match="context differs"):
         separate(a + b, SR, models=[low, flat])
+
+
+def test_learn_output_folder_must_exist(tmp_path, example_files, capsys):
+    out = tmp_path / "missing" / "m.npz"
+    assert main(["learn", "x", str(example_files / "low1.wav"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
