@@ -15,18 +15,15 @@ import numpy as np
 
 from ._validation import (
     ParameterError,
-    beta_to_float,
     check_audio,
     check_nonnegative_matrix,
-    check_nonnegative_real,
     check_positive_int,
 )
 from .io import atomic_file, resample
 from .models import SourceModel
 from .nmf import nmf
-from .separate import _analysis_from_models, default_power, wiener_masks
+from .separate import _analysis_from_arguments, _analysis_from_models, wiener_masks
 from .spectrogram import (
-    STFTParams,
     bin_frequencies,
     frame_times,
     istft,
@@ -298,11 +295,9 @@ def decompose(
             y = resample(y, sr, analysis["sr"])
             sr = analysis["sr"]
     else:
-        params = STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann")
-        beta = beta_to_float("kl" if beta is None else beta)
-        power = default_power(beta) if power is None else check_nonnegative_real(
-            power, "power", allow_zero=False)
-        W, context = None, 0
+        analysis = _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window)
+        params, beta, power, context = (analysis[key] for key in ("params", "beta", "power", "context"))
+        W = None
         if templates is not None:
             W = check_nonnegative_matrix(templates, "templates", dtype=np.float32)
             context = _context_of(W, params.n_fft)

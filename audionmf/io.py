@@ -163,14 +163,29 @@ def atomic_file(path):
     On any error (or interruption) the temporary file is removed and ``path`` is
     left as it was. Raises ``OSError`` when the folder cannot hold the file.
     """
+    with _temporary_beside(path) as (handle, tmp):
+        yield handle
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _temporary_beside(path):
+    """Yield ``(handle, name)`` of a new hidden file in ``path``'s folder.
+
+    The file is removed if the block fails, and kept (readable as a final file
+    would be) if it succeeds: renaming it is the caller's move.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle
+            yield handle, tmp
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -192,22 +207,11 @@ def _write_temporary(path, y, sr, subtype):
             f"{path}: samples reach {peak:.3g}, beyond the [-1, 1] that {fmt} {subtype} holds; "
             "write a float WAV instead of clipping"
         )
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder
-        )
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with _temporary_beside(path) as (handle, tmp):
             sf.write(handle, data, sr, subtype=subtype, format=fmt)
-        os.chmod(tmp, 0o666 & ~_umask())
-    except BaseException as exc:
-        _remove_quietly(tmp)
-        if isinstance(exc, (OSError, sf.LibsndfileError, RuntimeError)):
-            raise AudioError(f"{path}: cannot write ({exc})") from None
-        raise
+    except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None
     return tmp, path
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import (
-    AudioError,
     ParameterError,
     beta_to_float,
     check_audio,

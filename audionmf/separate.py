@@ -126,14 +126,7 @@ def separate(
     else:
         if free_components:
             raise ParameterError("free_components needs models")
-        beta = beta_to_float("kl" if beta is None else beta)
-        analysis = {
-            "sr": sr,
-            "params": STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann"),
-            "beta": beta,
-            "power": default_power(beta) if power is None else check_nonnegative_real(
-                power, "power", allow_zero=False),
-        }
+        analysis = _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window)
         n_sources = check_positive_int(n_sources, "n_sources")
         n_components = 8 * n_sources if n_components is None else n_components
         n_components = check_positive_int(n_components, "n_components")
@@ -197,6 +190,19 @@ def separate(
 
 def _stft(y, params):
     return stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)
+
+
+def _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window):
+    """The analysis of a factorization without models: the arguments, or the defaults."""
+    beta = beta_to_float("kl" if beta is None else beta)
+    return {
+        "sr": sr,
+        "params": STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann"),
+        "beta": beta,
+        "power": default_power(beta) if power is None else check_nonnegative_real(
+            power, "power", allow_zero=False),
+        "context": 0,
+    }
 
 
 def _analysis_from_models(models, beta, power, n_fft, hop_length, window):
