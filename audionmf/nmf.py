@@ -333,7 +333,7 @@ class _Engine:
     """
 
     BLOCK_BYTES = 1 << 20
-    GROUP = 4
+    GROUP = 2
 
     def __init__(self, V, scale, beta, floor, ceiling, sparsity=0.0, n_threads=None):
         from . import _kernels
@@ -346,7 +346,9 @@ class _Engine:
         self.normalize = True  # set to False while H is held fixed
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
         n_freq, n_frames = V.shape
-        width = max(16, min(n_frames, self.BLOCK_BYTES // (n_freq * V.itemsize)))
+        # About a megabyte per block, but at least 8 blocks when there are frames
+        # enough, so that short signals keep both cores busy too.
+        width = max(16, min(n_frames, self.BLOCK_BYTES // (n_freq * V.itemsize), -(-n_frames // 8)))
         starts = list(range(0, n_frames, width))
         self.blocks = [(c, min(c + width, n_frames)) for c in starts]
         # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).

@@ -321,7 +321,7 @@ def test_engine_matches_plain_numpy(rng, monkeypatch, beta, blocks):
 
 def test_same_result_whatever_the_number_of_threads(rng, monkeypatch):
     engine = sys.modules["audionmf.nmf"]._Engine
-    monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks in groups of 4
+    monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks in groups of 2
     V = (rng.random((40, 5)) @ rng.random((5, 300))).astype(np.float32)
     results = []
     for cpus in ({0}, {0, 1}, {0, 1, 2}):
