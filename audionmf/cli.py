@@ -373,10 +373,16 @@ def _run_separate(args):
         return EXIT_BAD_FILE
 
     inputs = list(dict.fromkeys(args.inputs))
-    failed = 0
+    failed, done = 0, []
     for path in inputs:
         try:
             written = _separate_one(path, args, protected=inputs + args.model)
+            done.append(path)
+        except KeyboardInterrupt:
+            # The file in progress left nothing behind (its writes were not committed).
+            print(f"audionmf: interrupted; {len(done)} of {len(inputs)} inputs were separated"
+                  + (f" ({', '.join(done)})" if done else ""), file=sys.stderr)
+            return EXIT_INTERRUPTED
         except (AudioError, ParameterError) as exc:
             if args.debug:
                 traceback.print_exc()

@@ -221,10 +221,12 @@ def _commit(pending):
         for tmp, path in pending:
             os.replace(tmp, path)
             done += 1
-    except OSError as exc:
+    except BaseException as exc:  # a full disk or Ctrl-C: no temporary file stays behind
         for tmp, _ in pending[done:]:
             _remove_quietly(tmp)
-        raise AudioError(f"{pending[done][1]}: cannot write ({exc.strerror or exc})") from None
+        if isinstance(exc, OSError):
+            raise AudioError(f"{pending[done][1]}: cannot write ({exc.strerror or exc})") from None
+        raise
 
 
 def _remove_quietly(path):

@@ -251,9 +251,10 @@ def nmf(
     elif not update_H:
         raise ParameterError("update_H=False needs the fixed activations H")
 
-    scale = float(np.mean(V, dtype=np.float64))
-    if scale <= 0:
+    if not np.any(V):
         raise ParameterError("V is all zeros: there is nothing to factorize")
+    # The mean, unless it underflows to 0 (subnormal entries): then the largest entry.
+    scale = float(np.mean(V, dtype=np.float64)) or float(V.max())
     eps = float(np.finfo(dtype).eps)
     floor, ceiling = eps, 1.0 / eps
 
@@ -301,11 +302,16 @@ def _in_units(loss, scale, beta):
         return float(np.float64(loss) * np.power(np.float64(scale), beta))
 
 
-def _scaled(X, factor):
-    """X * factor in X's dtype, computed in float64 where the factor itself would overflow."""
-    if factor <= float(np.finfo(X.dtype).max):
-        return np.multiply(X, X.dtype.type(factor), dtype=X.dtype, order="C")
-    return np.multiply(X, factor, dtype=np.float64).astype(X.dtype)
+def _scaled(X, scale):
+    """X / scale as a new C-contiguous array of X's dtype, without overflow.
+
+    In X's own dtype when 1 / scale is a finite normal number there; otherwise
+    the division happens in float64 (a subnormal or tiny mean of V).
+    """
+    info = np.finfo(X.dtype)
+    if float(info.tiny) <= scale and 1.0 / scale <= float(info.max):
+        return np.multiply(X, X.dtype.type(1.0 / scale), dtype=X.dtype, order="C")
+    return np.ascontiguousarray(np.divide(X, scale, dtype=np.float64).astype(X.dtype))
 
 
 def _free_columns(update_W, K):
@@ -356,7 +362,7 @@ class _Engine:
         eps = floor
         self.V_blocks = []
         for c0, c1 in self.blocks:
-            block = _scaled(V[:, c0:c1], 1.0 / scale)
+            block = _scaled(V[:, c0:c1], scale)
             if beta <= 0:
                 _kernels.flush_small(block, eps, eps)
             else:
@@ -512,7 +518,7 @@ def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
                     f"init='nndsvda' needs n_components <= min(V.shape) = "
                     f"{min(n_freq, n_frames)}, got {K}; use init='random'"
                 )
-            W0, H0 = _nndsvda(_scaled(V, 1.0 / scale), K, rng)
+            W0, H0 = _nndsvda(_scaled(V, scale), K, rng)
         if W is None:
             W = W0
         if H is None:
