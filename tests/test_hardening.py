@@ -152,3 +152,26 @@ def test_nmf_never_breaks(V, K, beta, dtype, seed):
     slack = 1e-4 if dtype == np.float32 else 1e-9
     rounding = 10 * np.finfo(dtype).eps * res.losses[0]
     assert np.all(np.diff(res.losses) <= slack * np.abs(res.losses[:-1]) + rounding)
+
+
+@pytest.mark.parametrize("case", ["pickled object", "zip bomb", "not a zip", "foreign npz"])
+def test_crafted_model_files(tmp_path, case):
+    import zipfile
+
+    path = tmp_path / "model.npz"
+    if case == "pickled object":
+        np.savez(path, kind=np.array([{"evil": 1}], dtype=object))
+    elif case == "zip bomb":  # a small file that would unpack to 300 MB
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("templates.npy", b"\0" * (300 * 1024**2))
+    elif case == "not a zip":
+        path.write_bytes(b"\x93NUMPY garbage")
+    else:
+        np.savez(path, templates=np.ones((1025, 4)))
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, music(1.0, 22050)[0], 22050)
+    proc = run_cli("separate", mix, "--model", path, "-o", tmp_path / "out")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
