@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from audionmf import ParameterError, group_components, nmf, separate, wiener_masks
-from audionmf.separate import template_features
+from audionmf.separate import activation_features, template_features
 
 from conftest import gated, tone
 
@@ -154,3 +154,31 @@ def test_template_features_ignore_level(rng):
 def test_bad_input_is_refused(y, kwargs, match):
     with pytest.raises(ParameterError, match=match):
         separate(y, SR, **{"n_fft": 512, **kwargs})
+
+
+def test_activation_features_tell_hits_from_notes(rng):
+    n = 400
+    sustained = 1 + np.sin(2 * np.pi * np.arange(n) / 200)  # slow swell
+    hits = np.zeros(n)
+    hits[::20] = 1.0  # a click every 20 frames
+    F = activation_features(np.stack([sustained, hits]), sr=SR, hop_length=128)
+    assert F.shape == (2, 5)
+    assert F[1, 3] > F[0, 3]  # share of the fastest modulation band
+    assert F[1, 4] > F[0, 4]  # sparseness
+
+
+def test_rhythm_weight_groups_by_how_components_move(rng):
+    """Templates alike two by two in timbre, but with crossed rhythms: rhythm decides."""
+    freqs = np.arange(513)
+    low, high = np.exp(-freqs / 20.0), np.exp(-((freqs - 300) ** 2) / 2000.0)
+    W = np.stack([low, high, low * 0.9, high * 1.1]).T * rng.uniform(0.95, 1.05, (513, 4))
+    n = 400
+    smooth = 1.5 + np.sin(2 * np.pi * np.arange(n) / 200)
+    hits = np.zeros(n)
+    hits[::20] = 1.0
+    H = np.stack([smooth, smooth * 0.8, hits, hits * 1.2]) + 1e-3
+    by_timbre = group_components(W, H, 2, sr=SR, n_fft=1024, random_state=0)
+    assert by_timbre[0] == by_timbre[2] and by_timbre[1] == by_timbre[3]
+    by_rhythm = group_components(W, H, 2, sr=SR, n_fft=1024, rhythm_weight=5.0, random_state=0)
+    assert by_rhythm[0] == by_rhythm[1] and by_rhythm[2] == by_rhythm[3]
+    assert by_rhythm[0] != by_rhythm[2]
