@@ -578,8 +578,9 @@ def _unusable_output_file(path, inputs):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         return f"folder {folder} does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"folder {folder} is not writable"
+    problem = _cannot_write_in(folder)
+    if problem:
+        return f"folder {folder} is not writable ({problem})"
     if os.path.isdir(path):
         return "is a folder"
     for source in inputs:
@@ -594,16 +595,28 @@ def _unusable_output_folder(folder):
     if os.path.exists(path):
         if not os.path.isdir(path):
             return "exists and is not a folder"
-        if not os.access(path, os.W_OK | os.X_OK):
-            return "folder is not writable"
-        return None
+        problem = _cannot_write_in(path)
+        return f"folder is not writable ({problem})" if problem else None
     parent = os.path.dirname(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         return f"cannot create folder: {parent} is a file"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot create folder: {parent} is not writable"
+    problem = _cannot_write_in(parent)
+    return f"cannot create folder: {parent} is not writable ({problem})" if problem else None
+
+
+def _cannot_write_in(folder):
+    """Why no file can be created in ``folder``, or None: tried for real, since
+    permission bits say nothing for root or on a read-only file system."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".audionmf-probe.", dir=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(fd)
+    os.unlink(probe)
     return None
 
 

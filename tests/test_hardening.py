@@ -175,3 +175,37 @@ def test_crafted_model_files(tmp_path, case):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs a file system nobody can write")
+@pytest.mark.parametrize("command", ["separate", "learn", "decompose"])
+def test_unwritable_output_is_refused_before_work(tmp_path, command):
+    """/proc refuses new files even to root, whose permission bits say nothing."""
+    args = {
+        "separate": ["separate", SAMPLE, "-o", "/proc/audionmf-out"],
+        "learn": ["learn", "x", SAMPLE, "-o", "/proc/audionmf-model.npz"],
+        "decompose": ["decompose", SAMPLE, "-o", "/proc/audionmf-features.npz"],
+    }[command]
+    started = time.time()
+    proc = run_cli(*args)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/proc" in lines[0] and "not writable" in lines[0]
+    assert time.time() - started < 30  # refused up front, not after the work
+
+
+def test_killed_mid_write_leaves_no_half_file(tmp_path):
+    """SIGKILL at any moment: every file under a final name is complete."""
+    mix, sr = sf.read(SAMPLE)
+    path = tmp_path / "long.wav"
+    sf.write(path, np.tile(mix, 6), sr)  # 60 s
+    out = tmp_path / "out"
+    for delay in (0.5, 1.5, 3.0):
+        proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", str(path), "-o", str(out),
+                                 "-q", "--iterations", "40"])
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        for final in (out / "long").glob("*.wav") if (out / "long").exists() else []:
+            y, _ = sf.read(final)
+            assert y.shape[0] == 6 * len(mix)
