@@ -156,6 +156,10 @@ def get_parser():
                      help="blind: number of sources (default: 2)")
     sep.add_argument("--components", type=_positive_int, default=None, metavar="K",
                      help="blind: NMF components in all, at least N (default: 8 per source)")
+    sep.add_argument("--rhythm", type=_nonnegative_float, default=None, metavar="W",
+                     help="blind: weight of how components move over time beside their timbre "
+                          "when grouping them (default: 0, timbre only; 1.5 suits speech over "
+                          "music and drums over notes)")
     _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
                      help="maximum NMF iterations (default: %(default)s)")
@@ -283,7 +287,7 @@ def _refuse_with_model(sub, args, options, what):
 def _check_separate(sub, args):
     """Usage errors that involve several options; exits 2 through ``sub.error``."""
     if args.model:
-        _refuse_with_model(sub, args, ("sources", "components", "beta", "n_fft", "hop"),
+        _refuse_with_model(sub, args, ("sources", "components", "rhythm", "beta", "n_fft", "hop"),
                            "models decide the sources and the analysis")
     else:
         if args.free:
@@ -524,6 +528,7 @@ def _separate_one(path, args, protected):
         models=args.models,
         free_components=args.free,
         n_components=args.components,
+        rhythm_weight=args.rhythm or 0.0,
         beta=args.beta,
         n_fft=args.n_fft,
         hop_length=args.hop,

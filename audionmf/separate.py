@@ -367,8 +367,8 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
 
     Rhythm is a trade-off, hence off by default: on the development corpus,
     ``rhythm_weight=1.5`` raised the mean SDR of two-source blind separation
-    from 2.6 to 5.8 dB on speech over music and from 1.5 to 3.6 dB on drums
-    with organ and bass, but lowered it from 4.5 to 2.3 dB on flute over piano
+    from 2.7 to 5.8 dB on speech over music and from 1.8 to 3.6 dB on drums
+    with organ and bass, but lowered it from 4.9 to 2.4 dB on flute over piano
     and breaks apart steady tones that timbre alone groups right.
 
     Returns

@@ -69,11 +69,11 @@ def test_options_reach_the_separation(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules["audionmf.separate"], "separate", fake_separate)
     code = main(["separate", str(SAMPLE), "-o", str(tmp_path), "--sources", "3", "--components", "12",
                  "--beta", "is", "--iterations", "7", "--n-fft", "1024", "--hop", "128",
-                 "--seed", "9", "-q"])
+                 "--seed", "9", "--rhythm", "1.5", "-q"])
     assert code == 0
     assert seen["n_sources"] == 3 and seen["n_components"] == 12 and seen["beta"] == 0.0
     assert seen["max_iter"] == 7 and seen["n_fft"] == 1024 and seen["hop_length"] == 128
-    assert seen["random_state"] == 9
+    assert seen["random_state"] == 9 and seen["rhythm_weight"] == 1.5
 
 
 def test_version_and_help(capsys):
