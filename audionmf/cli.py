@@ -348,9 +348,7 @@ def _run_separate(args):
         return EXIT_BAD_FILE
 
     from ._validation import AudioError, ParameterError
-    from .models import ModelError, SourceModel
-
-    from .models import check_models
+    from .models import ModelError, SourceModel, check_models
 
     try:
         args.models = [SourceModel.load(path) for path in args.model] or None

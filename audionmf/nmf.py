@@ -261,8 +261,8 @@ def nmf(
     rng = np.random.default_rng(random_state)
     W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
 
-    with _Engine(V, scale, beta, floor, ceiling, sparsity) as engine:
-        engine.normalize = update_H
+    # With H held fixed, templates are not renormalized (that would rescale H).
+    with _Engine(V, scale, beta, floor, ceiling, sparsity, normalize=update_H) as engine:
         losses, loss_iters = [], []
         converged = False
         n_iter = 0
@@ -341,7 +341,7 @@ class _Engine:
     BLOCK_BYTES = 1 << 20
     GROUP = 2
 
-    def __init__(self, V, scale, beta, floor, ceiling, sparsity=0.0, n_threads=None):
+    def __init__(self, V, scale, beta, floor, ceiling, sparsity=0.0, normalize=True, n_threads=None):
         from . import _kernels
 
         self.kernels = _kernels
@@ -349,7 +349,7 @@ class _Engine:
         self.gamma = mm_exponent(beta)
         self.floor, self.ceiling = floor, ceiling
         self.sparsity = sparsity
-        self.normalize = True  # set to False while H is held fixed
+        self.normalize = normalize
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
         n_freq, n_frames = V.shape
         # About a megabyte per block, but at least 8 blocks when there are frames
@@ -405,6 +405,7 @@ class _Engine:
             "WtW": W.T @ W if self.beta == 2.0 else None,
             "colsum": W.sum(axis=0)[:, None] if self.beta == 1.0 else None,
         }
+
         def sweep(group):
             return self._sweep(W, H, update_H, free, with_loss, shared, group)
 
