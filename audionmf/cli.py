@@ -85,6 +85,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _add_run_options(parser):
+    """--seed, --quiet and --debug, which every factorizing command takes."""
+    parser.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N",
+                        help="random seed; same seed, same result (default: %(default)s)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of errors")
+
+
 def _add_analysis_options(parser, prefix):
     parser.add_argument("--beta", type=_beta, default=None, metavar="BETA",
                         help=f"{prefix}divergence: kl, is, euclidean or a number (default: kl)")
@@ -163,14 +171,11 @@ def get_parser():
     _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
                      help="maximum NMF iterations (default: %(default)s)")
-    sep.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N",
-                     help="random seed; same seed, same result (default: %(default)s)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav",
                      help="output file format (default: %(default)s)")
     sep.add_argument("--plot", action="store_true",
                      help="also draw the mixture and the sources to OUTDIR/<stem>/separation.png")
-    sep.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    sep.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    _add_run_options(sep)
     sep.set_defaults(run=_run_separate, check=_check_separate, command_parser=sep)
 
     learn = commands.add_parser(
@@ -195,9 +200,7 @@ def get_parser():
                        help=f"NMF iterations (default: {LEARN_DEFAULTS['max_iter']})")
     learn.add_argument("--sr", type=_positive_int, default=None, metavar="HZ",
                        help="sample rate of the model (default: the first file's)")
-    learn.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N", help="random seed (default: %(default)s)")
-    learn.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    learn.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    _add_run_options(learn)
     learn.set_defaults(run=_run_learn, check=_check_learn, command_parser=learn)
 
     for name, summary, out_help in (
@@ -218,9 +221,7 @@ def get_parser():
         _add_analysis_options(cmd, "without --model: ")
         cmd.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
                          help="maximum NMF iterations (default: %(default)s)")
-        cmd.add_argument("--seed", type=_nonnegative_int, default=0, metavar="N", help="random seed (default: %(default)s)")
-        cmd.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-        cmd.add_argument("--debug", action="store_true", help="show the traceback of errors")
+        _add_run_options(cmd)
         cmd.set_defaults(run=_run_features, check=_check_features, command_parser=cmd)
 
     ev = commands.add_parser(
