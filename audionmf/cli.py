@@ -7,6 +7,7 @@ bad value); 130 interrupted.
 import argparse
 import os
 import sys
+import time
 import traceback
 
 from ._version import __version__
@@ -152,7 +153,9 @@ def get_parser():
         epilog=SEPARATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav, flac, ogg, ...)")
+    sep.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="audio files (wav, flac, ogg, ...), folders of them, or glob patterns "
+                          "such as 'album/**/*.flac' (quoted)")
     sep.add_argument("-o", "--out", default="separated", metavar="OUTDIR",
                      help="folder for the results (default: %(default)s)")
     sep.add_argument("--model", action="append", default=[], metavar="MODEL.npz",
@@ -175,6 +178,10 @@ def get_parser():
                      help="output file format (default: %(default)s)")
     sep.add_argument("--plot", action="store_true",
                      help="also draw the mixture and the sources to OUTDIR/<stem>/separation.png")
+    sep.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                     help="separate N files at once, in separate processes (default: 1)")
+    sep.add_argument("--skip-existing", action="store_true",
+                     help="skip inputs whose output files all exist (resume a batch)")
     _add_run_options(sep)
     sep.set_defaults(run=_run_separate, check=_check_separate, command_parser=sep)
 
@@ -297,6 +304,7 @@ def _check_separate(sub, args):
         if args.components is not None and args.components < args.sources:
             sub.error(f"--components {args.components} is fewer than --sources {args.sources}")
         _check_analysis(sub, args)
+    args.inputs = _expand_inputs(args.inputs)
     stems = {}
     for path in args.inputs:
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -348,7 +356,7 @@ def _run_separate(args):
         _report(f"{args.out}: {problem}")
         return EXIT_BAD_FILE
 
-    from ._validation import AudioError, ParameterError
+    from ._validation import ParameterError
     from .models import ModelError, SourceModel, check_models
 
     try:
@@ -364,29 +372,150 @@ def _run_separate(args):
         _report(str(exc))
         return EXIT_BAD_FILE
 
-    inputs = list(dict.fromkeys(args.inputs))
-    failed, done = 0, []
-    for path in inputs:
-        try:
-            written = _separate_one(path, args, protected=inputs + args.model)
-            done.append(path)
-        except KeyboardInterrupt:
-            # The file in progress left nothing behind (its writes were not committed).
-            print(f"audionmf: interrupted; {len(done)} of {len(inputs)} inputs were separated"
-                  + (f" ({', '.join(done)})" if done else ""), file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except (AudioError, ParameterError) as exc:
-            if args.debug:
-                traceback.print_exc()
-            message = str(exc)
-            _report(message if message.startswith(path) else f"{path}: {message}")
-            failed += 1
-            continue
-        if not args.quiet:
-            print(f"{path} -> {written}", file=sys.stderr)
-    if failed and len(inputs) > 1:
-        _report(f"{failed} of {len(inputs)} inputs failed")
+    inputs = list(args.inputs)
+    if args.skip_existing:
+        todo = [path for path in inputs if not _already_separated(path, args)]
+        if not args.quiet and len(todo) < len(inputs):
+            print(f"audionmf: {len(inputs) - len(todo)} of {len(inputs)} inputs already separated, "
+                  "skipped", file=sys.stderr)
+    else:
+        todo = inputs
+    task = _SeparateTask(args, protected=inputs + args.model)
+    failed, done = [], []
+    started = time.time()
+    try:
+        for path, written, error in _run_batch(task, todo, args.jobs, args.quiet):
+            if error is None:
+                done.append(path)
+                if not args.quiet:
+                    print(f"{path} -> {written}", file=sys.stderr)
+                continue
+            failed.append(path)
+            if args.debug and error[1]:
+                print(error[1], file=sys.stderr, end="")
+            _report(error[0] if error[0].startswith(path) else f"{path}: {error[0]}")
+    except KeyboardInterrupt:
+        # The files in progress left nothing behind (their writes were not committed);
+        # worker processes may have finished some whose results never came back.
+        done = [path for path in todo if _already_separated(path, args, since=started)]
+        print(f"audionmf: interrupted; {len(done)} of {len(todo)} inputs were separated"
+              + (f" ({', '.join(done)})" if done else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if failed and len(todo) > 1:
+        _report(f"{len(failed)} of {len(todo)} inputs failed: {', '.join(failed)}")
     return EXIT_BAD_FILE if failed else EXIT_OK
+
+
+def _expand_inputs(items):
+    """Files as given; folders to the audio files in them; glob patterns to their matches.
+
+    A pattern that matches nothing stays as it is, to be reported as missing.
+    """
+    import glob
+
+    from .io import AUDIO_EXTENSIONS
+
+    paths = []
+    for item in items:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, name) for name in os.listdir(item)
+                           if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith(".")
+                           and os.path.isfile(os.path.join(item, name)))
+            paths.extend(found or [item])  # an empty folder is reported as not audio
+        elif not os.path.exists(item) and glob.has_magic(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            paths.extend(found or [item])
+        else:
+            paths.append(item)
+    return list(dict.fromkeys(paths))
+
+
+def _expected_names(args):
+    if args.models:
+        return [m.name for m in args.models] + (["residual"] if args.free else [])
+    return [f"source{i + 1}" for i in range(args.sources)]
+
+
+def _already_separated(path, args, since=None):
+    """Whether every output of ``path`` exists (and, with ``since``, was written since then)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    files = [os.path.join(args.out, stem, f"{name}.{args.format}") for name in _expected_names(args)]
+    return all(os.path.isfile(f) and (since is None or os.path.getmtime(f) >= since) for f in files)
+
+
+class _SeparateTask:
+    """One input to separate, as a picklable callable for worker processes."""
+
+    FIELDS = ("out", "sources", "models", "free", "components", "rhythm", "beta", "n_fft", "hop",
+              "iterations", "seed", "format", "plot", "quiet")
+
+    def __init__(self, args, protected):
+        import types
+
+        self.args = types.SimpleNamespace(**{f: getattr(args, f) for f in self.FIELDS})
+        self.protected = protected
+
+    def __call__(self, path):
+        """Returns (path, folder written, None) or (path, None, (message, traceback))."""
+        from ._validation import AudioError, ParameterError
+
+        try:
+            return path, _separate_one(path, self.args, self.protected), None
+        except (AudioError, ParameterError) as exc:
+            return path, None, (str(exc), traceback.format_exc())
+
+
+def _run_batch(task, paths, jobs, quiet):
+    """Yield task results as files finish, in this process or in ``jobs`` processes."""
+    if jobs == 1 or len(paths) < 2:
+        for path in paths:
+            yield task(path)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    task.args.quiet = True  # one progress bar for the batch, not one per file
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("i", 0)
+    bar = _batch_progress(len(paths), quiet)
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context,
+                             initializer=_pin_worker, initargs=(counter,)) as pool:
+        futures = [pool.submit(task, path) for path in paths]
+        try:
+            for future in as_completed(futures):
+                if bar is not None:
+                    bar.update(1)
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def _pin_worker(counter):
+    """Give each worker process its own core and one BLAS thread, so that workers
+    do not fight over the cores (OpenBLAS threads spin while they wait)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # for the life of this worker process
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+
+
+def _batch_progress(total, quiet):
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="files", unit="file", file=sys.stderr)
 
 
 def _check_features(sub, args):

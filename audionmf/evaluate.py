@@ -13,12 +13,12 @@ import warnings
 import numpy as np
 
 from ._validation import AudioError, ParameterError, check_audio
+from .io import AUDIO_EXTENSIONS
 
 __all__ = ["evaluate", "evaluate_folders", "si_sdr", "METRICS"]
 
 METRICS = ("sdr", "sir", "sar", "si_sdr")
 MIXTURE_NAME = "mix"
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
 
 
 def si_sdr(reference, estimate):

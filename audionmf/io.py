@@ -17,6 +17,9 @@ from ._validation import AudioError, ParameterError, check_positive_int
 
 __all__ = ["load", "save", "resample", "WRITE_FORMATS"]
 
+#: Extensions taken for audio files when a folder is given (what libsndfile reads).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+
 #: Output formats by file extension, with the sample format written by default.
 #: WAV is written as 32-bit float so that separated sources sum back to the
 #: input exactly; FLAC cannot hold floats and gets 24-bit integers.
