@@ -427,7 +427,19 @@ def _expand_inputs(items):
             paths.extend(found or [item])
         else:
             paths.append(item)
-    return list(dict.fromkeys(paths))
+    unique = {}
+    for path in paths:  # one entry per file, however it is spelled
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values())
+
+
+def _identity(path):
+    """(device, inode) of an existing file, or None: two paths to one file compare equal."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _expected_names(args):
@@ -440,6 +452,8 @@ def _already_separated(path, args, since=None):
     """Whether every output of ``path`` exists (and, with ``since``, was written since then)."""
     stem = os.path.splitext(os.path.basename(path))[0]
     files = [os.path.join(args.out, stem, f"{name}.{args.format}") for name in _expected_names(args)]
+    if args.plot:
+        files.append(os.path.join(args.out, stem, "separation.png"))
     return all(os.path.isfile(f) and (since is None or os.path.getmtime(f) >= since) for f in files)
 
 
@@ -453,61 +467,104 @@ class _SeparateTask:
         import types
 
         self.args = types.SimpleNamespace(**{f: getattr(args, f) for f in self.FIELDS})
-        self.protected = protected
+        self.protected = {_identity(p) for p in protected} - {None}
 
     def __call__(self, path):
         """Returns (path, folder written, None) or (path, None, (message, traceback))."""
         from ._validation import AudioError, ParameterError
 
+        if _WORKER["stop"]:
+            return path, None, ("not started: interrupted", "")
+        _WORKER["busy"] = True
         try:
             return path, _separate_one(path, self.args, self.protected), None
         except (AudioError, ParameterError) as exc:
             return path, None, (str(exc), traceback.format_exc())
+        except KeyboardInterrupt:
+            if not _WORKER["in_worker"]:
+                raise  # Ctrl-C in this very process: the caller reports it
+            return path, None, ("interrupted; nothing written", "")
+        finally:
+            _WORKER["busy"] = False
+
+
+#: State of a worker process (in the main process, in_worker stays False).
+_WORKER = {"in_worker": False, "busy": False, "stop": False}
 
 
 def _run_batch(task, paths, jobs, quiet):
-    """Yield task results as files finish, in this process or in ``jobs`` processes."""
+    """Yield task results as files finish, in this process or in ``jobs`` processes.
+
+    Worker processes ignore SIGINT: on Ctrl-C this process cancels what has not
+    started and sends SIGTERM to the workers, which abandon their file (its
+    temporary files removed) and start no other.
+    """
     if jobs == 1 or len(paths) < 2:
         for path in paths:
             yield task(path)
         return
     import multiprocessing
+    import signal
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     task.args.quiet = True  # one progress bar for the batch, not one per file
     context = multiprocessing.get_context("spawn")
-    counter = context.Value("i", 0)
+    n_workers = min(jobs, len(paths))
+    pids = context.Array("i", n_workers)
     bar = _batch_progress(len(paths), quiet)
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths)), mp_context=context,
-                             initializer=_pin_worker, initargs=(counter,)) as pool:
-        futures = [pool.submit(task, path) for path in paths]
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context,
+                             initializer=_start_worker, initargs=(pids,)) as pool:
+        futures = {pool.submit(task, path): path for path in paths}
         try:
             for future in as_completed(futures):
                 if bar is not None:
                     bar.update(1)
-                yield future.result()
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    yield futures[future], None, ("a worker process died (out of memory?) before "
+                                                  "this file was done; nothing written", "")
         except BaseException:
             for future in futures:
                 future.cancel()
+            for pid in pids[:]:
+                if pid:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except OSError:
+                        pass
             raise
         finally:
             if bar is not None:
                 bar.close()
 
 
-def _pin_worker(counter):
-    """Give each worker process its own core and one BLAS thread, so that workers
-    do not fight over the cores (OpenBLAS threads spin while they wait)."""
+def _start_worker(pids):
+    """Set up a worker process: its own core and one BLAS thread (workers must not
+    fight over the cores: OpenBLAS threads spin while they wait), SIGINT left to
+    the parent, SIGTERM to abandon the file in progress."""
+    import signal
+
     from threadpoolctl import threadpool_limits
 
+    _WORKER["in_worker"] = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_terminate)
     threadpool_limits(limits=1)  # for the life of this worker process
-    if not hasattr(os, "sched_setaffinity"):
-        return
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+    with pids.get_lock():
+        index = next(i for i, pid in enumerate(pids) if pid == 0)
+        pids[index] = os.getpid()
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+
+
+def _on_terminate(signum, frame):
+    _WORKER["stop"] = True
+    if _WORKER["busy"]:
+        raise KeyboardInterrupt  # unwinds the file in progress, removing its temporary files
+    os._exit(EXIT_INTERRUPTED)  # idle: nothing to clean up
 
 
 def _batch_progress(total, quiet):
@@ -535,7 +592,7 @@ def _run_features(args):
     from .features import decompose
     from .models import ModelError, SourceModel
 
-    problem = _unusable_output_file(args.out, [args.input])
+    problem = _unusable_output_file(args.out, [args.input] + ([args.model] if args.model else []))
     if problem:
         _report(f"{args.out}: {problem}")
         return EXIT_BAD_FILE
@@ -648,6 +705,10 @@ def _separate_one(path, args, protected):
 
     stem = os.path.splitext(os.path.basename(path))[0]
     folder = os.path.join(args.out, stem)
+    for name in _expected_names(args) + (["separation"] if args.plot else []):
+        target = os.path.join(folder, f"{name}.{'png' if name == 'separation' else args.format}")
+        if _identity(target) in protected:
+            raise AudioError(f"{path}: output {target} is an input file; choose another -o")
     y, sr = io.load(path)
     sources = separate(
         y,
@@ -665,24 +726,15 @@ def _separate_one(path, args, protected):
         callback=_progress(stem, args.iterations, args.quiet),
     )
     targets = [(os.path.join(folder, f"{name}.{args.format}"), s) for name, s in sources.items()]
-    for target, _ in targets:
-        for source in protected:
-            if os.path.exists(target) and os.path.samefile(target, source):
-                raise AudioError(f"{path}: output {target} is an input file; choose another -o")
+    figures = ([(os.path.join(folder, "separation.png"), _render_png(_sources_figure(y, sources, sr)))]
+               if args.plot else [])
     created = not os.path.isdir(folder)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
-    figure = _render_png(_sources_figure(y, sources, sr)) if args.plot else None
     try:
-        io.save_together(targets, sr)
-        if figure is not None:
-            try:
-                with io.atomic_file(os.path.join(folder, "separation.png")) as handle:
-                    handle.write(figure)
-            except OSError as exc:
-                raise AudioError(f"{folder}: cannot write separation.png ({exc.strerror or exc})") from None
+        io.save_together(targets, sr, files=figures)
     except BaseException:
         if created:
             _remove_empty(folder)

@@ -127,16 +127,26 @@ def save(path, y, sr, *, subtype=None):
     _commit([_write_temporary(path, y, sr, subtype)])
 
 
-def save_together(items, sr, *, subtype=None):
+def save_together(items, sr, *, subtype=None, files=()):
     """Write several files so that either all of them appear or none does.
 
-    ``items`` is a sequence of ``(path, y)``. Every file is written to a
-    temporary name first; only when all writes succeeded are they renamed.
+    ``items`` is a sequence of ``(path, y)`` signals; ``files`` of ``(path, bytes)``
+    written as they are (a figure, say). Every file is written to a temporary
+    name first; only when all writes succeeded are they renamed. If a rename
+    fails, the files it already put in place where there was none are removed
+    again (a file that existed before is replaced by its complete new version).
     """
     pending = []
     try:
         for path, y in items:
             pending.append(_write_temporary(path, y, sr, subtype))
+        for path, data in files:
+            try:
+                with _temporary_beside(path) as (handle, tmp):
+                    handle.write(data)
+            except OSError as exc:
+                raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
+            pending.append((tmp, os.fspath(path)))
     except BaseException:
         for tmp, _ in pending:
             _remove_quietly(tmp)
@@ -220,6 +230,7 @@ def _write_temporary(path, y, sr, subtype):
 
 def _commit(pending):
     done = 0
+    new = [not os.path.exists(path) for _, path in pending]
     try:
         for tmp, path in pending:
             os.replace(tmp, path)
@@ -227,6 +238,9 @@ def _commit(pending):
     except BaseException as exc:  # a full disk or Ctrl-C: no temporary file stays behind
         for tmp, _ in pending[done:]:
             _remove_quietly(tmp)
+        for (_, path), was_new in zip(pending[:done], new):
+            if was_new:
+                _remove_quietly(path)
         if isinstance(exc, OSError):
             raise AudioError(f"{pending[done][1]}: cannot write ({exc.strerror or exc})") from None
         raise

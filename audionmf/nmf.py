@@ -259,7 +259,10 @@ def nmf(
     floor, ceiling = eps, 1.0 / eps
 
     rng = np.random.default_rng(random_state)
-    W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # the start must not depend on the core count
+        W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
 
     # With H held fixed, templates are not renormalized (that would rescale H).
     with _Engine(V, scale, beta, floor, ceiling, sparsity, normalize=update_H) as engine:

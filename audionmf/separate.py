@@ -125,6 +125,7 @@ def separate(
     y = check_audio(y, "the audio")
     sr = check_positive_int(sr, "sr")
     mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
+    rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
     if models is not None:
         analysis = _analysis_from_models(models, beta, power, n_fft, hop_length, window)
         free_components = check_positive_int(free_components, "free_components", minimum=0)
@@ -171,8 +172,7 @@ def separate(
         result = nmf(V, n_components, init=init, **fit)
         labels = group_components(result.W, result.H, n_sources, sr=analysis["sr"],
                                   hop_length=params.hop_length, n_fft=params.n_fft,
-                                  rhythm_weight=check_nonnegative_real(rhythm_weight, "rhythm_weight"),
-                                  random_state=rng)
+                                  rhythm_weight=rhythm_weight, random_state=rng)
         names = [f"source{i + 1}" for i in range(n_sources)]
     else:
         fixed = [m.templates for m in models]
@@ -381,7 +381,8 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
     if K < n_sources:
         raise ParameterError(f"cannot make {n_sources} sources from {K} components")
     rng = np.random.default_rng(random_state)
-    hop_length = n_fft // 4 if hop_length is None else hop_length
+    rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
+    hop_length = check_positive_int(n_fft // 4 if hop_length is None else hop_length, "hop_length")
 
     def standardized(F):
         return (F - F.mean(axis=0)) / (F.std(axis=0) + 1e-12)

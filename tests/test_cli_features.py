@@ -118,3 +118,13 @@ def test_tiny_n_fft_is_a_usage_error(command, capsys):
     assert main(args + ["--n-fft", "2"]) == 2  # the default hop would be 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--hop 0: must be at least 1" in err[0]
+
+
+def test_decompose_never_overwrites_its_model(tmp_path, short_clip, capsys):
+    y, sr = sf.read(short_clip)
+    model = tmp_path / "m.npz"
+    SourceModel.learn(y, sr, name="mix", n_components=3, max_iter=10, context=0).save(model)
+    before = model.read_bytes()
+    assert main(["decompose", str(short_clip), "-o", str(model), "--model", str(model)]) == 1
+    assert "is the input" in capsys.readouterr().err
+    assert model.read_bytes() == before

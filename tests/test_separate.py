@@ -182,3 +182,12 @@ def test_rhythm_weight_groups_by_how_components_move(rng):
     by_rhythm = group_components(W, H, 2, sr=SR, n_fft=1024, rhythm_weight=5.0, random_state=0)
     assert by_rhythm[0] == by_rhythm[1] and by_rhythm[2] == by_rhythm[3]
     assert by_rhythm[0] != by_rhythm[2]
+
+
+def test_rhythm_weight_is_checked(rng):
+    W, H = rng.random((257, 4)), rng.random((4, 50))
+    for bad in (-1.0, float("nan"), float("inf"), "2"):
+        with pytest.raises(ParameterError, match="rhythm_weight"):
+            group_components(W, H, 2, sr=SR, n_fft=512, rhythm_weight=bad)
+    with pytest.raises(ParameterError, match="rhythm_weight"):
+        separate(np.ones(5000), SR, n_fft=512, rhythm_weight=-1)
