@@ -253,8 +253,12 @@ def nmf(
 
     if not np.any(V):
         raise ParameterError("V is all zeros: there is nothing to factorize")
-    # The mean, unless it underflows to 0 (subnormal entries): then the largest entry.
-    scale = float(np.mean(V, dtype=np.float64)) or float(V.max())
+    # The mean, unless it underflows to 0 (subnormal entries) or overflows (entries
+    # near the float64 maximum): then the largest entry.
+    with np.errstate(over="ignore"):
+        scale = float(np.mean(V, dtype=np.float64))
+    if not 0 < scale < np.inf:
+        scale = float(V.max())
     eps = float(np.finfo(dtype).eps)
     floor, ceiling = eps, 1.0 / eps
 
@@ -395,8 +399,10 @@ class _Engine:
 
     def __exit__(self, *exc):
         if self._pool is not None:
-            self._pool.shutdown()
-            self._limits.restore_original_limits()
+            try:
+                self._pool.shutdown()
+            finally:
+                self._limits.restore_original_limits()
 
     def iterate(self, W, H, update_H, free, with_loss):
         """Update H (if ``update_H``) then ``W[:, free]`` (if ``free`` is not None), in place.
