@@ -730,12 +730,12 @@ def _separate_one(path, args, protected):
                if args.plot else [])
     created = not os.path.isdir(folder)
     try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
-    try:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
         io.save_together(targets, sr, files=figures)
-    except BaseException:
+    except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
         if created:
             _remove_empty(folder)
         raise
