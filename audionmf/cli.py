@@ -341,8 +341,7 @@ def _run_learn(args):
     except (AudioError, ParameterError, ModelError) as exc:
         if args.debug:
             traceback.print_exc()
-        _report(str(exc) if any(str(exc).startswith(p) for p in args.inputs + [args.out])
-                else f"{args.name}: {exc}")
+        _report(str(exc), about=args.name, known=args.inputs + [args.out])
         return EXIT_BAD_FILE
     if not args.quiet:
         print(f"{args.out}: {model.n_components} templates of {args.name!r} "
@@ -393,7 +392,7 @@ def _run_separate(args):
             failed.append(path)
             if args.debug and error[1]:
                 print(error[1], file=sys.stderr, end="")
-            _report(error[0] if error[0].startswith(path) else f"{path}: {error[0]}")
+            _report(error[0], about=path)
     except KeyboardInterrupt:
         # The files in progress left nothing behind (their writes were not committed);
         # worker processes may have finished some whose results never came back.
@@ -620,8 +619,7 @@ def _run_features(args):
             message = f"{args.out}: cannot write ({exc.strerror or exc})"
         else:
             message = str(exc)
-        known = (args.input, args.out) + ((args.model,) if args.model else ())
-        _report(message if message.startswith(known) else f"{args.input}: {message}")
+        _report(message, about=args.input, known=[args.out] + ([args.model] if args.model else []))
         return EXIT_BAD_FILE
     if not args.quiet:
         print(f"{args.input} -> {args.out} ({dec.n_components} components, {len(dec.times)} frames)",
@@ -812,7 +810,11 @@ def _remove_empty(folder):
         pass
 
 
-def _report(message):
+def _report(message, about=None, known=()):
+    """One error line on stderr. With ``about``, the message is prefixed with it
+    unless it already starts with that or another ``known`` file name."""
+    if about is not None and not message.startswith((about, *known)):
+        message = f"{about}: {message}"
     print(f"audionmf: error: {message}", file=sys.stderr)
 
 
