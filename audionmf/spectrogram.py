@@ -16,7 +16,7 @@ import numpy as np
 
 from ._validation import ParameterError, check_audio, check_positive_int
 
-__all__ = ["STFTParams", "stft", "istft", "frame_times", "bin_frequencies", "stack_frames",
+__all__ = ["STFTParams", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",
            "unstack_frames", "mel_filters"]
 
 
@@ -67,11 +67,40 @@ def stft(y, *, n_fft=2048, hop_length=None, window="hann"):
     """
     params = STFTParams(n_fft, hop_length, window)
     y = check_audio(y, "y")
+    pad = [(0, 0)] * (y.ndim - 1) + [(params.n_fft // 2, params.n_fft // 2)]
+    return stft_frames(np.pad(y, pad), params)
+
+
+def frame_span(start, stop, params):
+    """The samples that frames ``start .. stop - 1`` of :func:`stft` cover.
+
+    Returns ``(first, end)``: sample indices of the signal, which may reach
+    before 0 or past its end, where :func:`stft` pads with zeros.
+    """
+    first = start * params.hop_length - params.n_fft // 2
+    return first, first + (stop - start - 1) * params.hop_length + params.n_fft
+
+
+def stft_frames(segment, params):
+    """STFT frames of a segment: the frames that fit in it, one every hop.
+
+    With ``segment`` the samples :func:`frame_span` (t0, t1) names (zeros
+    outside the signal), this gives frames t0 .. t1 - 1 of :func:`stft`, equal
+    to them to the last bit: a long signal is transformed block by block.
+
+    Parameters
+    ----------
+    segment : np.ndarray [shape=(..., n_samples)]
+    params : STFTParams
+
+    Returns
+    -------
+    S : np.ndarray [shape=(..., n_freq, n_frames), dtype=complex]
+    """
     n_fft, hop = params.n_fft, params.hop_length
-    pad = [(0, 0)] * (y.ndim - 1) + [(n_fft // 2, n_fft // 2)]
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(y, pad), n_fft, axis=-1)[..., ::hop, :]
-    dtype = np.complex64 if y.dtype == np.float32 else np.complex128
-    window = _window(params.window, n_fft).astype(y.dtype, copy=False)
+    frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
+    dtype = np.complex64 if segment.dtype == np.float32 else np.complex128
+    window = _window(params.window, n_fft).astype(segment.dtype, copy=False)
     S = np.fft.rfft(frames * window, axis=-1).astype(dtype, copy=False)
     return np.ascontiguousarray(np.swapaxes(S, -1, -2))
 
@@ -95,19 +124,98 @@ def istft(S, *, length, n_fft=2048, hop_length=None, window="hann"):
             f"S has shape {S.shape}; expected (..., {params.n_fft // 2 + 1}, n_frames) "
             f"for n_fft={params.n_fft}"
         )
-    n_fft, hop = params.n_fft, params.hop_length
-    dtype = np.float32 if S.dtype == np.complex64 else np.float64
-    window = _window(params.window, n_fft)
-    n_frames = min(S.shape[-1], -(-(length + 2 * (n_fft // 2)) // hop))
-    frames = np.fft.irfft(np.swapaxes(S[..., :n_frames], -1, -2), n=n_fft, axis=-1) * window
-    y = _overlap_add(frames, hop)
-    norm = _overlap_add(np.broadcast_to(window**2, (n_frames, n_fft)), hop)
-    nonzero = norm > np.finfo(dtype).tiny
-    y[..., nonzero] /= norm[nonzero]
-    y = y[..., n_fft // 2 :]
-    if y.shape[-1] >= length:
-        return y[..., :length].astype(dtype)
-    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, length - y.shape[-1])]).astype(dtype)
+    inverse = OverlapAdd(params, length, S.shape[:-2], np.float32 if S.dtype == np.complex64 else np.float64)
+    return np.concatenate([inverse.add(S), inverse.close()], axis=-1)
+
+
+class OverlapAdd:
+    """The inverse STFT of :func:`istft`, taking frames a block at a time.
+
+    Frames go in, in order; each call returns the output samples that no later
+    frame can change any more, so a signal of any length is resynthesized with
+    memory for one block. Concatenated, the pieces equal :func:`istft` of all
+    the frames.
+
+    Parameters
+    ----------
+    params : STFTParams
+    length : int
+        Samples of the signal that was analysed.
+    lead : tuple
+        Leading shape of the frames (``()`` for one channel, ``(n_channels,)``).
+    dtype : np.dtype
+        Output samples' type.
+
+    Examples
+    --------
+    >>> params = STFTParams(512)
+    >>> y = np.random.default_rng(0).standard_normal(5000)
+    >>> S = stft(y, n_fft=512)
+    >>> inverse = OverlapAdd(params, len(y))
+    >>> pieces = [inverse.add(S[:, t:t + 7]) for t in range(0, S.shape[1], 7)]
+    >>> bool(np.allclose(np.concatenate(pieces + [inverse.close()]), y))
+    True
+    """
+
+    def __init__(self, params, length, lead=(), dtype=np.float64):
+        self.params = params
+        self.length = check_positive_int(length, "length")
+        self.dtype = np.dtype(dtype)
+        n_fft, hop = params.n_fft, params.hop_length
+        # Frames past this one only touch the padding beyond the end.
+        self.n_frames = -(-(length + 2 * (n_fft // 2)) // hop)
+        self.window = _window(params.window, n_fft)
+        self.next_frame = 0
+        self.start = 0  # position, in the padded signal, of acc[..., 0]
+        self.acc = np.zeros((*lead, 0))  # float64 whatever the output type, as istft
+        self.norm = np.zeros(0)
+        self.emitted = 0  # output samples returned so far
+
+    def add(self, S):
+        """Add the next frames, shape (..., n_freq, n_block); return the finished samples."""
+        n_fft, hop = self.params.n_fft, self.params.hop_length
+        S = S[..., : max(0, self.n_frames - self.next_frame)]
+        n_block = S.shape[-1]
+        if n_block:
+            frames = np.fft.irfft(np.swapaxes(S, -1, -2), n=n_fft, axis=-1) * self.window
+            first = self.next_frame * hop - self.start
+            end = first + n_fft + hop * (n_block - 1)
+            if end > self.acc.shape[-1]:
+                grow = end - self.acc.shape[-1]
+                self.acc = np.concatenate([self.acc, np.zeros((*self.acc.shape[:-1], grow))], axis=-1)
+                self.norm = np.concatenate([self.norm, np.zeros(grow)])
+            self.acc[..., first:end] += _overlap_add(frames, hop)
+            self.norm[first:end] += _overlap_add(np.broadcast_to(self.window**2, (n_block, n_fft)), hop)
+            self.next_frame += n_block
+        # Positions before the next frame's start are final.
+        return self._take(self.next_frame * hop - n_fft // 2)
+
+    def close(self):
+        """The remaining samples, up to ``length`` (zeros where no frame reached)."""
+        rest = self._take(self.length)
+        missing = self.length - self.emitted
+        if missing > 0:
+            rest = np.concatenate([rest, np.zeros((*rest.shape[:-1], missing), self.dtype)], axis=-1)
+            self.emitted = self.length
+        return rest
+
+    def _take(self, until):
+        """Output samples ``emitted .. until`` (capped at what exists), normalized."""
+        pad = self.params.n_fft // 2
+        until = min(until, self.length, self.start + self.acc.shape[-1] - pad)
+        if until <= self.emitted:
+            return np.zeros((*self.acc.shape[:-1], 0), self.dtype)
+        skip = self.emitted + pad - self.start  # the padding before sample 0 is never output
+        end = skip + until - self.emitted
+        y = self.acc[..., skip:end].copy()
+        norm = self.norm[skip:end]
+        nonzero = norm > np.finfo(self.dtype).tiny
+        y[..., nonzero] /= norm[nonzero]
+        self.acc = self.acc[..., end:]
+        self.norm = self.norm[end:]
+        self.start += end
+        self.emitted = until
+        return y.astype(self.dtype, copy=False)
 
 
 def _window(name, n_fft):
