@@ -627,12 +627,6 @@ def _run_features(args):
     return EXIT_OK
 
 
-def _sources_figure(y, sources, sr):
-    from . import plot
-
-    return plot.sources(y, sources, sr, kind="spectrogram")
-
-
 def _render_png(fig):
     import io as _bytes
 
@@ -697,9 +691,8 @@ def _score_table(result):
 
 def _separate_one(path, args, protected):
     """Separate one file; returns the folder written. Nothing is left on failure."""
-    from . import io
     from ._validation import AudioError
-    from .separate import separate
+    from .separate import separate_file
 
     stem = os.path.splitext(os.path.basename(path))[0]
     folder = os.path.join(args.out, stem)
@@ -707,10 +700,12 @@ def _separate_one(path, args, protected):
         target = os.path.join(folder, f"{name}.{'png' if name == 'separation' else args.format}")
         if _identity(target) in protected:
             raise AudioError(f"{path}: output {target} is an input file; choose another -o")
-    y, sr = io.load(path)
-    sources = separate(
-        y,
-        sr,
+    written = separate_file(
+        path,
+        folder,
+        format=args.format,
+        figure=_separation_png if args.plot else None,
+        progress=_progress(f"{stem} (masks)", None, args.quiet, unit="frame"),
         n_sources=args.sources,
         models=args.models,
         free_components=args.free,
@@ -723,34 +718,34 @@ def _separate_one(path, args, protected):
         random_state=args.seed,
         callback=_progress(stem, args.iterations, args.quiet),
     )
-    targets = [(os.path.join(folder, f"{name}.{args.format}"), s) for name, s in sources.items()]
-    figures = ([(os.path.join(folder, "separation.png"), _render_png(_sources_figure(y, sources, sr)))]
-               if args.plot else [])
-    created = not os.path.isdir(folder)
-    try:
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as exc:
-            raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
-        io.save_together(targets, sr, files=figures)
-    except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
-        if created:
-            _remove_empty(folder)
-        raise
-    return folder + os.sep
+    return os.path.dirname(next(iter(written.values()))) + os.sep
 
 
-def _progress(label, total, quiet):
-    """A callback(iteration, loss) drawing a progress bar on stderr when it is a terminal."""
+def _separation_png(spectra, sr, hop_length, n_fft):
+    from . import plot
+
+    return _render_png(plot.source_spectrograms(spectra, sr, hop_length=hop_length, n_fft=n_fft))
+
+
+def _progress(label, total, quiet, unit="it"):
+    """A callback drawing a progress bar on stderr when it is a terminal.
+
+    It is called as ``callback(count, loss)`` by the factorization (``total``
+    given) or ``callback(count, total)`` by the block loop (``total`` None).
+    """
     if quiet or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=label, unit="it", leave=False, file=sys.stderr)
+    bar = None
 
-    def callback(iteration, loss):
-        bar.update(iteration - bar.n)
-        if iteration >= total:
+    def callback(count, other):
+        nonlocal bar
+        size = total if total is not None else other
+        if bar is None:
+            bar = tqdm(total=size, desc=label, unit=unit, leave=False, file=sys.stderr)
+        bar.update(count - bar.n)
+        if count >= size:
             bar.close()
 
     return callback
@@ -801,13 +796,6 @@ def _cannot_write_in(folder):
     os.close(fd)
     os.unlink(probe)
     return None
-
-
-def _remove_empty(folder):
-    try:
-        os.rmdir(folder)
-    except OSError:
-        pass
 
 
 def _report(message, about=None, known=()):

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from ._validation import AudioError, ParameterError, check_positive_int
 
-__all__ = ["load", "save", "resample", "WRITE_FORMATS"]
+__all__ = ["load", "save", "resample", "Signal", "OutputFiles", "WRITE_FORMATS"]
 
 #: Extensions taken for audio files when a folder is given (what libsndfile reads).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
@@ -63,17 +63,12 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     path = os.fspath(path)
     if sr is not None:
         sr = check_positive_int(sr, "sr")
-    if not os.path.exists(path):
-        raise AudioError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    try:
-        data, file_sr = sf.read(path, dtype="float64", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        detail = str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
-        raise AudioError(f"{path}: not a readable audio file ({detail})") from None
-    except OSError as exc:
-        raise AudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with _open(path) as f:
+        try:
+            data = f.read(dtype="float64", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{path}: not a readable audio file ({_detail(exc)})") from None
+        file_sr = f.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no samples")
     y = data.T  # (n_channels, n_samples)
@@ -85,6 +80,95 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     if y.shape[0] == 1:
         y = y[0]
     return np.ascontiguousarray(y, dtype=dtype), int(file_sr)
+
+
+def _open(path):
+    """An open soundfile.SoundFile, or AudioError naming the file and the problem."""
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    try:
+        return sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{path}: not a readable audio file ({_detail(exc)})") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _detail(exc):
+    return str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
+
+
+class Signal:
+    """Samples of a signal, read a block at a time, from an array or a file.
+
+    A long file is never read whole: :meth:`read` seeks to the block asked for.
+    Use as a context manager (the file is closed at the end).
+
+    Attributes
+    ----------
+    n_samples, n_channels, sr : int
+    name : str
+        The file's path (or ``"the audio"``), for error messages.
+    """
+
+    def __init__(self, y=None, sr=None, *, path=None):
+        if path is not None:
+            self.name = os.fspath(path)
+            self._file = _open(self.name)
+            self.sr, self.n_channels = self._file.samplerate, self._file.channels
+            self.n_samples = self._file.frames
+            if self.n_samples <= 0:
+                self._file.close()
+                raise AudioError(f"{self.name}: holds no samples")
+            self._array = None
+        else:
+            self.name, self._file = "the audio", None
+            self._array = np.atleast_2d(y)
+            self.n_channels, self.n_samples = self._array.shape
+            self.sr = check_positive_int(sr, "sr")
+
+    @classmethod
+    def open(cls, path):
+        """The signal of an audio file (AudioError if it cannot be used)."""
+        return cls(path=path)
+
+    def read(self, start, stop):
+        """Samples ``start .. stop - 1`` as float64 of shape (n_channels, stop - start),
+        zeros where the range reaches outside the signal."""
+        out = np.zeros((self.n_channels, stop - start))
+        lo, hi = max(start, 0), min(stop, self.n_samples)
+        if hi > lo:
+            if self._array is not None:
+                out[:, lo - start : hi - start] = self._array[:, lo:hi]
+            else:
+                block = self._read_file(lo, hi)
+                out[:, lo - start : lo - start + block.shape[1]] = block
+            if not np.all(np.isfinite(out)):
+                bad = lo + int(np.argmax(~np.isfinite(out[:, lo - start : hi - start]).all(axis=0)))
+                raise AudioError(f"{self.name}: NaN or Inf samples (the first at "
+                                 f"{bad / self.sr:.2f} s)")
+        return out
+
+    def _read_file(self, lo, hi):
+        try:
+            self._file.seek(lo)
+            return self._file.read(hi - lo, dtype="float64", always_2d=True).T
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{self.name}: not a readable audio file ({_detail(exc)})") from None
+        except OSError as exc:
+            raise AudioError(f"{self.name}: cannot be read ({exc.strerror or exc})") from None
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def resample(y, orig_sr, target_sr):
@@ -152,6 +236,104 @@ def save_together(items, sr, *, subtype=None, files=()):
             _remove_quietly(tmp)
         raise
     _commit(pending)
+
+
+class OutputFiles:
+    """Audio files written a block at a time, appearing together or not at all.
+
+    Each file is written under a hidden temporary name beside its target; on
+    :meth:`commit` all are renamed (see :func:`save_together`). Leaving the
+    ``with`` block by an error or an interrupt removes the temporary files, so
+    nothing half-written is ever left under a name the user asked for.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Target files; their extensions pick the formats (:data:`WRITE_FORMATS`).
+    sr, n_channels : int
+    subtype : str or None
+        See :func:`save`.
+    """
+
+    def __init__(self, paths, sr, n_channels, *, subtype=None):
+        self._open = []
+        self._pending = []
+        try:
+            for path in map(os.fspath, paths):
+                fmt, kind = output_format(path, subtype)
+                with _temporary_beside(path) as (_, tmp):
+                    pass  # reserve the name; soundfile reopens it
+                self._pending.append((tmp, path))
+                try:
+                    handle = sf.SoundFile(tmp, "w", samplerate=check_positive_int(sr, "sr"),
+                                          channels=n_channels, subtype=kind, format=fmt)
+                except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                    raise AudioError(f"{path}: cannot write ({_detail(exc)})") from None
+                self._open.append((handle, path, kind.startswith(("FLOAT", "DOUBLE"))))
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, index, y):
+        """Append samples of shape (n_samples,) or (n_channels, n_samples) to file ``index``."""
+        handle, path, is_float = self._open[index]
+        y = np.atleast_2d(y)
+        if not y.shape[-1]:
+            return
+        if not np.all(np.isfinite(y)):
+            raise ParameterError(f"{path}: refusing to write NaN or Inf samples")
+        peak = float(np.max(np.abs(y)))
+        if peak > 1.0 and not is_float:
+            raise AudioError(f"{path}: samples reach {peak:.3g}, beyond the [-1, 1] that "
+                             f"{handle.format} {handle.subtype} holds; write a float WAV instead "
+                             "of clipping")
+        try:
+            handle.write(y.T)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise AudioError(f"{path}: cannot write ({_detail(exc)})") from None
+
+    def commit(self, files=()):
+        """Close the files and rename them into place, with ``files`` of
+        ``(path, bytes)`` (a figure, say) written beside them, all or none."""
+        try:
+            self._close_all()
+            for path, data in files:
+                try:
+                    with _temporary_beside(path) as (handle, tmp):
+                        handle.write(data)
+                except OSError as exc:
+                    raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
+                self._pending.append((tmp, os.fspath(path)))
+        except BaseException:
+            self.discard()
+            raise
+        pending, self._pending = self._pending, []
+        _commit(pending)
+
+    def discard(self):
+        """Remove every temporary file; the targets stay as they were."""
+        try:
+            self._close_all()
+        except Exception:
+            pass
+        for tmp, _ in self._pending:
+            _remove_quietly(tmp)
+        self._pending = []
+
+    def _close_all(self):
+        while self._open:
+            handle, path, _ = self._open.pop()
+            try:
+                handle.close()
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                raise AudioError(f"{path}: cannot write ({_detail(exc)})") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is not None:
+            self.discard()
 
 
 def output_format(path, subtype=None):

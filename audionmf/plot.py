@@ -10,6 +10,8 @@ Functions that draw on one axes take ``ax=None`` (a new figure is made) and
 return what they drew, like :func:`librosa.display.specshow`; those that
 build a figure of several panels return the :class:`~matplotlib.figure.Figure`.
 """
+import types
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
@@ -18,7 +20,8 @@ from ._validation import ParameterError, check_audio, check_nonnegative_matrix
 from .features import Decomposition
 from .spectrogram import STFTParams, bin_frequencies, frame_times, stft
 
-__all__ = ["spectrogram", "templates", "activations", "decomposition", "masks", "sources"]
+__all__ = ["spectrogram", "templates", "activations", "decomposition", "masks", "sources",
+           "source_spectrograms"]
 
 #: Dynamic range of the dB images, below their loudest bin.
 TOP_DB = 80.0
@@ -269,17 +272,55 @@ def sources(mixture, sources_dict, sr, *, kind="waveform", n_fft=2048, hop_lengt
             ax.set_title(name)
     else:
         params = STFTParams(n_fft, hop_length)
-        spectra = {name: np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length))
+        spectra = {name: np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length)) ** 2
                    for name, y in signals.items()}
         spectra = {name: S.sum(axis=0) if S.ndim == 3 else S for name, S in spectra.items()}
-        ref = max(S.max() for S in spectra.values())
-        for ax, (name, S) in zip(axes, spectra.items()):
-            mesh = _spectrogram_mesh(ax, S, sr, params, db=True, log_freq=log_freq, ref=ref)
-            ax.set_title(name)
-        _colorbar(mesh, ax=list(axes), label="level (dB)")
+        _spectra_panels(axes, spectra, sr, params.hop_length, params.n_fft, log_freq)
     for ax in axes[:-1]:
         ax.set_xlabel("")
     return fig
+
+
+def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False):
+    """Draw power spectrograms of a mixture and its sources on one colour scale.
+
+    What :func:`sources` draws with ``kind="spectrogram"``, from spectrograms
+    already computed, for example the time-pooled ones that
+    :func:`audionmf.separate_file` gathers while it streams a long file.
+
+    Parameters
+    ----------
+    spectra : dict of str -> np.ndarray [shape=(n_freq, n_columns)]
+        Power (``|X| ** 2``), one panel each, top to bottom.
+    sr : int
+    hop_length : int
+        Samples between columns.
+    n_fft : int
+        The STFT size (``n_freq = n_fft // 2 + 1``).
+    log_freq : bool
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    spectra = {name: np.asarray(S, dtype=np.float64) for name, S in spectra.items()}
+    if not spectra:
+        raise ParameterError("spectra is empty")
+    fig = Figure(figsize=(9, 1.2 + 1.8 * len(spectra)), layout="constrained")
+    axes = fig.subplots(len(spectra), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
+    _spectra_panels(axes, spectra, sr, hop_length, n_fft, log_freq)
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
+    return fig
+
+
+def _spectra_panels(axes, spectra, sr, hop_length, n_fft, log_freq):
+    grid = types.SimpleNamespace(n_fft=n_fft, hop_length=hop_length)
+    ref = max(S.max() for S in spectra.values())
+    for ax, (name, S) in zip(axes, spectra.items()):
+        mesh = _spectrogram_mesh(ax, S, sr, grid, power=2.0, db=True, log_freq=log_freq, ref=ref)
+        ax.set_title(name)
+    _colorbar(mesh, ax=list(axes), label="level (dB)")
 
 
 # --------------------------------------------------------------------- helpers

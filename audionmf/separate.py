@@ -24,10 +24,17 @@ from ._validation import (
     check_positive_int,
 )
 from .nmf import nmf
-from .io import resample
-from .spectrogram import STFTParams, istft, mel_filters, stack_frames, stft, unstack_frames
+from .spectrogram import (
+    OverlapAdd,
+    STFTParams,
+    frame_span,
+    mel_filters,
+    stack_frames,
+    stft_frames,
+    unstack_frames,
+)
 
-__all__ = ["separate", "group_components", "wiener_masks", "default_power", "template_features",
+__all__ = ["separate", "separate_file", "SpectraSummary", "group_components", "wiener_masks", "default_power", "template_features",
            "activation_features"]
 
 
@@ -123,16 +130,133 @@ def separate(
     True
     """
     y = check_audio(y, "the audio")
-    sr = check_positive_int(sr, "sr")
+    plan = _plan(sr, n_sources=n_sources, models=models, free_components=free_components,
+                 n_components=n_components, beta=beta, power=power, n_fft=n_fft,
+                 hop_length=hop_length, window=window, mask_power=mask_power, max_iter=max_iter,
+                 tol=tol, init=init, sparsity=sparsity, rhythm_weight=rhythm_weight,
+                 random_state=random_state, callback=callback)
+    if y.shape[-1] < plan.params.n_fft:
+        raise ParameterError(f"too short: {y.shape[-1]} samples, need at least n_fft={plan.params.n_fft}")
+    if not np.any(y):
+        raise ParameterError("the audio is silent: there is nothing to separate")
+    out = np.empty((len(plan.names), *y.shape), dtype=y.dtype)
+    position = [0] * len(plan.names)
+
+    def write(index, samples):
+        n = samples.shape[-1]
+        out[index, ..., position[index] : position[index] + n] = samples.reshape(*y.shape[:-1], n)
+        position[index] += n
+
+    from .io import Signal
+
+    _run(Signal(np.asarray(y, dtype=np.float64), sr), plan, write)
+    return dict(zip(plan.names, out))
+
+
+def separate_file(path, folder, *, format="wav", figure=None, progress=None, **options):
+    """Separate an audio file of any length into one file per source, in bounded memory.
+
+    The file is read and the sources are written a block at a time (see
+    :func:`separate` for what is computed), so an hour of audio needs no more
+    memory than a few minutes. The outputs ``folder/<source>.<format>``
+    appear together when all are complete, or not at all.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The mixture.
+    folder : str or os.PathLike
+        Where the sources go; created if missing (and removed again on failure).
+    format : {"wav", "flac"}
+        Output format: 32-bit float WAV (the sources sum to the input exactly)
+        or 24-bit FLAC.
+    figure : callable or None
+        ``figure(spectra, sr, hop_length, n_fft) -> bytes`` renders a picture of
+        the separation from pooled power spectrograms (:class:`SpectraSummary`),
+        saved as ``folder/separation.png`` with the sources.
+    progress : callable or None
+        ``progress(done_frames, total_frames)`` after each block.
+    **options
+        Those of :func:`separate`.
+
+    Returns
+    -------
+    written : dict of str -> str
+        Source name -> file written.
+    """
+    import os
+
+    from ._validation import AudioError
+    from .io import OutputFiles, Signal
+
+    with Signal.open(path) as signal:
+        plan = _plan(**{**options, "sr": signal.sr})
+        if signal.n_samples < plan.params.n_fft:
+            raise ParameterError(f"{signal.name}: too short: {signal.n_samples} samples, "
+                                 f"need at least n_fft={plan.params.n_fft}")
+        folder = os.fspath(folder)
+        targets = {name: os.path.join(folder, f"{name}.{format}") for name in plan.names}
+        created = not os.path.isdir(folder)
+        try:
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
+            with OutputFiles(list(targets.values()), signal.sr, signal.n_channels) as files:
+                summary = SpectraSummary(plan, signal) if figure is not None else None
+                _run(signal, plan, files.write, summary=summary, progress=progress)
+                pictures = ([(os.path.join(folder, "separation.png"),
+                              figure(summary.spectra(), signal.sr, summary.hop_length, plan.params.n_fft))]
+                            if figure is not None else [])
+                files.commit(pictures)
+        except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
+            if created:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass
+            raise
+    return targets
+
+
+#: Spectrogram values per block when a signal is masked and resynthesized: about
+#: 2**21 (for 2049 bins, a thousand frames; 32 MB of complex128 per channel).
+BLOCK_VALUES = 2**21
+#: Most spectrogram values the factorization is fitted on at once (64 MB of
+#: float32). A longer signal is fitted on excerpts spread evenly over it, and
+#: its activations are then estimated block by block with the templates fixed.
+FIT_VALUES = 2**24
+#: Frames per excerpt of a long signal (6 s at 22.05 kHz with hop 512).
+EXCERPT_FRAMES = 256
+
+
+class _Plan:
+    """Everything the separation of one signal needs to know, checked."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None, beta=None,
+          power=None, n_fft=None, hop_length=None, window=None, mask_power=2.0, max_iter=200,
+          tol=1e-4, init=None, sparsity=0.0, rhythm_weight=0.0, random_state=None, callback=None):
+    """Check the arguments of :func:`separate`; with ``sr`` None, only those that do not need it."""
     mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
     rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    fixed, labels = None, None
     if models is not None:
         analysis = _analysis_from_models(models, beta, power, n_fft, hop_length, window)
         free_components = check_positive_int(free_components, "free_components", minimum=0)
+        names = [m.name for m in models] + (["residual"] if free_components else [])
+        if sr is not None:
+            fixed = _templates_at_rate(models, analysis, sr)
+        labels = np.repeat(np.arange(len(names)),
+                           [m.n_components for m in models] + ([free_components] if free_components else []))
     else:
         if free_components:
             raise ParameterError("free_components needs models")
-        analysis = _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window)
+        analysis = _analysis_from_arguments(sr or 1, beta, power, n_fft, hop_length, window)
         n_sources = check_positive_int(n_sources, "n_sources")
         n_components = 8 * n_sources if n_components is None else n_components
         n_components = check_positive_int(n_components, "n_components")
@@ -141,62 +265,208 @@ def separate(
                 f"n_components={n_components} is smaller than n_sources={n_sources}: "
                 "each source needs at least one component"
             )
-    params = analysis["params"]
-    output_params = _params_at_rate(params, analysis["sr"], sr)
-    if y.shape[-1] < output_params.n_fft:
-        raise ParameterError(
-            f"too short: {y.shape[-1]} samples, need at least n_fft={output_params.n_fft}"
-        )
-    if not np.any(y):
-        raise ParameterError("the audio is silent: there is nothing to separate")
+        names = [f"source{i + 1}" for i in range(n_sources)]
+    if sr is None:
+        return None
+    sr = check_positive_int(sr, "sr")
+    params = _params_at_rate(analysis["params"], analysis["sr"], sr)
+    n_freq = params.n_fft // 2 + 1
+    return _Plan(
+        sr=sr, params=params, beta=analysis["beta"], power=analysis["power"],
+        context=analysis.get("context", 0), names=names, labels=labels, fixed=fixed,
+        n_rows=n_freq if fixed is None else fixed.shape[0] // (2 * analysis.get("context", 0) + 1),
+        n_free=free_components if models is not None else 0,
+        n_components=n_components if models is None else None, n_sources=len(names),
+        mask_power=mask_power, rhythm_weight=rhythm_weight, init=init,
+        fit=dict(beta=analysis["beta"], max_iter=max_iter, tol=tol, sparsity=sparsity),
+        rng=np.random.default_rng(random_state), callback=callback,
+    )
 
-    # Work in float64 from here on: the masks and the inverse transform decide
-    # how exactly the sources add back up to the input.
-    y64 = np.asarray(y, dtype=np.float64)
-    X = _stft(y64, output_params)
-    if analysis["sr"] == sr:
-        X_analysis = X
-    else:
-        y_analysis = resample(y64, sr, analysis["sr"])
-        X_analysis = _stft(y_analysis, params)
-    V = np.abs(X_analysis) ** analysis["power"]
+
+def _templates_at_rate(models, analysis, sr):
+    """The models' templates on the STFT grid of a signal at rate ``sr``.
+
+    At the models' own rate they are returned as they are. At another rate the
+    STFT keeps the models' frame and hop durations, so its bins are (nearly) the
+    models' frequencies; each template is interpolated onto the bins up to the
+    lower of the two Nyquist frequencies, which are the rows the analysis
+    uses. No resampling: the signal is analysed and resynthesized at its own rate.
+    """
+    W = np.hstack([m.templates for m in models]).astype(np.float32)
+    params, model_sr, context = analysis["params"], analysis["sr"], analysis.get("context", 0)
+    if model_sr == sr:
+        return W
+    out = _params_at_rate(params, model_sr, sr)
+    model_freqs = np.arange(params.n_fft // 2 + 1) * model_sr / params.n_fft
+    freqs = np.arange(out.n_fft // 2 + 1) * sr / out.n_fft
+    freqs = freqs[freqs <= model_freqs[-1]]
+    n_model = len(model_freqs)
+    blocks = [
+        np.stack([np.interp(freqs, model_freqs, column) for column in W[i * n_model : (i + 1) * n_model].T],
+                 axis=1)
+        for i in range(2 * context + 1)
+    ]
+    return np.ascontiguousarray(np.vstack(blocks), dtype=np.float32)
+
+
+def _run(signal, plan, write, *, summary=None, progress=None):
+    """Separate ``signal`` (an :class:`audionmf.io.Signal`), a block at a time.
+
+    Calls ``write(source_index, samples)`` with consecutive pieces of each
+    source, shape (n_channels, n_samples_piece), which together are the
+    sources of :func:`separate`.
+
+    1. Learn: fit the factorization on the spectrogram of the whole signal or,
+       when it is longer than :data:`FIT_VALUES` allows, of evenly spread
+       excerpts; group the components into sources.
+    2. For each block of :data:`BLOCK_VALUES`: its activations (those of the fit,
+       or estimated with the templates fixed), soft masks, masked STFT, and the
+       part of the inverse STFT that no later frame changes.
+    3. The sources' round-off against the input is shared among them, so they
+       sum to the input exactly.
+    """
+    params, c = plan.params, plan.context
+    n_frames = 1 + signal.n_samples // params.hop_length
+    n_freq = params.n_fft // 2 + 1
+    height = plan.n_rows * (2 * c + 1)
+    whole = n_frames * height <= FIT_VALUES
+    W, H, labels = _learn(signal, plan, n_frames, whole)
+
+    block = max(8 * c + 8, BLOCK_VALUES // n_freq)
+    inverses = [OverlapAdd(params, signal.n_samples, (signal.n_channels,)) for _ in plan.names]
+    done = 0  # samples written of every source
+    heard = False
+    for t0 in range(0, n_frames, block):
+        t1 = min(n_frames, t0 + block)
+        h0, h1 = max(0, t0 - c), min(n_frames, t1 + c)  # activations the masks of t0..t1 use
+        v0, v1 = (t0, t1) if whole else (max(0, h0 - c), min(n_frames, h1 + c))  # frames of V
+        first, end = frame_span(v0, v1, params)
+        segment = signal.read(first, end)
+        heard = heard or bool(np.any(segment))
+        X = stft_frames(segment, params)
+        if whole:
+            H_block = H[:, h0:h1]
+        else:
+            H_block = _activations(_spectrogram(X, plan)[:, h0 - v0 : h1 - v0], W, plan)
+            X = X[..., t0 - v0 : t1 - v0]
+        masks = wiener_masks(W, H_block, labels, mask_power=plan.mask_power, context=c)
+        masks = masks[:, :, t0 - h0 : t1 - h0]
+        if plan.n_rows < n_freq:  # above the models' band: the top band's shares
+            masks = np.concatenate(
+                [masks, np.repeat(masks[:, -1:], n_freq - plan.n_rows, axis=1)], axis=1)
+        if summary is not None:
+            summary.add(t0, X, masks)
+        pieces = [inverse.add(m * X) for inverse, m in zip(inverses, masks)]
+        if t1 == n_frames:
+            pieces = [np.concatenate([p, inverse.close()], axis=-1) for p, inverse in zip(pieces, inverses)]
+        n = pieces[0].shape[-1]
+        if n:
+            start = done - first
+            mixture = (segment[:, start : start + n] if start + n <= segment.shape[-1]
+                       else signal.read(done, done + n))
+            residual = (mixture - np.sum(pieces, axis=0)) / len(pieces)
+            for index, piece in enumerate(pieces):
+                write(index, piece + residual)
+            done += n
+        del X, masks, pieces
+        if progress is not None:
+            progress(t1, n_frames)
+    if not heard:
+        raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
+
+
+def _spectrogram(X, plan):
+    """Stacked spectrogram of an STFT block: channels summed, rows of the analysis, float32."""
+    V = np.abs(X[..., : plan.n_rows, :]) ** plan.power
     if V.ndim == 3:
         V = V.sum(axis=0)
-    context = analysis.get("context", 0)
-    # The masks do not depend on the level of V: bring it near 1 before float32.
-    V = stack_frames(V / V.max(), context).astype(np.float32)
-    rng = np.random.default_rng(random_state)
-    fit = dict(beta=analysis["beta"], max_iter=max_iter, tol=tol, sparsity=sparsity,
-               random_state=rng, callback=callback)
-    if models is None:
-        result = nmf(V, n_components, init=init, **fit)
-        labels = group_components(result.W, result.H, n_sources, sr=analysis["sr"],
-                                  hop_length=params.hop_length, n_fft=params.n_fft,
-                                  rhythm_weight=rhythm_weight, random_state=rng)
-        names = [f"source{i + 1}" for i in range(n_sources)]
+    return stack_frames(V.astype(np.float32), plan.context)
+
+
+def _power(signal, plan, t0, t1):
+    """Unstacked spectrogram of frames t0 .. t1 - 1 of a signal (float32)."""
+    return _spectrogram(stft_frames(signal.read(*frame_span(t0, t1, plan.params)), plan.params),
+                        _Plan(n_rows=plan.n_rows, power=plan.power, context=0))
+
+
+def _learn(signal, plan, n_frames, whole):
+    """Fit the factorization: templates W, labels of the components, and (``whole``) H.
+
+    Without ``whole`` and with nothing to learn (models only), returns the
+    models' templates and no activations.
+    """
+    params, c = plan.params, plan.context
+    if not whole and plan.fixed is not None and not plan.n_free:
+        return plan.fixed, None, plan.labels
+    if whole:
+        step = max(1, BLOCK_VALUES // plan.n_rows)
+        V = np.concatenate([_power(signal, plan, t0, min(n_frames, t0 + step))
+                            for t0 in range(0, n_frames, step)], axis=1)
+        if not np.any(V):
+            raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
+        V = stack_frames(V / V.max(), c)
     else:
-        fixed = [m.templates for m in models]
-        free = rng.random((V.shape[0], free_components)).astype(np.float32)
-        W = np.hstack(fixed + [free / np.maximum(free.sum(axis=0), 1e-30)])
-        update = np.r_[np.zeros(W.shape[1] - free_components, bool), np.ones(free_components, bool)]
+        height = plan.n_rows * (2 * c + 1)
+        count = max(2, FIT_VALUES // (height * EXCERPT_FRAMES))
+        starts = np.linspace(0, n_frames - EXCERPT_FRAMES, count).astype(int)
+        V = np.concatenate([stack_frames(_power(signal, plan, t0, t0 + EXCERPT_FRAMES), c)
+                            for t0 in starts], axis=1)
+        if not np.any(V):
+            raise ParameterError(f"{signal.name}: no sound in the {count} excerpts the templates "
+                                 "are learned on")
+        V /= V.max()
+    fit = dict(plan.fit, random_state=plan.rng, callback=plan.callback)
+    if plan.fixed is None:
+        result = nmf(V, plan.n_components, init=plan.init, **fit)
+        labels = group_components(result.W, result.H, plan.n_sources, sr=plan.sr,
+                                  hop_length=params.hop_length, n_fft=params.n_fft,
+                                  rhythm_weight=plan.rhythm_weight, random_state=plan.rng)
+    else:
+        free = plan.rng.random((V.shape[0], plan.n_free)).astype(np.float32)
+        W = np.hstack([plan.fixed, free / np.maximum(free.sum(axis=0), 1e-30)])
+        update = np.r_[np.zeros(plan.fixed.shape[1], bool), np.ones(plan.n_free, bool)]
         result = nmf(V, W.shape[1], W=W, update_W=update, **fit)
-        labels = np.repeat(np.arange(len(models) + (free_components > 0)),
-                           [m.n_components for m in models] + ([free_components] if free_components else []))
-        names = [m.name for m in models] + (["residual"] if free_components else [])
-    masks = wiener_masks(result.W, result.H, labels, mask_power=mask_power, context=context)
-    if analysis["sr"] != sr:
-        masks = _regrid_masks(masks, params, analysis["sr"], output_params, sr, X.shape[-1])
-    estimates = [
-        istft(m * X, length=y.shape[-1], n_fft=output_params.n_fft,
-              hop_length=output_params.hop_length, window=output_params.window)
-        for m in masks
-    ]
-    residual = (y64 - np.sum(estimates, axis=0)) / len(estimates)
-    return {name: (e + residual).astype(y.dtype) for name, e in zip(names, estimates)}
+        labels = plan.labels
+    return result.W, (result.H if whole else None), labels
 
 
-def _stft(y, params):
-    return stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)
+def _activations(V, W, plan):
+    """Activations of a block with the templates fixed; zeros for a silent block."""
+    if not np.any(V):
+        return np.zeros((W.shape[1], V.shape[1]), dtype=np.float32)
+    return nmf(V / V.max(), W.shape[1], W=W, update_W=False, **plan.fit).H
+
+
+class SpectraSummary:
+    """Power spectrograms of a mixture and its sources, pooled over time, built
+    block by block: what a picture of an hour-long separation needs.
+
+    At most ``max_columns`` columns: each is the mean power of consecutive frames.
+    """
+
+    def __init__(self, plan, signal, max_columns=1500):
+        n_frames = 1 + signal.n_samples // plan.params.hop_length
+        self.pool = -(-n_frames // max_columns)
+        self.hop_length = plan.params.hop_length * self.pool
+        self.names = ["mixture", *plan.names]
+        n_freq = plan.params.n_fft // 2 + 1
+        self.sums = np.zeros((len(self.names), n_freq, -(-n_frames // self.pool)))
+        self.counts = np.zeros(self.sums.shape[-1])
+
+    def add(self, t0, X, masks):
+        power = np.abs(X) ** 2
+        if power.ndim == 3:
+            power = power.sum(axis=0)
+        columns = np.arange(t0, t0 + power.shape[-1]) // self.pool
+        starts = np.flatnonzero(np.r_[True, columns[1:] != columns[:-1]])
+        where = columns[starts]
+        for index, weight in enumerate([1.0, *(masks**2)]):
+            self.sums[index][:, where] += np.add.reduceat(weight * power, starts, axis=-1)
+        self.counts[where] += np.diff(np.r_[starts, len(columns)])
+
+    def spectra(self):
+        """dict name -> np.ndarray [shape=(n_freq, n_columns)] of mean power."""
+        return dict(zip(self.names, self.sums / np.maximum(self.counts, 1)))
 
 
 def _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window):
@@ -243,26 +513,6 @@ def _params_at_rate(params, from_sr, to_sr):
     ratio = to_sr / from_sr
     n_fft = max(2, int(round(params.n_fft * ratio)))
     return STFTParams(n_fft, max(1, min(n_fft, int(round(params.hop_length * ratio)))), params.window)
-
-
-def _regrid_masks(masks, params, sr, out_params, out_sr, n_frames):
-    """Interpolate masks from one STFT grid to another, linearly in Hz and seconds.
-
-    Every source gets the same interpolation weights, so masks still sum to 1.
-    Above the analysis Nyquist frequency the top bin's mask is kept.
-    """
-    def weights(source_positions, target_positions):
-        pos = np.interp(target_positions, source_positions, np.arange(len(source_positions)))
-        low = np.floor(pos).astype(int)
-        high = np.minimum(low + 1, len(source_positions) - 1)
-        return low, high, pos - low
-
-    f_low, f_high, f_w = weights(np.arange(params.n_fft // 2 + 1) * sr / params.n_fft,
-                                 np.arange(out_params.n_fft // 2 + 1) * out_sr / out_params.n_fft)
-    masks = masks[:, f_low] * (1 - f_w)[:, None] + masks[:, f_high] * f_w[:, None]
-    t_low, t_high, t_w = weights(np.arange(masks.shape[-1]) * params.hop_length / sr,
-                                 np.arange(n_frames) * out_params.hop_length / out_sr)
-    return masks[..., t_low] * (1 - t_w) + masks[..., t_high] * t_w
 
 
 def wiener_masks(W, H, labels, *, mask_power=2.0, context=0):

@@ -62,11 +62,11 @@ def test_in_process_stereo_flac_output(tmp_path):
 def test_options_reach_the_separation(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_separate(y, sr, **kwargs):
+    def fake_separate_file(path, folder, **kwargs):
         seen.update(kwargs)
-        return {"source1": y}
+        return {"source1": os.path.join(folder, "source1.wav")}
 
-    monkeypatch.setattr(sys.modules["audionmf.separate"], "separate", fake_separate)
+    monkeypatch.setattr(sys.modules["audionmf.separate"], "separate_file", fake_separate_file)
     code = main(["separate", str(SAMPLE), "-o", str(tmp_path), "--sources", "3", "--components", "12",
                  "--beta", "is", "--iterations", "7", "--n-fft", "1024", "--hop", "128",
                  "--seed", "9", "--rhythm", "1.5", "-q"])
