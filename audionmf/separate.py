@@ -220,8 +220,8 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
 
 
 #: Spectrogram values per block when a signal is masked and resynthesized: about
-#: 2**21 (for 2049 bins, a thousand frames; 32 MB of complex128 per channel).
-BLOCK_VALUES = 2**21
+#: 2**20 (for 1025 bins, a thousand frames: 16 MB of complex128 per channel and source).
+BLOCK_VALUES = 2**20
 #: Most spectrogram values the factorization is fitted on at once (64 MB of
 #: float32). A longer signal is fitted on excerpts spread evenly over it, and
 #: its activations are then estimated block by block with the templates fixed.
@@ -333,7 +333,8 @@ def _run(signal, plan, write, *, summary=None, progress=None):
     W, H, labels = _learn(signal, plan, n_frames, whole)
 
     block = max(8 * c + 8, BLOCK_VALUES // n_freq)
-    inverses = [OverlapAdd(params, signal.n_samples, (signal.n_channels,)) for _ in plan.names]
+    n_sources, n_channels = len(plan.names), signal.n_channels
+    inverse = OverlapAdd(params, signal.n_samples, (n_sources, n_channels))
     done = 0  # samples written of every source
     heard = False
     for t0 in range(0, n_frames, block):
@@ -356,19 +357,24 @@ def _run(signal, plan, write, *, summary=None, progress=None):
                 [masks, np.repeat(masks[:, -1:], n_freq - plan.n_rows, axis=1)], axis=1)
         if summary is not None:
             summary.add(t0, X, masks)
-        pieces = [inverse.add(m * X) for inverse, m in zip(inverses, masks)]
+        # Masked spectra in frame-major memory, as the inverse FFT reads them.
+        masked = np.empty((n_sources, n_channels, t1 - t0, n_freq), dtype=X.dtype)
+        np.multiply(np.swapaxes(masks, -1, -2)[:, None], np.swapaxes(X, -1, -2).reshape(
+            n_channels, t1 - t0, n_freq)[None], out=masked)
+        del X, masks
+        pieces = inverse.add(np.swapaxes(masked, -1, -2))
+        del masked
         if t1 == n_frames:
-            pieces = [np.concatenate([p, inverse.close()], axis=-1) for p, inverse in zip(pieces, inverses)]
-        n = pieces[0].shape[-1]
+            pieces = np.concatenate([pieces, inverse.close()], axis=-1)
+        n = pieces.shape[-1]
         if n:
             start = done - first
             mixture = (segment[:, start : start + n] if start + n <= segment.shape[-1]
                        else signal.read(done, done + n))
-            residual = (mixture - np.sum(pieces, axis=0)) / len(pieces)
+            residual = (mixture - pieces.sum(axis=0)) / n_sources
             for index, piece in enumerate(pieces):
                 write(index, piece + residual)
             done += n
-        del X, masks, pieces
         if progress is not None:
             progress(t1, n_frames)
     if not heard:

@@ -68,7 +68,7 @@ def stft(y, *, n_fft=2048, hop_length=None, window="hann"):
     params = STFTParams(n_fft, hop_length, window)
     y = check_audio(y, "y")
     pad = [(0, 0)] * (y.ndim - 1) + [(params.n_fft // 2, params.n_fft // 2)]
-    return stft_frames(np.pad(y, pad), params)
+    return np.ascontiguousarray(stft_frames(np.pad(y, pad), params))
 
 
 def frame_span(start, stop, params):
@@ -96,13 +96,16 @@ def stft_frames(segment, params):
     Returns
     -------
     S : np.ndarray [shape=(..., n_freq, n_frames), dtype=complex]
+        A view of frame-major memory, ``swapaxes`` of an array of shape
+        (..., n_frames, n_freq): :class:`OverlapAdd` inverts such frames
+        without copying them.
     """
     n_fft, hop = params.n_fft, params.hop_length
     frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
     dtype = np.complex64 if segment.dtype == np.float32 else np.complex128
     window = _window(params.window, n_fft).astype(segment.dtype, copy=False)
     S = np.fft.rfft(frames * window, axis=-1).astype(dtype, copy=False)
-    return np.ascontiguousarray(np.swapaxes(S, -1, -2))
+    return np.swapaxes(S, -1, -2)  # a view: the frames stay contiguous in memory
 
 
 def istft(S, *, length, n_fft=2048, hop_length=None, window="hann"):
@@ -177,15 +180,16 @@ class OverlapAdd:
         S = S[..., : max(0, self.n_frames - self.next_frame)]
         n_block = S.shape[-1]
         if n_block:
-            frames = np.fft.irfft(np.swapaxes(S, -1, -2), n=n_fft, axis=-1) * self.window
+            frames = np.fft.irfft(np.swapaxes(S, -1, -2), n=n_fft, axis=-1)
+            frames *= self.window
             first = self.next_frame * hop - self.start
             end = first + n_fft + hop * (n_block - 1)
             if end > self.acc.shape[-1]:
                 grow = end - self.acc.shape[-1]
                 self.acc = np.concatenate([self.acc, np.zeros((*self.acc.shape[:-1], grow))], axis=-1)
                 self.norm = np.concatenate([self.norm, np.zeros(grow)])
-            self.acc[..., first:end] += _overlap_add(frames, hop)
-            self.norm[first:end] += _overlap_add(np.broadcast_to(self.window**2, (n_block, n_fft)), hop)
+            _overlap_add(frames, hop, out=self.acc[..., first:end])
+            _overlap_add(np.broadcast_to(self.window**2, (n_block, n_fft)), hop, out=self.norm[first:end])
             self.next_frame += n_block
         # Positions before the next frame's start are final.
         return self._take(self.next_frame * hop - n_fft // 2)
@@ -230,16 +234,23 @@ def _window(name, n_fft):
         raise ParameterError(f"window={name!r}: {exc}") from None
 
 
-def _overlap_add(frames, hop):
-    """Sum frames of shape (..., n_frames, n_fft) placed ``hop`` samples apart."""
+def _overlap_add(frames, hop, out=None):
+    """Sum frames of shape (..., n_frames, n_fft) placed ``hop`` samples apart
+    (added into ``out`` of length ``n_fft + hop * (n_frames - 1)`` if given)."""
     *lead, n_frames, n_fft = frames.shape
-    out = np.zeros((*lead, n_fft + hop * (n_frames - 1) + hop), dtype=frames.dtype)
+    length = n_fft + hop * (n_frames - 1)
+    if out is None:
+        out = np.zeros((*lead, length), dtype=frames.dtype)
     for start in range(0, n_fft, hop):
         piece = frames[..., start : start + hop]
         width = piece.shape[-1]
-        target = out[..., start : start + hop * n_frames].reshape(*lead, n_frames, hop)
-        target[..., :width] += piece
-    return out[..., : n_fft + hop * (n_frames - 1)]
+        count = min(n_frames, (length - start) // hop)  # frames whose piece fits whole
+        target = out[..., start : start + hop * count].reshape(*lead, count, hop)
+        target[..., :width] += piece[..., :count, :]
+        if count < n_frames:  # the last frame's piece ends before a full hop
+            tail = out[..., start + hop * count : start + hop * count + width]
+            tail += piece[..., count, : tail.shape[-1]]
+    return out
 
 
 def stack_frames(V, context):

@@ -1,0 +1,229 @@
+"""Block-by-block processing: the same results as one block, memory bounded by a block."""
+import os
+import sys
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audionmf import AudioError, ParameterError, SourceModel, istft, separate, stft
+from audionmf.io import OutputFiles, Signal
+from audionmf.separate import SpectraSummary, _plan, separate_file
+from audionmf.spectrogram import OverlapAdd, STFTParams, frame_span, stft_frames
+
+from conftest import gated, tone
+
+SR = 8000
+STREAM = sys.modules["audionmf.separate"]
+
+
+def mixture(seconds=6.0):
+    a = 0.3 * gated(tone(440, SR, seconds, (1, 0.5, 0.25)), SR, period=1.0, duty=0.5)
+    b = 0.3 * gated(tone(1250, SR, seconds, (1, 0.3)), SR, period=0.7, duty=0.5, offset=0.2)
+    return a, b
+
+
+def read_block(y, t0, t1, params):
+    first, end = frame_span(t0, t1, params)
+    segment = np.zeros((*y.shape[:-1], end - first), dtype=y.dtype)
+    lo, hi = max(first, 0), min(end, y.shape[-1])
+    segment[..., lo - first : hi - first] = y[..., lo:hi]
+    return segment
+
+
+@pytest.mark.parametrize("n_fft, hop", [(512, 128), (512, 512), (256, 100), (64, 48), (4, 1)])
+@pytest.mark.parametrize("block", [1, 3, 50])
+@pytest.mark.parametrize("channels", [(), (2,)])
+def test_blockwise_stft_and_istft_equal_whole(rng, n_fft, hop, block, channels):
+    y = rng.standard_normal((*channels, 3001))
+    params = STFTParams(n_fft, hop)
+    S = stft(y, n_fft=n_fft, hop_length=hop)
+    whole = istft(S, length=y.shape[-1], n_fft=n_fft, hop_length=hop)
+    inverse = OverlapAdd(params, y.shape[-1], channels)
+    pieces = []
+    for t0 in range(0, S.shape[-1], block):
+        t1 = min(S.shape[-1], t0 + block)
+        S_block = stft_frames(read_block(y, t0, t1, params), params)
+        np.testing.assert_array_equal(S_block, S[..., t0:t1])
+        pieces.append(inverse.add(S_block))
+    pieces.append(inverse.close())
+    np.testing.assert_allclose(np.concatenate(pieces, axis=-1), whole, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(whole, librosa.istft(S, n_fft=n_fft, hop_length=hop, length=y.shape[-1]),
+                               rtol=0, atol=1e-12)
+
+
+def test_overlap_add_pieces_are_final(rng):
+    """A piece, once returned, is never changed by later frames: the output of
+    the first blocks does not depend on what comes after."""
+    params = STFTParams(256, 64)
+    y = rng.standard_normal(4000)
+    S = stft(y, n_fft=256, hop_length=64)
+    first = OverlapAdd(params, len(y)).add(S[:, :20])
+    other = S.copy()
+    other[:, 20:] = 0
+    again = OverlapAdd(params, len(y)).add(other[:, :20])
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, y[: len(first)], atol=1e-12)
+    assert len(first) == 20 * 64 - 128
+
+
+def test_block_size_does_not_change_the_sources(monkeypatch):
+    a, b = mixture()
+    y = np.vstack([a + b, 0.5 * a + b])
+    reference = separate(y, SR, n_fft=512, random_state=0)
+    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 7)
+    blocked = separate(y, SR, n_fft=512, random_state=0)
+    for name in reference:
+        np.testing.assert_allclose(blocked[name], reference[name], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sum(blocked.values()), y, atol=1e-12)
+
+
+def test_long_signal_learns_on_excerpts(monkeypatch):
+    a, b = mixture(12.0)
+    reference = separate(a + b, SR, n_fft=512, random_state=0)
+    # Force the long-signal path: fit on 8 excerpts of 20 frames, activations per block.
+    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 20 * 8)
+    monkeypatch.setattr(STREAM, "EXCERPT_FRAMES", 20)
+    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 40)
+    calls = []
+    real_nmf = STREAM.nmf
+
+    def counting_nmf(V, *args, **kwargs):
+        calls.append(V.shape[1])
+        return real_nmf(V, *args, **kwargs)
+
+    monkeypatch.setattr(STREAM, "nmf", counting_nmf)
+    excerpts = separate(a + b, SR, n_fft=512, random_state=0)
+    n_frames = 1 + len(a) // 128
+    assert calls[0] == 160 and len(calls) == 1 + -(-n_frames // 40)  # one fit, then each block
+    np.testing.assert_allclose(sum(excerpts.values()), a + b, atol=1e-12)
+    # Steady sources: the excerpts teach the same templates as the whole signal.
+    for name in reference:
+        error = np.linalg.norm(excerpts[name] - reference[name]) / np.linalg.norm(reference[name])
+        assert error < 0.05, (name, error)
+
+
+def test_long_signal_with_models_and_context(monkeypatch):
+    a, b = mixture(8.0)
+    models = [SourceModel.learn(s, SR, name=n, n_components=3, n_fft=512, context=1, max_iter=60,
+                                random_state=0) for n, s in (("low", a), ("high", b))]
+    reference = separate(a + b, SR, models=models)
+    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 3 * 40)
+    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 30)
+    streamed = separate(a + b, SR, models=models)
+    np.testing.assert_allclose(sum(streamed.values()), a + b, atol=1e-12)
+    for name, truth in (("low", a), ("high", b)):
+        # Activations of each frame do not depend on the block it falls in.
+        np.testing.assert_allclose(streamed[name], reference[name], atol=2e-3 * np.abs(truth).max())
+
+
+def test_separate_file_equals_separate(tmp_path):
+    a, b = mixture()
+    y = np.vstack([a + b, 0.7 * a + b]).astype(np.float32)
+    path = tmp_path / "mix.wav"
+    sf.write(path, y.T, SR, subtype="FLOAT")
+    written = separate_file(path, tmp_path / "out", n_fft=512, random_state=0)
+    assert sorted(os.listdir(tmp_path / "out")) == ["source1.wav", "source2.wav"]
+    in_memory = separate(y, SR, n_fft=512, random_state=0)
+    for name, file in written.items():
+        data, sr = sf.read(file, dtype="float32", always_2d=True)
+        assert sr == SR
+        np.testing.assert_allclose(data.T, in_memory[name], atol=1e-6)
+
+
+def test_separate_file_reads_a_block_at_a_time(tmp_path, monkeypatch):
+    a, b = mixture(20.0)
+    path = tmp_path / "long.flac"
+    sf.write(path, (a + b) / 2, SR, subtype="PCM_24")
+    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 32 * 4)
+    monkeypatch.setattr(STREAM, "EXCERPT_FRAMES", 32)
+    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 64)
+    spans = []
+    real_read = Signal.read
+
+    def recording_read(self, start, stop):
+        spans.append(stop - start)
+        return real_read(self, start, stop)
+
+    monkeypatch.setattr(Signal, "read", recording_read)
+    written = separate_file(path, tmp_path / "out", n_fft=512, random_state=0)
+    block_samples = frame_span(0, 64, STFTParams(512))[1] - frame_span(0, 64, STFTParams(512))[0]
+    assert max(spans) <= block_samples  # no read of more than one block of the 20 s
+    total = sum(sf.read(f)[0] for f in written.values())
+    np.testing.assert_allclose(total, sf.read(path)[0], atol=1e-6)
+
+
+def test_nan_in_the_middle_of_a_long_file_leaves_nothing(tmp_path, monkeypatch):
+    a, b = mixture(10.0)
+    y = (a + b).astype(np.float32)
+    y[7 * SR] = np.nan
+    path = tmp_path / "bad.wav"
+    sf.write(path, y, SR, subtype="FLOAT")
+    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 20 * 2)
+    monkeypatch.setattr(STREAM, "EXCERPT_FRAMES", 20)
+    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 40)
+    with pytest.raises(AudioError, match=r"bad\.wav: NaN or Inf samples \(the first at 7\.00 s\)"):
+        separate_file(path, tmp_path / "out", n_fft=512)
+    assert sorted(os.listdir(tmp_path)) == ["bad.wav"]
+
+
+def test_silent_long_file_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "quiet.wav"
+    sf.write(path, np.zeros(10 * SR), SR)
+    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 40)
+    a = SourceModel.learn(mixture(2.0)[0], SR, name="a", n_components=2, n_fft=512, max_iter=20)
+    b = SourceModel.learn(mixture(2.0)[1], SR, name="b", n_components=2, n_fft=512, max_iter=20)
+    with pytest.raises(ParameterError, match=r"quiet\.wav: silent"):
+        separate_file(path, tmp_path / "out", models=[a, b])
+    with pytest.raises(ParameterError, match=r"quiet\.wav: no sound in the"):
+        separate_file(path, tmp_path / "out", n_fft=512)
+    assert sorted(os.listdir(tmp_path)) == ["quiet.wav"]
+
+
+def test_output_files_appear_together_or_not_at_all(tmp_path):
+    paths = [tmp_path / "a.flac", tmp_path / "b.flac"]
+    with OutputFiles(paths, SR, 1) as files:
+        files.write(0, np.full(100, 0.5))
+        files.write(1, np.full(100, -0.5))
+        assert os.listdir(tmp_path) != [] and not any(p.exists() for p in paths)
+        files.commit()
+    assert [sf.read(p)[0].shape for p in paths] == [(100,), (100,)]
+    other = [tmp_path / "c.flac", tmp_path / "d.flac"]
+    with pytest.raises(AudioError, match=r"d\.flac: samples reach 1\.5"):
+        with OutputFiles(other, SR, 1) as files:
+            files.write(0, np.zeros(10))
+            files.write(1, np.full(10, 1.5))
+    assert sorted(os.listdir(tmp_path)) == ["a.flac", "b.flac"]
+
+
+def test_signal_reads_zeros_outside_and_checks_samples(tmp_path):
+    y = np.arange(10, dtype=np.float64).reshape(2, 5) / 10
+    path = tmp_path / "x.wav"
+    sf.write(path, y.T, SR, subtype="DOUBLE")
+    for signal in (Signal(y, SR), Signal.open(path)):
+        with signal:
+            assert (signal.n_samples, signal.n_channels, signal.sr) == (5, 2, SR)
+            block = signal.read(-2, 7)
+            np.testing.assert_array_equal(block, np.pad(y, ((0, 0), (2, 2))))
+    with pytest.raises(AudioError, match="no such file"):
+        Signal.open(tmp_path / "missing.wav")
+
+
+def test_spectra_summary_pools_power(monkeypatch):
+    a, b = mixture(3.0)
+    y = a + b
+    plan = _plan(SR, n_fft=512)
+    X = stft(y, n_fft=512)
+    power = np.abs(X) ** 2
+    n_frames = X.shape[1]
+    masks = np.stack([np.full(X.shape, 0.25), np.full(X.shape, 0.75)])
+    summary = SpectraSummary(plan, Signal(y, SR), max_columns=n_frames // 4)
+    for t0 in range(0, n_frames, 10):
+        summary.add(t0, X[:, t0 : t0 + 10], masks[:, :, t0 : t0 + 10])
+    spectra = summary.spectra()
+    assert list(spectra) == ["mixture", "source1", "source2"]
+    pool = summary.pool
+    assert pool == 4 and summary.hop_length == 4 * 128  # 188 frames in at most 47 columns
+    np.testing.assert_allclose(spectra["mixture"][:, 0], power[:, :pool].mean(axis=1))
+    np.testing.assert_allclose(spectra["source2"], 0.75**2 * spectra["mixture"])
