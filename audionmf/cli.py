@@ -36,6 +36,8 @@ examples:
   audionmf separate speech.wav --beta is --n-fft 1024 --hop 256
   audionmf separate mix.wav --model speech.npz --model music.npz
   audionmf separate noisy.wav --model speech.npz --free 16   (speech + residual)
+  audionmf separate album/ --jobs 2 --skip-existing     (every audio file in album/)
+  audionmf separate 'archive/**/*.flac' --scheduler tcp://10.0.0.5:8786   (on a Dask cluster)
   audionmf evaluate truth/song separated/song --permutation   (score it)
 
 exit status: 0 all inputs done, 1 some input or output failed (named on
@@ -182,6 +184,10 @@ def get_parser():
                      help="separate N files at once, in separate processes (default: 1)")
     sep.add_argument("--skip-existing", action="store_true",
                      help="skip inputs whose output files all exist (resume a batch)")
+    sep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="send the files to the workers of a Dask distributed cluster, such as "
+                          "tcp://10.0.0.5:8786 (needs 'pip install audionmf[dask]'; the workers "
+                          "must see the same paths)")
     _add_run_options(sep)
     sep.set_defaults(run=_run_separate, check=_check_separate, command_parser=sep)
 
@@ -304,6 +310,13 @@ def _check_separate(sub, args):
         if args.components is not None and args.components < args.sources:
             sub.error(f"--components {args.components} is fewer than --sources {args.sources}")
         _check_analysis(sub, args)
+    if args.scheduler is not None:
+        import importlib.util
+
+        if args.jobs != 1:
+            sub.error("--jobs cannot be used with --scheduler: the cluster's workers run the files")
+        if importlib.util.find_spec("distributed") is None:
+            sub.error("--scheduler needs Dask's 'distributed' package: pip install 'audionmf[dask]'")
     args.inputs = _expand_inputs(args.inputs)
     stems = {}
     for path in args.inputs:
@@ -383,7 +396,11 @@ def _run_separate(args):
     failed, done = [], []
     started = time.time()
     try:
-        for path, written, error in _run_batch(task, todo, args.jobs, args.quiet):
+        if args.scheduler:
+            results = _run_on_cluster(task, todo, args.scheduler, args.quiet)
+        else:
+            results = _run_batch(task, todo, args.jobs, args.quiet)
+        for path, written, error in results:
             if error is None:
                 done.append(path)
                 if not args.quiet:
@@ -393,6 +410,9 @@ def _run_separate(args):
             if args.debug and error[1]:
                 print(error[1], file=sys.stderr, end="")
             _report(error[0], about=path)
+    except _ClusterError as exc:
+        _report(str(exc))
+        return EXIT_BAD_FILE
     except KeyboardInterrupt:
         # The files in progress left nothing behind (their writes were not committed);
         # worker processes may have finished some whose results never came back.
@@ -533,6 +553,52 @@ def _run_batch(task, paths, jobs, quiet):
                         os.kill(pid, signal.SIGTERM)
                     except OSError:
                         pass
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+class _ClusterError(Exception):
+    """The cluster cannot be used (unreachable scheduler, no workers)."""
+
+
+def _run_on_cluster(task, paths, address, quiet):
+    """Yield task results as files finish on the workers of a Dask cluster.
+
+    Every path goes over as an absolute one, so the workers need the same file
+    system (a shared disk, or the workers on this machine). On Ctrl-C the files
+    not yet finished are cancelled; a worker abandons the one it is on.
+    """
+    from distributed import Client, as_completed
+
+    task.args.quiet = True
+    task.args.out = os.path.abspath(task.args.out)
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise _ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
+    bar = _batch_progress(len(paths), quiet)
+    with client:
+        futures = {client.submit(task, os.path.abspath(path), pure=False,
+                                 key=f"audionmf-separate-{index}-{os.path.basename(path)}"): path
+                   for index, path in enumerate(paths)}
+        try:
+            for future in as_completed(futures):
+                if bar is not None:
+                    bar.update(1)
+                path = futures[future]
+                try:
+                    sent, written, error = future.result()
+                except Exception as exc:  # the worker died, or could not run the task
+                    written, error = None, (f"failed on the cluster ({type(exc).__name__}: {exc}); "
+                                            "nothing written", "")
+                else:
+                    if error is not None:  # name the file as the user did
+                        error = (error[0].replace(sent, path, 1), error[1])
+                yield path, written, error
+        except BaseException:
+            client.cancel(list(futures))
             raise
         finally:
             if bar is not None:
