@@ -14,7 +14,7 @@ from .features import Decomposition, decompose
 from .io import load, save
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
-from .separate import group_components, separate, wiener_masks
+from .separate import group_components, separate, separate_file, wiener_masks
 from .spectrogram import (
     STFTParams,
     bin_frequencies,
@@ -42,6 +42,7 @@ __all__ = [
     "NMFResult",
     "beta_divergence",
     "separate",
+    "separate_file",
     "group_components",
     "wiener_masks",
     "evaluate",

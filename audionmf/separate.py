@@ -88,9 +88,11 @@ def separate(
     n_sources : int
         N, the number of sources of a blind separation.
     models : list of SourceModel, optional
-        One model per source, learned with the same analysis parameters. A
-        mixture at another sampling rate is resampled for the analysis; the
-        sources come out at the input's rate.
+        One model per source, learned with the same analysis parameters. For
+        a mixture at another sampling rate the STFT keeps the models' frame
+        and hop durations and the templates are interpolated onto its bins
+        (up to the lower Nyquist frequency; above it, masks repeat the top
+        bin's), so the mixture is analysed and resynthesized at its own rate.
     free_components : int
         With ``models``: templates learned on the mixture for ``"residual"``.
     n_components : int or None
@@ -116,6 +118,16 @@ def separate(
         Blind: ``"source1"`` ... ``"sourceN"``, loudest first. With models:
         the models' names, then ``"residual"`` if ``free_components``. Each
         has the shape and dtype of ``y``; together they sum to ``y``.
+
+    Notes
+    -----
+    Long signals cost memory in proportion to a block, not to their length:
+    the factorization is fitted on the whole spectrogram up to
+    :data:`FIT_VALUES` values (about 3 minutes of 44.1 kHz audio), and on
+    excerpts spread evenly over longer signals, whose activations are then
+    estimated a block at a time with the templates fixed. Masks and the
+    inverse STFT always go a block at a time; block boundaries change nothing.
+    :func:`separate_file` does the same from file to file.
 
     Examples
     --------
