@@ -36,6 +36,8 @@ examples:
   audionmf separate speech.wav --beta is --n-fft 1024 --hop 256
   audionmf separate mix.wav --model speech.npz --model music.npz
   audionmf separate noisy.wav --model speech.npz --free 16   (speech + residual)
+  audionmf plot song.wav -o song.png; audionmf separate song.wav --group 0-5,9 --group 6-8,10-15
+                                                  (look at the 16 components, then group them)
   audionmf separate album/ --jobs 2 --skip-existing     (every audio file in album/)
   audionmf separate 'archive/**/*.flac' --scheduler tcp://10.0.0.5:8786   (on a Dask cluster)
   audionmf evaluate truth/song separated/song --permutation   (score it)
@@ -119,6 +121,22 @@ def _number(convert, minimum, what):
     return parse
 
 
+def _component_list(text):
+    """An argparse type: '0,3,5' or '0-2,7' -> [0, 3, 5] or [0, 1, 2, 7]."""
+    indices = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected component numbers such as 0,3,5 or 0-3, got {text!r}") from None
+        if first < 0 or last < first:
+            raise argparse.ArgumentTypeError(f"bad component range {part.strip()!r} in {text!r}")
+        indices.extend(range(first, last + 1))
+    return indices
+
+
 _positive_int = _number(int, 1, "a whole number")
 _nonnegative_int = _number(int, 0, "a whole number")
 _nonnegative_float = _number(float, 0, "a number")
@@ -169,6 +187,11 @@ def get_parser():
                      help="blind: number of sources (default: 2)")
     sep.add_argument("--components", type=_positive_int, default=None, metavar="K",
                      help="blind: NMF components in all, at least N (default: 8 per source)")
+    sep.add_argument("--group", action="append", default=None, type=_component_list,
+                     metavar="I,J,...",
+                     help="blind: the components of one source, chosen by hand (repeat for each "
+                          "source; ranges such as 0-3 allowed): the components 'audionmf plot' "
+                          "shows with the same --components, analysis options and --seed")
     sep.add_argument("--rhythm", type=_nonnegative_float, default=None, metavar="W",
                      help="blind: weight of how components move over time beside their timbre "
                           "when grouping them (default: 0, timbre only; 1.5 suits speech over "
@@ -301,11 +324,13 @@ def _refuse_with_model(sub, args, options, what):
 def _check_separate(sub, args):
     """Usage errors that involve several options; exits 2 through ``sub.error``."""
     if args.model:
-        _refuse_with_model(sub, args, ("sources", "components", "rhythm", "beta", "n_fft", "hop"),
-                           "models decide the sources and the analysis")
+        _refuse_with_model(sub, args, ("sources", "components", "group", "rhythm", "beta", "n_fft",
+                                       "hop"), "models decide the sources and the analysis")
     else:
         if args.free:
             sub.error("--free needs --model")
+        if args.group:
+            _check_groups(sub, args)
         args.sources = 2 if args.sources is None else args.sources
         if args.components is not None and args.components < args.sources:
             sub.error(f"--components {args.components} is fewer than --sources {args.sources}")
@@ -324,6 +349,22 @@ def _check_separate(sub, args):
         if stem in stems and os.path.abspath(stems[stem]) != os.path.abspath(path):
             sub.error(f"{stems[stem]} and {path} would both write to {os.path.join(args.out, stem)}")
         stems.setdefault(stem, path)
+
+
+def _check_groups(sub, args):
+    from ._validation import ParameterError
+    from .separate import labels_from_groups
+
+    if args.sources is not None and args.sources != len(args.group):
+        sub.error(f"--sources {args.sources} but {len(args.group)} --group options: one --group "
+                  "per source")
+    if args.rhythm is not None:
+        sub.error("--rhythm cannot be used with --group: the groups are given")
+    try:
+        labels_from_groups(args.group, args.components)
+    except ParameterError as exc:
+        sub.error(f"--group: {exc}")
+    args.sources, args.components = len(args.group), sum(map(len, args.group))
 
 
 def _check_learn(sub, args):
@@ -479,8 +520,8 @@ def _already_separated(path, args, since=None):
 class _SeparateTask:
     """One input to separate, as a picklable callable for worker processes."""
 
-    FIELDS = ("out", "sources", "models", "free", "components", "rhythm", "beta", "n_fft", "hop",
-              "iterations", "seed", "format", "plot", "quiet")
+    FIELDS = ("out", "sources", "models", "free", "components", "group", "rhythm", "beta", "n_fft",
+              "hop", "iterations", "seed", "format", "plot", "quiet")
 
     def __init__(self, args, protected):
         import types
@@ -776,6 +817,7 @@ def _separate_one(path, args, protected):
         models=args.models,
         free_components=args.free,
         n_components=args.components,
+        groups=args.group,
         rhythm_weight=args.rhythm or 0.0,
         beta=args.beta,
         n_fft=args.n_fft,

@@ -315,9 +315,14 @@ def decompose(
     V = V**power
     if V.ndim == 3:
         V = V.sum(axis=0)
-    result = nmf(stack_frames(V, context).astype(np.float32), n_components, beta=beta, W=W,
+    # The fit of audionmf.separate, to the bit (so that its ``groups`` can name
+    # the components seen here): float32 spectrogram scaled to a maximum of 1.
+    V = V.astype(np.float32)
+    scale = V.max()
+    result = nmf(stack_frames(V / scale, context), n_components, beta=beta, W=W,
                  update_W=W is None, max_iter=max_iter, tol=tol, random_state=random_state,
                  callback=callback)
+    result.H *= scale  # back to the units of V, as the loss: D(sV | sWH) = s**beta D(V | WH)
     return Decomposition(
         templates=result.W if W is None else W,
         activations=result.H,
@@ -329,7 +334,7 @@ def decompose(
         window=params.window,
         beta=beta,
         power=power,
-        loss=result.loss,
+        loss=float(result.loss * float(scale) ** beta),
         context=context,
     )
 

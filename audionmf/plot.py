@@ -339,8 +339,9 @@ def _label(ax, xlabel, ylabel, title, xticks=None, yticks=None):
 
 
 def _component_ticks(K):
-    """Ticks in the middle of the columns (or rows) of up to 8 components, and their labels."""
-    k = np.arange(0, K, max(1, int(np.ceil(K / 8))))
+    """Ticks in the middle of the columns (or rows) of up to 32 components, and their labels:
+    every component is numbered, up to 32, so that a user can pick them for ``--group``."""
+    k = np.arange(0, K, max(1, int(np.ceil(K / 32))))
     return k + 0.45, [str(i) for i in k]
 
 

@@ -34,7 +34,7 @@ from .spectrogram import (
     unstack_frames,
 )
 
-__all__ = ["separate", "separate_file", "SpectraSummary", "group_components", "wiener_masks", "default_power", "template_features",
+__all__ = ["separate", "separate_file", "SpectraSummary", "labels_from_groups", "group_components", "wiener_masks", "default_power", "template_features",
            "activation_features"]
 
 
@@ -57,6 +57,7 @@ def separate(
     models=None,
     free_components=0,
     n_components=None,
+    groups=None,
     beta=None,
     power=None,
     n_fft=None,
@@ -97,6 +98,14 @@ def separate(
         With ``models``: templates learned on the mixture for ``"residual"``.
     n_components : int or None
         Blind only: K, components in all; default ``8 * n_sources``.
+    groups : list of lists of int, optional
+        Blind only: the components of each source, chosen by hand instead of
+        by :func:`group_components`, e.g. ``[[0, 3, 5], [1, 2, 4]]`` after
+        looking at the components that :func:`audionmf.decompose` (or
+        ``audionmf plot``) finds with the same ``n_components``, analysis
+        options and ``random_state``: they are the ones fitted here (for
+        signals the fit takes whole; see Notes). Sources are numbered in the
+        order of the groups; ``n_sources`` follows from them.
     beta : float or {"kl", "is", "euclidean"} or None
         Divergence; default "kl", or the models'.
     power : float or None
@@ -143,7 +152,7 @@ def separate(
     """
     y = check_audio(y, "the audio")
     plan = _plan(sr, n_sources=n_sources, models=models, free_components=free_components,
-                 n_components=n_components, beta=beta, power=power, n_fft=n_fft,
+                 n_components=n_components, groups=groups, beta=beta, power=power, n_fft=n_fft,
                  hop_length=hop_length, window=window, mask_power=mask_power, max_iter=max_iter,
                  tol=tol, init=init, sparsity=sparsity, rhythm_weight=rhythm_weight,
                  random_state=random_state, callback=callback)
@@ -249,26 +258,32 @@ class _Plan:
         self.__dict__.update(fields)
 
 
-def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None, beta=None,
-          power=None, n_fft=None, hop_length=None, window=None, mask_power=2.0, max_iter=200,
-          tol=1e-4, init=None, sparsity=0.0, rhythm_weight=0.0, random_state=None, callback=None):
-    """Check the arguments of :func:`separate`; with ``sr`` None, only those that do not need it."""
+def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None, groups=None,
+          beta=None, power=None, n_fft=None, hop_length=None, window=None, mask_power=2.0,
+          max_iter=200, tol=1e-4, init=None, sparsity=0.0, rhythm_weight=0.0, random_state=None,
+          callback=None):
+    """Check the arguments of :func:`separate` and gather what its steps need."""
     mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
     rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
     max_iter = check_positive_int(max_iter, "max_iter")
+    sr = check_positive_int(sr, "sr")
     fixed, labels = None, None
     if models is not None:
+        if groups is not None:
+            raise ParameterError("groups cannot be used with models: the models are the groups")
         analysis = _analysis_from_models(models, beta, power, n_fft, hop_length, window)
         free_components = check_positive_int(free_components, "free_components", minimum=0)
         names = [m.name for m in models] + (["residual"] if free_components else [])
-        if sr is not None:
-            fixed = _templates_at_rate(models, analysis, sr)
+        fixed = _templates_at_rate(models, analysis, sr)
         labels = np.repeat(np.arange(len(names)),
                            [m.n_components for m in models] + ([free_components] if free_components else []))
     else:
         if free_components:
             raise ParameterError("free_components needs models")
-        analysis = _analysis_from_arguments(sr or 1, beta, power, n_fft, hop_length, window)
+        analysis = _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window)
+        if groups is not None:
+            labels = labels_from_groups(groups, n_components)
+            n_sources, n_components = int(labels.max()) + 1, len(labels)
         n_sources = check_positive_int(n_sources, "n_sources")
         n_components = 8 * n_sources if n_components is None else n_components
         n_components = check_positive_int(n_components, "n_components")
@@ -278,8 +293,6 @@ def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None,
                 "each source needs at least one component"
             )
         names = [f"source{i + 1}" for i in range(n_sources)]
-    if sr is None:
-        return None
     sr = check_positive_int(sr, "sr")
     params = _params_at_rate(analysis["params"], analysis["sr"], sr)
     n_freq = params.n_fft // 2 + 1
@@ -436,7 +449,7 @@ def _learn(signal, plan, n_frames, whole):
     fit = dict(plan.fit, random_state=plan.rng, callback=plan.callback)
     if plan.fixed is None:
         result = nmf(V, plan.n_components, init=plan.init, **fit)
-        labels = group_components(result.W, result.H, plan.n_sources, sr=plan.sr,
+        labels = plan.labels if plan.labels is not None else group_components(result.W, result.H, plan.n_sources, sr=plan.sr,
                                   hop_length=params.hop_length, n_fft=params.n_fft,
                                   rhythm_weight=plan.rhythm_weight, random_state=plan.rng)
     else:
@@ -620,6 +633,51 @@ def activation_features(H, *, sr, hop_length):
     norms = np.linalg.norm(H, axis=1) + 1e-300
     hoyer = (np.sqrt(n_frames) - H.sum(axis=1) / norms) / max(np.sqrt(n_frames) - 1, 1e-12)
     return np.column_stack([shares, hoyer])
+
+
+def labels_from_groups(groups, n_components=None):
+    """Source index of each component from hand-made groups of component indices.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of int
+        ``groups[s]`` lists the components of source s; together the groups
+        must hold each of 0 .. K-1 exactly once.
+    n_components : int or None
+        K; default: one more than the largest index given.
+
+    Returns
+    -------
+    labels : np.ndarray [shape=(K,), dtype=int]
+
+    Examples
+    --------
+    >>> labels_from_groups([[0, 3, 5], [1, 2, 4]])
+    array([0, 1, 1, 0, 1, 0])
+    """
+    try:
+        groups = [[int(k) for k in group] for group in groups]
+    except (TypeError, ValueError):
+        raise ParameterError(f"groups={groups!r}: expected lists of component indices") from None
+    if not groups or any(not group for group in groups):
+        raise ParameterError(f"groups={groups!r}: every group needs at least one component")
+    members = sorted(k for group in groups for k in group)
+    K = members[-1] + 1 if n_components is None else n_components
+    repeated = sorted({k for k in members if members.count(k) > 1})
+    if repeated:
+        raise ParameterError(f"components {repeated} are in more than one group")
+    if members != list(range(K)):
+        missing = sorted(set(range(K)) - set(members))
+        extra = sorted(set(members) - set(range(K)))
+        raise ParameterError(
+            f"the groups must hold each component 0..{K - 1} once"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; no component {extra} (there are {K})" if extra else "")
+        )
+    labels = np.empty(K, dtype=int)
+    for source, group in enumerate(groups):
+        labels[group] = source
+    return labels
 
 
 def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weight=0.0,

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -196,3 +197,32 @@ def test_usage_error_as_a_subprocess():
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_groups_from_the_command_line(tmp_path):
+    import soundfile as sf
+
+    out = tmp_path / "out"
+    code = main(["separate", str(SAMPLE), "-o", str(out), "--components", "6", "--group", "0,2-3",
+                 "--group", "1,4-5", "-q"])
+    assert code == 0
+    y, sr = audionmf.load(SAMPLE)
+    expected = audionmf.separate(y, sr, groups=[[0, 2, 3], [1, 4, 5]], random_state=0)
+    for name, signal in expected.items():
+        written, _ = sf.read(out / SAMPLE.stem / f"{name}.wav", dtype="float32")
+        np.testing.assert_allclose(written, signal, atol=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--group", "0,1", "--group", "1,2"], r"--group: components \[1\] are in more than one group"),
+    (["--group", "0,1", "--group", "2", "--components", "4"], r"--group: .*missing \[3\]"),
+    (["--group", "0-1", "--group", "2", "--sources", "3"], "--sources 3 but 2 --group options"),
+    (["--group", "0,x"], "expected component numbers such as 0,3,5"),
+    (["--group", "3-1"], "bad component range '3-1'"),
+    (["--group", "0", "--group", "1", "--rhythm", "1"], "--rhythm cannot be used with --group"),
+])
+def test_bad_groups_are_usage_errors(capsys, options, message):
+    code = main(["separate", str(SAMPLE), "-o", "unused"] + options)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err

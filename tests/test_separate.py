@@ -191,3 +191,39 @@ def test_rhythm_weight_is_checked(rng):
             group_components(W, H, 2, sr=SR, n_fft=512, rhythm_weight=bad)
     with pytest.raises(ParameterError, match="rhythm_weight"):
         separate(np.ones(5000), SR, n_fft=512, rhythm_weight=-1)
+
+
+def test_groups_by_hand_pick_the_components(two_tones):
+    from audionmf import decompose
+
+    a, b = two_tones
+    y = a + b
+    dec = decompose(y, SR, n_components=4, n_fft=512, random_state=3)
+    peaks = dec.frequencies[dec.templates.argmax(axis=0)]
+    low = [k for k in range(4) if peaks[k] < 800]
+    high = [k for k in range(4) if peaks[k] >= 800]
+    assert low and high
+    sources = separate(y, SR, groups=[high, low], n_fft=512, random_state=3)
+    assert list(sources) == ["source1", "source2"]
+    assert relative_error(sources["source1"], b) < 0.1
+    assert relative_error(sources["source2"], a) < 0.1
+    swapped = separate(y, SR, groups=[low, high], n_fft=512, random_state=3)
+    np.testing.assert_array_equal(swapped["source1"], sources["source2"])
+    np.testing.assert_allclose(sum(sources.values()), y, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups, message", [
+    ([[0, 1], [1, 2, 3]], r"components \[1\] are in more than one group"),
+    ([[0, 1], [3]], r"missing \[2\]"),
+    ([[0, 1], [2, 3, 9]], r"missing \[4, 5, 6, 7, 8\]"),
+    ([[0, 1], []], "every group needs at least one component"),
+    ([["a"], [1]], "expected lists of component indices"),
+])
+def test_bad_groups_are_refused(two_tones, groups, message):
+    with pytest.raises(ParameterError, match=message):
+        separate(sum(two_tones), SR, groups=groups, n_fft=512)
+
+
+def test_groups_must_cover_n_components(two_tones):
+    with pytest.raises(ParameterError, match=r"no component \[4\] \(there are 4\)"):
+        separate(sum(two_tones), SR, groups=[[0, 1], [2, 3, 4]], n_components=4, n_fft=512)
