@@ -227,3 +227,27 @@ def test_bad_groups_are_refused(two_tones, groups, message):
 def test_groups_must_cover_n_components(two_tones):
     with pytest.raises(ParameterError, match=r"no component \[4\] \(there are 4\)"):
         separate(sum(two_tones), SR, groups=[[0, 1], [2, 3, 4]], n_components=4, n_fft=512)
+
+
+def test_decompose_fits_what_separate_fits(monkeypatch):
+    """The components a plot of decompose numbers are those that groups name."""
+    import sys
+
+    from audionmf import decompose
+
+    stream = sys.modules["audionmf.separate"]
+    y = np.vstack([tone(300, SR, 2, (1, 0.5)), gated(tone(900, SR, 2), SR, 0.4, 0.5)])
+    fitted = []
+    real_nmf = stream.nmf
+
+    def spy(V, *args, **kwargs):
+        result = real_nmf(V, *args, **kwargs)
+        fitted.append(result)
+        return result
+
+    monkeypatch.setattr(stream, "nmf", spy)
+    separate(y, SR, n_components=6, n_fft=512, random_state=4)
+    dec = decompose(y, SR, n_components=6, n_fft=512, random_state=4)
+    np.testing.assert_array_equal(fitted[0].W, dec.templates)
+    np.testing.assert_allclose(fitted[0].H * (dec.activations.max() / fitted[0].H.max()),
+                               dec.activations, rtol=1e-5)
