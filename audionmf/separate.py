@@ -9,20 +9,28 @@ The pipeline, for a signal ``y`` of shape (n_samples,) or (n_channels, n_samples
 4. soft masks ``M_s = (W_s H_s)**p / sum_j (W_j H_j)**p`` (:func:`wiener_masks`)
    are applied to each channel's complex STFT and inverted.
 
+Steps 4 and, for long signals, 2 go a block of frames at a time (see
+:func:`separate` and :func:`separate_file`), so memory does not grow with the
+length of the signal.
+
 Because the masks sum to one and the inverse STFT is linear, the sources sum
 back to the input; the round-off left by the inverse transform (about 1e-7 of
 full scale in float32) is shared equally among the sources, so the sum is exact
 to float precision.
 """
+import os
+
 import numpy as np
 
 from ._validation import (
+    AudioError,
     ParameterError,
     beta_to_float,
     check_audio,
     check_nonnegative_real,
     check_positive_int,
 )
+from .io import OutputFiles, Signal
 from .nmf import nmf
 from .spectrogram import (
     OverlapAdd,
@@ -168,8 +176,6 @@ def separate(
         out[index, ..., position[index] : position[index] + n] = samples.reshape(*y.shape[:-1], n)
         position[index] += n
 
-    from .io import Signal
-
     _run(Signal(np.asarray(y, dtype=np.float64), sr), plan, write)
     return dict(zip(plan.names, out))
 
@@ -205,11 +211,6 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
     written : dict of str -> str
         Source name -> file written.
     """
-    import os
-
-    from ._validation import AudioError
-    from .io import OutputFiles, Signal
-
     with Signal.open(path) as signal:
         plan = _plan(**{**options, "sr": signal.sr})
         if signal.n_samples < plan.params.n_fft:
@@ -406,18 +407,19 @@ def _run(signal, plan, write, *, summary=None, progress=None):
         raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
 
 
-def _spectrogram(X, plan):
-    """Stacked spectrogram of an STFT block: channels summed, rows of the analysis, float32."""
+def _spectrogram(X, plan, context=None):
+    """Stacked spectrogram of an STFT block (float32): channels summed, the rows
+    of the analysis, ``context`` frames (default: the plan's) stacked on each side."""
     V = np.abs(X[..., : plan.n_rows, :]) ** plan.power
     if V.ndim == 3:
         V = V.sum(axis=0)
-    return stack_frames(V.astype(np.float32), plan.context)
+    return stack_frames(V.astype(np.float32), plan.context if context is None else context)
 
 
 def _power(signal, plan, t0, t1):
     """Unstacked spectrogram of frames t0 .. t1 - 1 of a signal (float32)."""
-    return _spectrogram(stft_frames(signal.read(*frame_span(t0, t1, plan.params)), plan.params),
-                        _Plan(n_rows=plan.n_rows, power=plan.power, context=0))
+    X = stft_frames(signal.read(*frame_span(t0, t1, plan.params)), plan.params)
+    return _spectrogram(X, plan, context=0)
 
 
 def _learn(signal, plan, n_frames, whole):
