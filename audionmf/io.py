@@ -211,40 +211,15 @@ def save(path, y, sr, *, subtype=None):
     _commit([_write_temporary(path, y, sr, subtype)])
 
 
-def save_together(items, sr, *, subtype=None, files=()):
-    """Write several files so that either all of them appear or none does.
-
-    ``items`` is a sequence of ``(path, y)`` signals; ``files`` of ``(path, bytes)``
-    written as they are (a figure, say). Every file is written to a temporary
-    name first; only when all writes succeeded are they renamed. If a rename
-    fails, the files it already put in place where there was none are removed
-    again (a file that existed before is replaced by its complete new version).
-    """
-    pending = []
-    try:
-        for path, y in items:
-            pending.append(_write_temporary(path, y, sr, subtype))
-        for path, data in files:
-            try:
-                with _temporary_beside(path) as (handle, tmp):
-                    handle.write(data)
-            except OSError as exc:
-                raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
-            pending.append((tmp, os.fspath(path)))
-    except BaseException:
-        for tmp, _ in pending:
-            _remove_quietly(tmp)
-        raise
-    _commit(pending)
-
-
 class OutputFiles:
     """Audio files written a block at a time, appearing together or not at all.
 
     Each file is written under a hidden temporary name beside its target; on
-    :meth:`commit` all are renamed (see :func:`save_together`). Leaving the
-    ``with`` block by an error or an interrupt removes the temporary files, so
-    nothing half-written is ever left under a name the user asked for.
+    :meth:`commit` all are renamed. If a rename fails, the files it already put
+    in place where there was none are removed again (a file that existed before
+    is replaced by its complete new version). Leaving the ``with`` block by an
+    error or an interrupt removes the temporary files, so nothing half-written
+    is ever left under a name the user asked for.
 
     Parameters
     ----------
@@ -298,12 +273,7 @@ class OutputFiles:
         try:
             self._close_all()
             for path, data in files:
-                try:
-                    with _temporary_beside(path) as (handle, tmp):
-                        handle.write(data)
-                except OSError as exc:
-                    raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
-                self._pending.append((tmp, os.fspath(path)))
+                self._pending.append(_write_bytes_temporary(path, data))
         except BaseException:
             self.discard()
             raise
@@ -408,6 +378,16 @@ def _write_temporary(path, y, sr, subtype):
     except (OSError, sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None
     return tmp, path
+
+
+def _write_bytes_temporary(path, data):
+    """Write bytes to a temporary file beside ``path``; returns ``(temporary, path)``."""
+    try:
+        with _temporary_beside(path) as (handle, tmp):
+            handle.write(data)
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return tmp, os.fspath(path)
 
 
 def _commit(pending):

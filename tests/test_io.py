@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from audionmf import AudioError, ParameterError, load, save
-from audionmf.io import save_together
+from audionmf.io import OutputFiles
 
 from conftest import SAMPLE
 
@@ -73,10 +73,12 @@ def test_save_to_a_missing_folder(tmp_path):
         save(tmp_path / "nope" / "x.wav", np.zeros(10), 8000)
 
 
-def test_save_together_writes_nothing_if_one_fails(tmp_path):
-    items = [(tmp_path / "a.wav", np.zeros(10)), (tmp_path / "b.wav", np.array([np.inf]))]
-    with pytest.raises(ParameterError):
-        save_together(items, 8000)
+def test_output_files_write_nothing_if_one_fails(tmp_path):
+    with pytest.raises(ParameterError, match=r"b\.wav: refusing to write NaN or Inf"):
+        with OutputFiles([tmp_path / "a.wav", tmp_path / "b.wav"], 8000, 1) as files:
+            files.write(0, np.zeros(10))
+            files.write(1, np.array([np.inf]))
+            files.commit([(tmp_path / "c.png", b"picture")])
     assert list(tmp_path.iterdir()) == []
 
 
