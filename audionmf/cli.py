@@ -27,7 +27,7 @@ SEPARATE_EPILOG = """\
 output:
   OUTDIR/<input file stem>/<source>.wav, at the input's sample rate and channel
   count. Blind: source1 ... sourceN, loudest first. With --model: the models'
-  names (plus 'residual' with --free). WAV files are 32-bit float, so the
+  names (plus 'residual' with --free). With --two-stems drums: drums, no_drums. WAV files are 32-bit float, so the
   sources add up to the input exactly.
 
 examples:
@@ -36,6 +36,7 @@ examples:
   audionmf separate speech.wav --beta is --n-fft 1024 --hop 256
   audionmf separate mix.wav --model speech.npz --model music.npz
   audionmf separate noisy.wav --model speech.npz --free 16   (speech + residual)
+  audionmf separate song.flac --two-stems drums           (drums.wav and no_drums.wav)
   audionmf plot song.wav -o song.png; audionmf separate song.wav --group 0-5,9 --group 6-8,10-15
                                                   (look at the 16 components, then group them)
   audionmf separate album/ --jobs 2 --skip-existing     (every audio file in album/)
@@ -187,6 +188,9 @@ def get_parser():
                      help="blind: number of sources (default: 2)")
     sep.add_argument("--components", type=_positive_int, default=None, metavar="K",
                      help="blind: NMF components in all, at least N (default: 8 per source)")
+    sep.add_argument("--two-stems", choices=("drums",), default=None, metavar="drums",
+                     help="split into drums.wav and no_drums.wav, with the generic drum templates "
+                          "that ship with audionmf (no training data needed)")
     sep.add_argument("--group", action="append", default=None, type=_component_list,
                      metavar="I,J,...",
                      help="blind: the components of one source, chosen by hand (repeat for each "
@@ -197,8 +201,8 @@ def get_parser():
                           "when grouping them (default: 0, timbre only; 1.5 suits speech over "
                           "music and drums over notes)")
     _add_analysis_options(sep, "blind: ")
-    sep.add_argument("--iterations", type=_positive_int, default=200, metavar="N",
-                     help="maximum NMF iterations (default: %(default)s)")
+    sep.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
+                     help="maximum NMF iterations (default: 200, or 60 with --two-stems)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav",
                      help="output file format (default: %(default)s)")
     sep.add_argument("--plot", action="store_true",
@@ -323,9 +327,16 @@ def _refuse_with_model(sub, args, options, what):
 
 def _check_separate(sub, args):
     """Usage errors that involve several options; exits 2 through ``sub.error``."""
-    if args.model:
-        _refuse_with_model(sub, args, ("sources", "components", "group", "rhythm", "beta", "n_fft",
-                                       "hop"), "models decide the sources and the analysis")
+    if args.model or args.two_stems:
+        if args.model and args.two_stems:
+            sub.error("--two-stems cannot be used with --model")
+        if args.two_stems and args.free:
+            sub.error("--free cannot be used with --two-stems")
+        for option in ("sources", "components", "group", "rhythm", "beta", "n_fft", "hop"):
+            if getattr(args, option) is not None:
+                sub.error(f"--{option.replace('_', '-')} cannot be used with "
+                          + ("--model: the models decide the sources and the analysis" if args.model
+                             else "--two-stems: its templates decide the sources and the analysis"))
     else:
         if args.free:
             sub.error("--free needs --model")
@@ -503,6 +514,10 @@ def _identity(path):
 
 
 def _expected_names(args):
+    if args.two_stems:
+        from .drums import TWO_STEMS
+
+        return list(TWO_STEMS[args.two_stems])
     if args.models:
         return [m.name for m in args.models] + (["residual"] if args.free else [])
     return [f"source{i + 1}" for i in range(args.sources)]
@@ -520,8 +535,8 @@ def _already_separated(path, args, since=None):
 class _SeparateTask:
     """One input to separate, as a picklable callable for worker processes."""
 
-    FIELDS = ("out", "sources", "models", "free", "components", "group", "rhythm", "beta", "n_fft",
-              "hop", "iterations", "seed", "format", "plot", "quiet")
+    FIELDS = ("out", "sources", "models", "free", "components", "group", "two_stems", "rhythm",
+              "beta", "n_fft", "hop", "iterations", "seed", "format", "plot", "quiet")
 
     def __init__(self, args, protected):
         import types
@@ -799,7 +814,7 @@ def _score_table(result):
 def _separate_one(path, args, protected):
     """Separate one file; returns the folder written. Nothing is left on failure."""
     from ._validation import AudioError
-    from .separate import separate_file
+    from .separate import default_max_iter, separate_file
 
     stem = os.path.splitext(os.path.basename(path))[0]
     folder = os.path.join(args.out, stem)
@@ -818,13 +833,14 @@ def _separate_one(path, args, protected):
         free_components=args.free,
         n_components=args.components,
         groups=args.group,
+        two_stems=args.two_stems,
         rhythm_weight=args.rhythm or 0.0,
         beta=args.beta,
         n_fft=args.n_fft,
         hop_length=args.hop,
         max_iter=args.iterations,
         random_state=args.seed,
-        callback=_progress(stem, args.iterations, args.quiet),
+        callback=_progress(stem, args.iterations or default_max_iter(args.two_stems), args.quiet),
     )
     return os.path.dirname(next(iter(written.values()))) + os.sep
 

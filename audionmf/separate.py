@@ -30,6 +30,7 @@ from ._validation import (
     check_nonnegative_real,
     check_positive_int,
 )
+from .drums import HPSS_KERNEL, TWO_STEMS
 from .io import OutputFiles, Signal
 from .nmf import nmf
 from .spectrogram import (
@@ -66,13 +67,14 @@ def separate(
     free_components=0,
     n_components=None,
     groups=None,
+    two_stems=None,
     beta=None,
     power=None,
     n_fft=None,
     hop_length=None,
     window=None,
     mask_power=2.0,
-    max_iter=200,
+    max_iter=None,
     tol=1e-4,
     init=None,
     sparsity=0.0,
@@ -114,6 +116,11 @@ def separate(
         options and ``random_state``: they are the ones fitted here (for
         signals the fit takes whole; see Notes). Sources are numbered in the
         order of the groups; ``n_sources`` follows from them.
+    two_stems : {"drums"} or None
+        Split into ``"drums"`` and ``"no_drums"``, blindly, with generic drum
+        templates that ship with the package against harmonic combs, blended
+        with an HPSS mask (see :mod:`audionmf.drums`). The analysis is the drum
+        model's; ``n_sources``, ``models`` and ``groups`` do not apply.
     beta : float or {"kl", "is", "euclidean"} or None
         Divergence; default "kl", or the models'.
     power : float or None
@@ -123,7 +130,11 @@ def separate(
     mask_power : float
         Exponent p of the soft masks; 2 gives Wiener-like masks, larger values
         harder masks.
-    max_iter, tol, init, sparsity, random_state, callback
+    max_iter : int or None
+        Most NMF iterations; default 200, or 60 with ``two_stems`` (its fixed
+        dictionary's activations settle sooner: 200 changed the corpus's SDR
+        by 0.04 dB, at three times the cost).
+    tol, init, sparsity, random_state, callback
         Passed to :func:`audionmf.nmf` (``sparsity`` penalizes the activations).
     rhythm_weight : float
         Blind only: weight of activation rhythm beside template timbre when
@@ -132,8 +143,9 @@ def separate(
     Returns
     -------
     sources : dict of str -> np.ndarray
-        Blind: ``"source1"`` ... ``"sourceN"``, loudest first. With models:
-        the models' names, then ``"residual"`` if ``free_components``. Each
+        Blind: ``"source1"`` ... ``"sourceN"``, loudest first (with ``groups``,
+        in their order). With models: the models' names, then ``"residual"`` if
+        ``free_components``. With ``two_stems="drums"``: ``"drums"``, ``"no_drums"``. Each
         has the shape and dtype of ``y``; together they sum to ``y``.
 
     Notes
@@ -160,7 +172,8 @@ def separate(
     """
     y = check_audio(y, "the audio")
     plan = _plan(sr, n_sources=n_sources, models=models, free_components=free_components,
-                 n_components=n_components, groups=groups, beta=beta, power=power, n_fft=n_fft,
+                 n_components=n_components, groups=groups, two_stems=two_stems, beta=beta,
+                 power=power, n_fft=n_fft,
                  hop_length=hop_length, window=window, mask_power=mask_power, max_iter=max_iter,
                  tol=tol, init=init, sparsity=sparsity, rhythm_weight=rhythm_weight,
                  random_state=random_state, callback=callback)
@@ -252,6 +265,11 @@ FIT_VALUES = 2**24
 EXCERPT_FRAMES = 256
 
 
+def default_max_iter(two_stems=None):
+    """Most NMF iterations of :func:`separate` when ``max_iter`` is None."""
+    return 200 if two_stems is None else 60
+
+
 class _Plan:
     """Everything the separation of one signal needs to know, checked."""
 
@@ -260,22 +278,34 @@ class _Plan:
 
 
 def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None, groups=None,
-          beta=None, power=None, n_fft=None, hop_length=None, window=None, mask_power=2.0,
-          max_iter=200, tol=1e-4, init=None, sparsity=0.0, rhythm_weight=0.0, random_state=None,
-          callback=None):
+          two_stems=None, beta=None, power=None, n_fft=None, hop_length=None, window=None,
+          mask_power=2.0, max_iter=None, tol=1e-4, init=None, sparsity=0.0, rhythm_weight=0.0,
+          random_state=None, callback=None):
     """Check the arguments of :func:`separate` and gather what its steps need."""
     mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
     rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
+    if max_iter is None:
+        max_iter = default_max_iter(two_stems)
     max_iter = check_positive_int(max_iter, "max_iter")
     sr = check_positive_int(sr, "sr")
-    fixed, labels = None, None
-    if models is not None:
+    fixed, labels, hpss = None, None, False
+    if two_stems is not None:
+        if models is not None or groups is not None or free_components:
+            raise ParameterError("two_stems cannot be used with models, groups or free_components")
+        from .drums import two_stems_dictionary
+
+        templates, labels, names, model = two_stems_dictionary(two_stems)
+        names = list(names)
+        analysis = _analysis_from_models([model], beta, power, n_fft, hop_length, window)
+        fixed = _templates_at_rate(templates, analysis, sr)
+        hpss = True
+    elif models is not None:
         if groups is not None:
             raise ParameterError("groups cannot be used with models: the models are the groups")
         analysis = _analysis_from_models(models, beta, power, n_fft, hop_length, window)
         free_components = check_positive_int(free_components, "free_components", minimum=0)
         names = [m.name for m in models] + (["residual"] if free_components else [])
-        fixed = _templates_at_rate(models, analysis, sr)
+        fixed = _templates_at_rate(np.hstack([m.templates for m in models]), analysis, sr)
         labels = np.repeat(np.arange(len(names)),
                            [m.n_components for m in models] + ([free_components] if free_components else []))
     else:
@@ -294,23 +324,31 @@ def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None,
                 "each source needs at least one component"
             )
         names = [f"source{i + 1}" for i in range(n_sources)]
-    sr = check_positive_int(sr, "sr")
     params = _params_at_rate(analysis["params"], analysis["sr"], sr)
     n_freq = params.n_fft // 2 + 1
+    context = analysis.get("context", 0)
+    n_rows = n_freq if fixed is None else fixed.shape[0] // (2 * context + 1)
+    pool = fit_templates = None
+    if hpss:
+        # Fit and HPSS on bins above 2 kHz summed in narrow bands; masks at full resolution.
+        from .drums import band_pooling
+
+        pool = band_pooling(n_rows, sr=sr, n_fft=params.n_fft)
+        fit_templates = np.vstack([pool @ block for block in np.split(fixed, 2 * context + 1)])
     return _Plan(
-        sr=sr, params=params, beta=analysis["beta"], power=analysis["power"],
-        context=analysis.get("context", 0), names=names, labels=labels, fixed=fixed,
-        n_rows=n_freq if fixed is None else fixed.shape[0] // (2 * analysis.get("context", 0) + 1),
+        sr=sr, params=params, beta=analysis["beta"], power=analysis["power"], context=context,
+        names=names, labels=labels, fixed=fixed, n_rows=n_rows, pool=pool,
+        fit_templates=fixed if fit_templates is None else fit_templates, hpss=hpss,
         n_free=free_components if models is not None else 0,
-        n_components=n_components if models is None else None, n_sources=len(names),
+        n_components=n_components if fixed is None else None, n_sources=len(names),
         mask_power=mask_power, rhythm_weight=rhythm_weight, init=init,
         fit=dict(beta=analysis["beta"], max_iter=max_iter, tol=tol, sparsity=sparsity),
         rng=np.random.default_rng(random_state), callback=callback,
     )
 
 
-def _templates_at_rate(models, analysis, sr):
-    """The models' templates on the STFT grid of a signal at rate ``sr``.
+def _templates_at_rate(W, analysis, sr):
+    """Templates of an analysis on the STFT grid of a signal at rate ``sr``.
 
     At the models' own rate they are returned as they are. At another rate the
     STFT keeps the models' frame and hop durations, so its bins are (nearly) the
@@ -318,7 +356,7 @@ def _templates_at_rate(models, analysis, sr):
     lower of the two Nyquist frequencies, which are the rows the analysis
     uses. No resampling: the signal is analysed and resynthesized at its own rate.
     """
-    W = np.hstack([m.templates for m in models]).astype(np.float32)
+    W = np.asarray(W, dtype=np.float32)
     params, model_sr, context = analysis["params"], analysis["sr"], analysis.get("context", 0)
     if model_sr == sr:
         return W
@@ -359,6 +397,9 @@ def _run(signal, plan, write, *, summary=None, progress=None):
     W, H, labels = _learn(signal, plan, n_frames, whole)
 
     block = max(8 * c + 8, BLOCK_VALUES // n_freq)
+    # Frames beyond a block that its masks depend on: the activations' context
+    # (and their own, when estimated here), and the HPSS median filter's reach.
+    reach = max(0 if whole else 2 * c, HPSS_KERNEL // 2 if plan.hpss else 0)
     n_sources, n_channels = len(plan.names), signal.n_channels
     inverse = OverlapAdd(params, signal.n_samples, (n_sources, n_channels))
     done = 0  # samples written of every source
@@ -366,7 +407,7 @@ def _run(signal, plan, write, *, summary=None, progress=None):
     for t0 in range(0, n_frames, block):
         t1 = min(n_frames, t0 + block)
         h0, h1 = max(0, t0 - c), min(n_frames, t1 + c)  # activations the masks of t0..t1 use
-        v0, v1 = (t0, t1) if whole else (max(0, h0 - c), min(n_frames, h1 + c))  # frames of V
+        v0, v1 = max(0, t0 - reach), min(n_frames, t1 + reach)  # frames transformed
         first, end = frame_span(v0, v1, params)
         segment = signal.read(first, end)
         heard = heard or bool(np.any(segment))
@@ -374,10 +415,15 @@ def _run(signal, plan, write, *, summary=None, progress=None):
         if whole:
             H_block = H[:, h0:h1]
         else:
-            H_block = _activations(_spectrogram(X, plan)[:, h0 - v0 : h1 - v0], W, plan)
-            X = X[..., t0 - v0 : t1 - v0]
+            a, b = max(0, h0 - c), min(n_frames, h1 + c)
+            V = _spectrogram(X[..., a - v0 : b - v0], plan)[:, h0 - a : h1 - a]
+            H_block = _activations(V, plan.fit_templates if plan.fixed is not None and not plan.n_free
+                                   else W, plan)
         masks = wiener_masks(W, H_block, labels, mask_power=plan.mask_power, context=c)
         masks = masks[:, :, t0 - h0 : t1 - h0]
+        if plan.hpss:
+            masks = _blend_with_hpss(masks, X, t0 - v0, t1 - v0, plan)
+        X = X[..., t0 - v0 : t1 - v0]
         if plan.n_rows < n_freq:  # above the models' band: the top band's shares
             masks = np.concatenate(
                 [masks, np.repeat(masks[:, -1:], n_freq - plan.n_rows, axis=1)], axis=1)
@@ -409,11 +455,31 @@ def _run(signal, plan, write, *, summary=None, progress=None):
 
 def _spectrogram(X, plan, context=None):
     """Stacked spectrogram of an STFT block (float32): channels summed, the rows
-    of the analysis, ``context`` frames (default: the plan's) stacked on each side."""
+    of the analysis (pooled in bands if the plan says so), ``context`` frames
+    (default: the plan's) stacked on each side."""
     V = np.abs(X[..., : plan.n_rows, :]) ** plan.power
     if V.ndim == 3:
         V = V.sum(axis=0)
+    if plan.pool is not None:
+        V = plan.pool @ V
     return stack_frames(V.astype(np.float32), plan.context if context is None else context)
+
+
+def _blend_with_hpss(masks, X, t0, t1, plan):
+    """Two-stems masks with the first (drums) blended with the HPSS percussive mask.
+
+    ``X`` holds frames reaching :data:`HPSS_KERNEL` // 2 beyond ``t0 .. t1`` on
+    each side (or to the signal's edge), so the median filters see what they
+    would see on the whole signal.
+    """
+    from .drums import blend_masks, hpss_mask
+
+    A = np.abs(X[..., : plan.n_rows, :])
+    if A.ndim == 3:
+        A = A.sum(axis=0)
+    percussive = plan.pool.T @ hpss_mask(plan.pool @ A, HPSS_KERNEL)[:, t0:t1]
+    drums = blend_masks(masks[0], percussive)
+    return np.stack([drums, 1.0 - drums])
 
 
 def _power(signal, plan, t0, t1):
@@ -451,9 +517,14 @@ def _learn(signal, plan, n_frames, whole):
     fit = dict(plan.fit, random_state=plan.rng, callback=plan.callback)
     if plan.fixed is None:
         result = nmf(V, plan.n_components, init=plan.init, **fit)
-        labels = plan.labels if plan.labels is not None else group_components(result.W, result.H, plan.n_sources, sr=plan.sr,
-                                  hop_length=params.hop_length, n_fft=params.n_fft,
-                                  rhythm_weight=plan.rhythm_weight, random_state=plan.rng)
+        labels = plan.labels
+        if labels is None:
+            labels = group_components(result.W, result.H, plan.n_sources, sr=plan.sr,
+                                      hop_length=params.hop_length, n_fft=params.n_fft,
+                                      rhythm_weight=plan.rhythm_weight, random_state=plan.rng)
+    elif not plan.n_free:  # nothing to learn: the activations of the whole signal
+        result = nmf(V, plan.fixed.shape[1], W=plan.fit_templates, update_W=False, **fit)
+        return plan.fixed, result.H, plan.labels
     else:
         free = plan.rng.random((V.shape[0], plan.n_free)).astype(np.float32)
         W = np.hstack([plan.fixed, free / np.maximum(free.sum(axis=0), 1e-30)])

@@ -1,0 +1,117 @@
+"""Drums apart from the rest: separate(two_stems="drums") and its pieces."""
+import sys
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audionmf import ParameterError, evaluate, load, separate
+from audionmf.cli import main
+from audionmf.drums import band_pooling, blend_masks, comb_templates, drum_model, hpss_mask
+
+from conftest import SAMPLE, SAMPLE_STEMS
+
+
+def test_the_shipped_drum_model_loads():
+    model = drum_model()
+    assert (model.name, model.sr, model.n_fft, model.hop_length, model.context) == \
+        ("drums", 22050, 2048, 512, 2)
+    assert model.templates.shape == (5 * 1025, 64)
+    assert np.all(np.isfinite(model.templates)) and model.templates.min() >= 0
+
+
+@pytest.mark.parametrize("sr, n_fft", [(22050, 2048), (44100, 4096), (8000, 512)])
+def test_combs_are_harmonic_series(sr, n_fft):
+    W = comb_templates(sr=sr, n_fft=n_fft)
+    np.testing.assert_allclose(W.sum(axis=0), 1.0)
+    freqs = np.arange(n_fft // 2 + 1) * sr / n_fft
+    f0 = 27.5 * 2 ** (np.arange(W.shape[1]) / 12)
+    assert np.isclose(f0[-1], 1800, rtol=0.03)
+    for j in (0, 24, 48, W.shape[1] - 1):
+        # The strongest bin is the fundamental's; the second partial is a quarter of it.
+        assert abs(freqs[W[:, j].argmax()] - f0[j]) <= sr / n_fft
+        second = W[np.argmin(np.abs(freqs - 2 * f0[j])), j]
+        assert second == pytest.approx(W[:, j].max() / 4, rel=0.35)
+
+
+def test_hpss_mask_is_librosas(rng):
+    S = np.abs(rng.standard_normal((120, 90))) ** 2
+    _, percussive = librosa.decompose.hpss(S, mask=True)
+    np.testing.assert_allclose(hpss_mask(S), percussive, atol=1e-12)
+
+
+def test_blend_keeps_agreement_and_certainty():
+    a = np.linspace(0, 1, 11)
+    np.testing.assert_allclose(blend_masks(a, a), a)
+    undecided = blend_masks(a, np.full(11, 0.5))
+    assert undecided[0] == 0 and undecided[-1] == 1 and np.all(np.diff(undecided) > 0)
+    np.testing.assert_allclose(blend_masks(a, 1 - a)[1:-1], 0.5)
+    np.testing.assert_allclose(blend_masks(a, 0.8) + blend_masks(1 - a, 0.2), 1.0)
+
+
+def test_band_pooling_sums_each_bin_once():
+    P = band_pooling(1025, sr=22050, n_fft=2048)
+    assert P.shape == (216, 1025)
+    np.testing.assert_array_equal(P.sum(axis=0), 1)
+    below = int(np.ceil(2000 * 2048 / 22050))
+    np.testing.assert_array_equal(P[:below, :below], np.eye(below))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    y, sr = load(SAMPLE)
+    stems = {"drums": sf.read(SAMPLE_STEMS / "drums.flac")[0],
+             "no_drums": sf.read(SAMPLE_STEMS / "harmonic.flac")[0]}
+    return y, sr, stems
+
+
+def test_drums_come_apart_from_organ_and_bass(sample):
+    y, sr, stems = sample
+    sources = separate(y, sr, two_stems="drums")
+    assert list(sources) == ["drums", "no_drums"]
+    np.testing.assert_allclose(sum(sources.values()), y, atol=1e-6)
+    ours = evaluate(stems, sources, sr)["mean"]["sdr"]
+    harmonic, percussive = librosa.effects.hpss(y.astype(np.float64))
+    hpss = evaluate(stems, {"drums": percussive, "no_drums": harmonic}, sr)["mean"]["sdr"]
+    assert ours > 9.0 and ours > hpss + 4.0, (ours, hpss)
+
+
+def test_two_stems_blocks_and_rates(sample, monkeypatch):
+    import soxr
+
+    y, sr, stems = sample
+    whole = separate(y[: 4 * sr], sr, two_stems="drums")
+    monkeypatch.setattr(sys.modules["audionmf.separate"], "BLOCK_VALUES", 1025 * 37)
+    blocked = separate(y[: 4 * sr], sr, two_stems="drums")
+    for name in whole:  # the HPSS median filters see across block edges
+        np.testing.assert_allclose(blocked[name], whole[name], atol=1e-6)
+    y44 = soxr.resample(y, sr, 44100).astype(np.float32)
+    sources = separate(y44, 44100, two_stems="drums")
+    np.testing.assert_allclose(sum(sources.values()), y44, atol=1e-6)
+    back = {name: soxr.resample(s, 44100, sr)[: len(y)] for name, s in sources.items()}
+    assert evaluate(stems, back, sr)["mean"]["sdr"] > 9.0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"models": []}, "two_stems cannot be used with models"),
+    ({"groups": [[0], [1]]}, "two_stems cannot be used with models, groups"),
+    ({"two_stems": "vocals"}, r"two_stems='vocals': expected one of \['drums'\]"),
+    ({"n_fft": 1024}, "n_fft=1024 differs from the models' 2048"),
+])
+def test_two_stems_refuses_what_does_not_apply(sample, options, message):
+    y, sr, _ = sample
+    with pytest.raises(ParameterError, match=message):
+        separate(y, sr, **{"two_stems": "drums", **options})
+
+
+def test_two_stems_from_the_command_line(tmp_path, sample, capsys):
+    y, sr, _ = sample
+    assert main(["separate", str(SAMPLE), "-o", str(tmp_path), "--two-stems", "drums", "-q"]) == 0
+    written = {name: sf.read(tmp_path / SAMPLE.stem / f"{name}.wav", dtype="float32")[0]
+               for name in ("drums", "no_drums")}
+    expected = separate(y, sr, two_stems="drums")
+    for name in written:
+        np.testing.assert_allclose(written[name], expected[name], atol=1e-6)
+    assert main(["separate", str(SAMPLE), "--two-stems", "drums", "--sources", "3"]) == 2
+    assert "--sources cannot be used with --two-stems" in capsys.readouterr().err
