@@ -202,7 +202,8 @@ def get_parser():
                           "music and drums over notes)")
     _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
-                     help="maximum NMF iterations (default: 200, or 60 with --two-stems)")
+                     help="maximum NMF iterations (default: 200; 60 with --two-stems, 50 with "
+                          "--model and no --free)")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav",
                      help="output file format (default: %(default)s)")
     sep.add_argument("--plot", action="store_true",
@@ -234,6 +235,9 @@ def get_parser():
     learn.add_argument("--context", type=_nonnegative_int, default=None, metavar="C",
                        help="frames of context on each side of a template, so templates follow "
                             f"how a sound evolves (default: {LEARN_DEFAULTS['context']})")
+    learn.add_argument("--pitch-range", type=_nonnegative_int, default=None, metavar="N",
+                       help="also learn from the examples shifted by -N .. N semitones, so the "
+                            "model knows notes near the ones they play; 0 for none (default: 1)")
     learn.add_argument("--sparsity", type=_nonnegative_float, default=None, metavar="S",
                        help=f"L1 penalty on activations while learning (default: {LEARN_DEFAULTS['sparsity']})")
     learn.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
@@ -381,6 +385,8 @@ def _check_groups(sub, args):
 def _check_learn(sub, args):
     if not args.out.endswith(".npz"):
         sub.error(f"-o {args.out}: model files end in .npz")
+    if args.pitch_range is not None and args.pitch_range > 24:
+        sub.error(f"--pitch-range {args.pitch_range}: at most 24 semitones")
     _check_analysis(sub, args)
 
 
@@ -396,6 +402,7 @@ def _run_learn(args):
         "n_components": args.components, "context": args.context, "sparsity": args.sparsity,
         "max_iter": args.iterations,
         "beta": args.beta, "n_fft": args.n_fft, "hop_length": args.hop,
+        "semitones": None if args.pitch_range is None else range(-args.pitch_range, args.pitch_range + 1),
     }
     options = {k: v for k, v in options.items() if v is not None}
     iterations = options.get("max_iter", LEARN_DEFAULTS["max_iter"])  # for the progress bar
@@ -840,7 +847,8 @@ def _separate_one(path, args, protected):
         hop_length=args.hop,
         max_iter=args.iterations,
         random_state=args.seed,
-        callback=_progress(stem, args.iterations or default_max_iter(args.two_stems), args.quiet),
+        callback=_progress(stem, args.iterations or default_max_iter(args.two_stems, bool(args.models),
+                                                                      args.free), args.quiet),
     )
     return os.path.dirname(next(iter(written.values()))) + os.sep
 

@@ -35,7 +35,39 @@ class ModelError(Exception):
 
 
 #: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
-LEARN_DEFAULTS = {"n_components": 50, "context": 2, "sparsity": 0.0, "max_iter": 200}
+LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter": 200,
+                  "semitones": (-1, 0, 1)}
+
+
+def _check_semitones(semitones):
+    try:
+        shifts = sorted({int(k) for k in semitones})
+    except (TypeError, ValueError):
+        raise ParameterError(f"semitones={semitones!r}: expected whole numbers of semitones") from None
+    if not shifts or any(abs(k) > 24 for k in shifts):
+        raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
+    return shifts
+
+
+def _shifted(spectra, semitones):
+    """Magnitude spectrograms with every frame's spectrum moved by ``semitones``."""
+    if semitones == 0:
+        return list(spectra)
+    import scipy.sparse
+
+    n_freq = spectra[0].shape[0]
+    source = np.arange(n_freq) * 2.0 ** (-semitones / 12.0)  # bin f reads f / ratio
+    low = np.floor(source).astype(int)
+    weight = source - low
+    rows, cols, values = [], [], []
+    for col, value in ((low, 1.0 - weight), (low + 1, weight)):
+        inside = (col < n_freq) & (value > 0)
+        rows.append(np.flatnonzero(inside))
+        cols.append(col[inside])
+        values.append(value[inside])
+    shift = scipy.sparse.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n_freq, n_freq))
+    return [np.asarray(shift @ S) for S in spectra]
 
 
 def check_models(models):
@@ -142,6 +174,7 @@ class SourceModel:
         hop_length=None,
         window="hann",
         context=LEARN_DEFAULTS["context"],
+        semitones=LEARN_DEFAULTS["semitones"],
         sparsity=LEARN_DEFAULTS["sparsity"],
         max_iter=LEARN_DEFAULTS["max_iter"],
         silence_db=-40.0,
@@ -166,6 +199,13 @@ class SourceModel:
             Analysis, as in :func:`audionmf.separate`.
         context : int
             Frames of context on each side of every template (see the class).
+        semitones : sequence of int
+            Pitch shifts of the examples learned from: each example's
+            spectrogram is also used with every frame's spectrum moved by
+            these many semitones (read at ``f / 2 ** (k / 12)``, linearly
+            interpolated between bins; time untouched). A model then covers
+            notes near the ones its examples play. ``(0,)`` learns from the
+            examples as they are.
         sparsity : float
             L1 penalty on the activations while learning (see :func:`audionmf.nmf`).
         max_iter : int
@@ -193,6 +233,7 @@ class SourceModel:
         params = STFTParams(n_fft, hop_length, window)
         n_components = check_positive_int(n_components, "n_components")
         context = check_positive_int(context, "context", minimum=0)
+        semitones = _check_semitones(semitones)
         spectra = []
         for item in items:
             if isinstance(item, (str, os.PathLike)):
@@ -210,7 +251,8 @@ class SourceModel:
             if not np.all(np.isfinite(y)):
                 raise ParameterError(f"{label}: contains NaN or Inf samples")
             S = np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window))
-            spectra.append(S**power)
+            spectra.append(S)
+        spectra = [S**power for k in semitones for S in _shifted(spectra, k)]
         # Frames are stacked within each example, never across two of them.
         energy = np.concatenate([(S ** (2.0 / power)).sum(axis=0) for S in spectra])
         V = np.concatenate([stack_frames(S, context) for S in spectra], axis=1)

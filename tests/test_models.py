@@ -54,8 +54,11 @@ def test_supervised_separation_recovers_the_sources(models):
     np.testing.assert_allclose(sources["low"] + sources["high"], a + b, atol=1e-10)
 
 
-def test_free_components_take_what_no_model_explains(models):
-    low, _ = models
+def test_free_components_take_what_no_model_explains():
+    # Learned from the examples as they are: 8 templates for three exact pitches
+    # (with shifted copies they blur, and the free components take the rest).
+    low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, context=0,
+                            semitones=(0,), random_state=0)
     a, b = low_voice(offset=0.1), high_voice()
     sources = separate(a + b, SR, models=[low], free_components=4, random_state=0)
     assert list(sources) == ["low", "residual"]
@@ -270,3 +273,40 @@ def test_learn_output_folder_must_exist(tmp_path, example_files, capsys):
     assert main(["learn", "x", str(example_files / "low1.wav"), "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+
+
+def test_pitch_shifted_examples():
+    from audionmf.models import _shifted
+
+    S = np.zeros((513, 3))
+    S[100] = 1.0
+    octave, = _shifted([S], 12)  # bin f reads f / 2: the peak moves to 200 and widens
+    expected = np.zeros(513)
+    expected[[199, 200, 201]] = [0.5, 1.0, 0.5]
+    np.testing.assert_allclose(octave[:, 0], expected, atol=1e-12)
+    up, = _shifted([S], 1)
+    ratio = 2 ** (1 / 12)  # bin f reads f / ratio, between bins: 105 and 106 read near 100
+    assert up[106, 0] == pytest.approx(1 - (106 / ratio - 100))
+    assert up[105, 0] == pytest.approx(105 / ratio - 99)
+    assert up[:, 0].argmax() == 106 and np.count_nonzero(up[:, 0]) == 3  # 107 reads 100.99
+    down, = _shifted([S], -1)
+    assert down[:, 0].argmax() == round(100 * 2 ** (-1 / 12))
+    with pytest.raises(ParameterError, match="between -24 and 24"):
+        SourceModel.learn(low_voice(), SR, name="low", semitones=(30,))
+
+
+def test_shifted_examples_cover_transposed_notes():
+    def transposed(voice_freqs, harmonics, seconds, period, duty, offset, k):
+        parts = [tone(f * 2 ** (k / 12), SR, seconds / 3, harmonics) for f in voice_freqs]
+        return 0.3 * gated(np.concatenate(parts), SR, period=period, duty=duty, offset=offset)
+
+    errors = {}
+    for semitones in ((0,), (-1, 0, 1)):
+        kw = dict(n_components=8, n_fft=N_FFT, context=0, random_state=0, semitones=semitones)
+        low = SourceModel.learn(low_voice(), SR, name="low", **kw)
+        high = SourceModel.learn(high_voice(), SR, name="high", **kw)
+        a = transposed((196, 220, 247), (1, 0.6, 0.3), 3.0, 0.5, 0.7, 0.1, 1)  # a semitone up
+        b = transposed((1319, 1480, 1568), (1, 0.2), 3.0, 0.3, 0.6, 0.0, 1)
+        sources = separate(a + b, SR, models=[low, high])
+        errors[semitones] = rel_error(sources["low"], a) + rel_error(sources["high"], b)
+    assert errors[(-1, 0, 1)] < errors[(0,)] < 0.05
