@@ -22,6 +22,8 @@ Methods:
                       fixed at test, Wiener mask p=2
   audionmf_blind      audionmf.separate(n_sources=2), the CLI defaults
   audionmf_blind_rhythm  the same with rhythm_weight=1.5 (`--rhythm 1.5`)
+  audionmf_two_stems  audionmf.separate(two_stems="drums"): drums / no_drums (blind; scored
+                      with the best permutation, as HPSS)
   audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
 """
 import argparse
@@ -188,6 +190,18 @@ class AudionmfBlindRhythm(AudionmfBlind):
         return audionmf.separate(mix, sr, n_sources=2, rhythm_weight=1.5, random_state=0)
 
 
+class AudionmfTwoStems:
+    """`separate --two-stems drums`: shipped drum templates against harmonic combs (blind)."""
+
+    blind = True
+
+    def prepare(self, task, sr):
+        return None
+
+    def run(self, state, mix, sr, stems):
+        return audionmf.separate(mix, sr, two_stems="drums")
+
+
 class AudionmfModels:
     blind = False
 
@@ -209,6 +223,7 @@ METHODS = {
     "sklearn_supervised": SklearnSupervised,
     "audionmf_blind": AudionmfBlind,
     "audionmf_blind_rhythm": AudionmfBlindRhythm,
+    "audionmf_two_stems": AudionmfTwoStems,
     "audionmf_models": AudionmfModels,
 }
 
