@@ -61,7 +61,8 @@ silent, no names in common, different sample rates), 2 bad usage.
 LEARN_EPILOG = """\
 The model file holds the templates and the analysis they belong to (sample
 rate, STFT, divergence, spectrogram power); 'audionmf separate --model' uses
-that analysis. Frames more than 40 dB below the loudest are ignored.
+that analysis. Frames more than 40 dB below the loudest are ignored. The
+examples are also learned from shifted by up to --pitch-range semitones.
 
 examples:
   audionmf learn speech clips/speech/*.wav -o speech.npz
