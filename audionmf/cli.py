@@ -27,8 +27,9 @@ SEPARATE_EPILOG = """\
 output:
   OUTDIR/<input file stem>/<source>.wav, at the input's sample rate and channel
   count. Blind: source1 ... sourceN, loudest first. With --model: the models'
-  names (plus 'residual' with --free). With --two-stems drums: drums, no_drums. WAV files are 32-bit float, so the
-  sources add up to the input exactly.
+  names (plus 'residual' with --free). With --two-stems drums: drums and
+  no_drums. WAV files are 32-bit float, so the sources add up to the input
+  exactly.
 
 examples:
   audionmf separate song.flac                     two sources into separated/song/
@@ -61,8 +62,9 @@ silent, no names in common, different sample rates), 2 bad usage.
 LEARN_EPILOG = """\
 The model file holds the templates and the analysis they belong to (sample
 rate, STFT, divergence, spectrogram power); 'audionmf separate --model' uses
-that analysis. Frames more than 40 dB below the loudest are ignored. The
-examples are also learned from shifted by up to --pitch-range semitones.
+that analysis. Frames more than 40 dB below the loudest are ignored. Each
+example is also learned from with its spectrogram shifted up and down by up to
+--pitch-range semitones (default 1).
 
 examples:
   audionmf learn speech clips/speech/*.wav -o speech.npz
@@ -632,7 +634,8 @@ def _run_on_cluster(task, paths, address, quiet):
 
     Every path goes over as an absolute one, so the workers need the same file
     system (a shared disk, or the workers on this machine). On Ctrl-C the files
-    not yet finished are cancelled; a worker abandons the one it is on.
+    not yet started are cancelled; those a worker has begun run to the end (Dask
+    does not interrupt a running task), each still writing all its outputs or none.
     """
     from distributed import Client, as_completed
 
