@@ -103,7 +103,7 @@ def _detail(exc):
 class Signal:
     """Samples of a signal, read a block at a time, from an array or a file.
 
-    A long file is never read whole: :meth:`read` seeks to the block asked for.
+    A long file is never read whole: :meth:`read` reads the block asked for.
     Use as a context manager (the file is closed at the end).
 
     Attributes
@@ -119,6 +119,8 @@ class Signal:
             self._file = _open(self.name)
             self.sr, self.n_channels = self._file.samplerate, self._file.channels
             self.n_samples = self._file.frames
+            self._position = 0  # where the open handle stands
+            self._last = (0, np.zeros((self.n_channels, 0)))  # the last block read, from where
             if self.n_samples <= 0:
                 self._file.close()
                 raise AudioError(f"{self.name}: holds no samples")
@@ -152,13 +154,35 @@ class Signal:
         return out
 
     def _read_file(self, lo, hi):
+        """Samples lo .. hi - 1 of the file, read forward as far as possible.
+
+        libsndfile's seek is exact on a freshly opened file, but on an Ogg
+        Vorbis handle that has already been read it can land a few hundred
+        samples off. So blocks are read forward: the part that overlaps the
+        previous block comes from it, the rest continues from where the
+        handle stands, and only a jump elsewhere reopens the file and seeks.
+        """
+        start = lo
+        cached_lo, cached = self._last
+        parts = []
+        if cached_lo <= lo < cached_lo + cached.shape[1]:
+            parts.append(cached[:, lo - cached_lo : hi - cached_lo])
+            lo = cached_lo + cached.shape[1]
         try:
-            self._file.seek(lo)
-            return self._file.read(hi - lo, dtype="float64", always_2d=True).T
+            if lo < hi:
+                if lo != self._position:
+                    self._file.close()
+                    self._file = _open(self.name)
+                    self._file.seek(lo)
+                parts.append(self._file.read(hi - lo, dtype="float64", always_2d=True).T)
+                self._position = lo + parts[-1].shape[1]
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{self.name}: not a readable audio file ({_detail(exc)})") from None
         except OSError as exc:
             raise AudioError(f"{self.name}: cannot be read ({exc.strerror or exc})") from None
+        block = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        self._last = (start, block)
+        return block
 
     def close(self):
         if self._file is not None:

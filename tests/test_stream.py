@@ -227,3 +227,19 @@ def test_spectra_summary_pools_power(monkeypatch):
     assert pool == 4 and summary.hop_length == 4 * 128  # 188 frames in at most 47 columns
     np.testing.assert_allclose(spectra["mixture"][:, 0], power[:, :pool].mean(axis=1))
     np.testing.assert_allclose(spectra["source2"], 0.75**2 * spectra["mixture"])
+
+
+def test_reads_of_an_ogg_file_match_loading_it(tmp_path, rng):
+    """Blocks, overlaps and jumps read the samples that loading the whole file gives
+    (libsndfile's seek on an Ogg Vorbis handle that was already read can land off)."""
+    path = tmp_path / "x.ogg"
+    sf.write(path, 0.1 * rng.standard_normal((200000, 2)), 22050, format="OGG", subtype="VORBIS")
+    whole, _ = sf.read(path, always_2d=True)
+    with Signal.open(path) as signal:
+        starts = [0, 3000, 2000, 50000, 10000, 190000, 90000, 5]
+        starts += list(rng.integers(0, signal.n_samples, 60))
+        for start in starts:
+            stop = start + int(rng.integers(1, 4000))
+            expected = np.zeros((2, stop - start))
+            expected[:, : max(0, min(stop, len(whole)) - start)] = whole[start:stop].T
+            np.testing.assert_array_equal(signal.read(start, stop), expected)
