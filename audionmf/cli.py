@@ -198,7 +198,8 @@ def get_parser():
                      metavar="I,J,...",
                      help="blind: the components of one source, chosen by hand (repeat for each "
                           "source; ranges such as 0-3 allowed): the components 'audionmf plot' "
-                          "shows with the same --components, analysis options and --seed")
+                          "shows with the same --components, analysis options and --seed (files "
+                          "up to about 3 minutes at 44.1 kHz)")
     sep.add_argument("--rhythm", type=_nonnegative_float, default=None, metavar="W",
                      help="blind: weight of how components move over time beside their timbre "
                           "when grouping them (default: 0, timbre only; 1.5 suits speech over "
@@ -326,10 +327,10 @@ def _check_analysis(sub, args):
         sub.error(str(exc).replace("n_fft=", "--n-fft ").replace("hop_length=", "--hop "))
 
 
-def _refuse_with_model(sub, args, options, what):
+def _refuse_with_model(sub, args, options, what, flag="--model"):
     for option in options:
         if getattr(args, option) is not None:
-            sub.error(f"--{option.replace('_', '-')} cannot be used with --model: the {what}")
+            sub.error(f"--{option.replace('_', '-')} cannot be used with {flag}: the {what}")
 
 
 def _check_separate(sub, args):
@@ -339,11 +340,11 @@ def _check_separate(sub, args):
             sub.error("--two-stems cannot be used with --model")
         if args.two_stems and args.free:
             sub.error("--free cannot be used with --two-stems")
-        for option in ("sources", "components", "group", "rhythm", "beta", "n_fft", "hop"):
-            if getattr(args, option) is not None:
-                sub.error(f"--{option.replace('_', '-')} cannot be used with "
-                          + ("--model: the models decide the sources and the analysis" if args.model
-                             else "--two-stems: its templates decide the sources and the analysis"))
+        _refuse_with_model(sub, args, ("sources", "components", "group", "rhythm", "beta", "n_fft",
+                                       "hop"),
+                           "models decide the sources and the analysis" if args.model
+                           else "drum templates decide the sources and the analysis",
+                           flag="--model" if args.model else "--two-stems")
     else:
         if args.free:
             sub.error("--free needs --model")
@@ -641,9 +642,11 @@ def _run_on_cluster(task, paths, address, quiet):
 
     task.args.quiet = True
     task.args.out = os.path.abspath(task.args.out)
+    if not paths:
+        return
     try:
         client = Client(address, timeout="10s")
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:  # unreachable, or no address
         raise _ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
     bar = _batch_progress(len(paths), quiet)
     with client:

@@ -30,7 +30,7 @@ from ._validation import (
     check_nonnegative_real,
     check_positive_int,
 )
-from .drums import HPSS_KERNEL, TWO_STEMS
+from .drums import HPSS_KERNEL
 from .io import OutputFiles, Signal
 from .nmf import nmf
 from .spectrogram import (
@@ -62,7 +62,7 @@ def separate(
     y,
     sr,
     *,
-    n_sources=2,
+    n_sources=None,
     models=None,
     free_components=0,
     n_components=None,
@@ -96,8 +96,8 @@ def separate(
         Finite, not silent, at least one STFT frame long.
     sr : int
         Sampling rate in Hz.
-    n_sources : int
-        N, the number of sources of a blind separation.
+    n_sources : int or None
+        N, the number of sources of a blind separation; default 2.
     models : list of SourceModel, optional
         One model per source, learned with the same analysis parameters. For
         a mixture at another sampling rate the STFT keeps the models' frame
@@ -282,7 +282,7 @@ class _Plan:
         self.__dict__.update(fields)
 
 
-def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None, groups=None,
+def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=None, groups=None,
           two_stems=None, beta=None, power=None, n_fft=None, hop_length=None, window=None,
           mask_power=2.0, max_iter=None, tol=1e-4, init=None, sparsity=0.0, rhythm_weight=0.0,
           random_state=None, callback=None):
@@ -295,8 +295,14 @@ def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None,
     sr = check_positive_int(sr, "sr")
     fixed, labels, hpss = None, None, False
     if two_stems is not None:
-        if models is not None or groups is not None or free_components:
-            raise ParameterError("two_stems cannot be used with models, groups or free_components")
+        given = {"models": models, "groups": groups, "n_sources": n_sources,
+                 "n_components": n_components}
+        given = [name for name, value in given.items() if value is not None]
+        given += [name for name, value in (("free_components", free_components),
+                                            ("rhythm_weight", rhythm_weight)) if value]
+        if given:
+            raise ParameterError(f"two_stems cannot be used with {', '.join(given)}: "
+                                 "its drum templates decide the sources")
         from .drums import two_stems_dictionary
 
         templates, labels, names, model = two_stems_dictionary(two_stems)
@@ -319,8 +325,12 @@ def _plan(sr, *, n_sources=2, models=None, free_components=0, n_components=None,
         analysis = _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window)
         if groups is not None:
             labels = labels_from_groups(groups, n_components)
+            if n_sources is not None and n_sources != labels.max() + 1:
+                raise ParameterError(f"n_sources={n_sources} but {labels.max() + 1} groups")
+            if rhythm_weight:
+                raise ParameterError("rhythm_weight cannot be used with groups: the groups are given")
             n_sources, n_components = int(labels.max()) + 1, len(labels)
-        n_sources = check_positive_int(n_sources, "n_sources")
+        n_sources = check_positive_int(2 if n_sources is None else n_sources, "n_sources")
         n_components = 8 * n_sources if n_components is None else n_components
         n_components = check_positive_int(n_components, "n_components")
         if n_components < n_sources:
@@ -397,7 +407,7 @@ def _run(signal, plan, write, *, summary=None, progress=None):
     params, c = plan.params, plan.context
     n_frames = 1 + signal.n_samples // params.hop_length
     n_freq = params.n_fft // 2 + 1
-    height = plan.n_rows * (2 * c + 1)
+    height = (plan.n_rows if plan.pool is None else plan.pool.shape[0]) * (2 * c + 1)
     whole = n_frames * height <= FIT_VALUES
     W, H, labels = _learn(signal, plan, n_frames, whole)
 
@@ -510,6 +520,11 @@ def _learn(signal, plan, n_frames, whole):
             raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
         V = stack_frames(V / V.max(), c)
     else:
+        if plan.labels is not None and plan.fixed is None:
+            raise ParameterError(
+                f"{signal.name}: groups name the components of a fit of the whole file, and this "
+                f"file is longer than one fit takes ({FIT_VALUES // (plan.n_rows * (2 * c + 1))} "
+                "frames), so it is fitted on excerpts: separate it without groups, or in parts")
         height = plan.n_rows * (2 * c + 1)
         count = max(2, FIT_VALUES // (height * EXCERPT_FRAMES))
         starts = np.linspace(0, n_frames - EXCERPT_FRAMES, count).astype(int)

@@ -78,6 +78,14 @@ def test_unreachable_scheduler_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
+def test_a_scheduler_address_that_is_no_address(tmp_path, capsys):
+    inputs = write_inputs(tmp_path / "in", 1)
+    assert main(["separate", str(inputs), "-o", str(tmp_path / "out"), "--scheduler", "nonsense"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("audionmf: error: cannot reach the Dask scheduler at nonsense")
+    assert "internal error" not in err
+
+
 def test_scheduler_and_jobs_do_not_mix(tmp_path, capsys):
     code = main(["separate", "x.wav", "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2"])
     assert code == 2

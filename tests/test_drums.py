@@ -95,7 +95,8 @@ def test_two_stems_blocks_and_rates(sample, monkeypatch):
 
 @pytest.mark.parametrize("options, message", [
     ({"models": []}, "two_stems cannot be used with models"),
-    ({"groups": [[0], [1]]}, "two_stems cannot be used with models, groups"),
+    ({"groups": [[0], [1]], "n_sources": 2}, "two_stems cannot be used with groups, n_sources"),
+    ({"rhythm_weight": 1.0}, "two_stems cannot be used with rhythm_weight"),
     ({"two_stems": "vocals"}, r"two_stems='vocals': expected one of \['drums'\]"),
     ({"n_fft": 1024}, "n_fft=1024 differs from the models' 2048"),
 ])

@@ -251,3 +251,19 @@ def test_decompose_fits_what_separate_fits(monkeypatch):
     np.testing.assert_array_equal(fitted[0].W, dec.templates)
     np.testing.assert_allclose(fitted[0].H * (dec.activations.max() / fitted[0].H.max()),
                                dec.activations, rtol=1e-5)
+
+
+def test_groups_conflicts_are_refused(two_tones):
+    y = sum(two_tones)
+    with pytest.raises(ParameterError, match="n_sources=3 but 2 groups"):
+        separate(y, SR, groups=[[0], [1]], n_sources=3, n_fft=512)
+    with pytest.raises(ParameterError, match="rhythm_weight cannot be used with groups"):
+        separate(y, SR, groups=[[0], [1]], rhythm_weight=1.0, n_fft=512)
+
+
+def test_groups_refuse_a_signal_fitted_on_excerpts(two_tones, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["audionmf.separate"], "FIT_VALUES", 257 * 50)
+    with pytest.raises(ParameterError, match=r"groups name the components of a fit of the whole"):
+        separate(sum(two_tones), SR, groups=[[0], [1]], n_fft=512)

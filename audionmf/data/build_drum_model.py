@@ -257,9 +257,11 @@ def main():
         os.makedirs(a.write_audio, exist_ok=True)
         for i, (y, m) in enumerate(zip(clips, meta)):
             sf.write(os.path.join(a.write_audio, f"clip{i:02d}_{m['style']}.flac"), y, SR)
+    # Every learning option spelt out, so that new defaults of learn() cannot change the file.
     model = audionmf.SourceModel.learn(clips, sr=SR, name="drums", n_components=a.components,
-                                       context=a.context, max_iter=a.iterations,
-                                       random_state=a.seed)
+                                       context=a.context, max_iter=a.iterations, semitones=(0,),
+                                       beta="kl", n_fft=2048, hop_length=512, window="hann",
+                                       sparsity=0.0, random_state=a.seed)
     model.save(a.out)
     with open(a.out + ".files.txt", "w") as fh:
         fh.write(f"# hydrogen-drumkits 2017.09.19~dfsg-1; kits: {a.kits}\n")
