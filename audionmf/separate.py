@@ -114,8 +114,9 @@ def separate(
         looking at the components that :func:`audionmf.decompose` (or
         ``audionmf plot``) finds with the same ``n_components``, analysis
         options and ``random_state``: they are the ones fitted here (for
-        signals the fit takes whole; see Notes). Sources are numbered in the
-        order of the groups; ``n_sources`` follows from them.
+        signals the fit takes whole; a longer one is refused, see Notes).
+        Sources are numbered in the order of the groups; ``n_sources``, if
+        given, must agree.
     two_stems : {"drums"} or None
         Split into ``"drums"`` and ``"no_drums"``, blindly, with generic drum
         templates that ship with the package against harmonic combs, blended
