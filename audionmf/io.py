@@ -111,6 +111,16 @@ class Signal:
     n_samples, n_channels, sr : int
     name : str
         The file's path (or ``"the audio"``), for error messages.
+
+    Examples
+    --------
+    >>> signal = Signal(np.arange(6.0).reshape(2, 3), 8000)
+    >>> signal.read(-1, 2)  # zeros before the start
+    array([[0., 0., 1.],
+           [0., 3., 4.]])
+    >>> with Signal.open("audio_samples/drums_organ_bass.flac") as song:
+    ...     song.n_samples, song.n_channels, song.sr, song.read(0, 4).shape
+    (220500, 1, 22050, (1, 4))
     """
 
     def __init__(self, y=None, sr=None, *, path=None):
@@ -252,6 +262,19 @@ class OutputFiles:
     sr, n_channels : int
     subtype : str or None
         See :func:`save`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = [os.path.join(folder, name) for name in ("a.wav", "b.wav")]
+    >>> with OutputFiles(paths, 8000, 1) as files:
+    ...     for block in range(3):
+    ...         files.write(0, np.zeros(100))
+    ...         files.write(1, np.ones(100) / 2)
+    ...     files.commit()
+    >>> sorted(os.listdir(folder)), load(paths[1])[0].shape
+    (['a.wav', 'b.wav'], (300,))
     """
 
     def __init__(self, paths, sr, n_channels, *, subtype=None):

@@ -225,6 +225,14 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
     -------
     written : dict of str -> str
         Source name -> file written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> written = separate_file("audio_samples/drums_organ_bass.flac", folder, two_stems="drums")
+    >>> sorted(os.path.basename(path) for path in written.values())
+    ['drums.wav', 'no_drums.wav']
     """
     with Signal.open(path) as signal:
         plan = _plan(**{**options, "sr": signal.sr})
