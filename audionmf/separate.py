@@ -537,11 +537,16 @@ def _learn(signal, plan, n_frames, whole):
         height = plan.n_rows * (2 * c + 1)
         count = max(2, FIT_VALUES // (height * EXCERPT_FRAMES))
         starts = np.linspace(0, n_frames - EXCERPT_FRAMES, count).astype(int)
-        V = np.concatenate([stack_frames(_power(signal, plan, t0, t0 + EXCERPT_FRAMES), c)
-                            for t0 in starts], axis=1)
-        if not np.any(V):
-            raise ParameterError(f"{signal.name}: no sound in the {count} excerpts the templates "
-                                 "are learned on")
+        def excerpts(starts):
+            return np.concatenate([stack_frames(_power(signal, plan, t0, t0 + EXCERPT_FRAMES), c)
+                                   for t0 in starts], axis=1)
+
+        V = excerpts(starts)
+        if not np.any(V):  # the sound falls between them: take the loudest stretches instead
+            starts = _loudest_stretches(signal, plan.params.hop_length, n_frames, count)
+            if not len(starts):
+                raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
+            V = excerpts(starts)
         V /= V.max()
     fit = dict(plan.fit, random_state=plan.rng, callback=plan.callback)
     if plan.fixed is None:
@@ -561,6 +566,16 @@ def _learn(signal, plan, n_frames, whole):
         result = nmf(V, W.shape[1], W=W, update_W=update, **fit)
         labels = plan.labels
     return result.W, (result.H if whole else None), labels
+
+
+def _loudest_stretches(signal, hop_length, n_frames, count):
+    """First frames of the ``count`` loudest stretches of :data:`EXCERPT_FRAMES`
+    frames that hold any sound, in time order (one forward pass over the signal)."""
+    width = EXCERPT_FRAMES * hop_length
+    energy = np.array([np.sum(signal.read(t0 * hop_length, t0 * hop_length + width) ** 2)
+                       for t0 in range(0, max(1, n_frames - EXCERPT_FRAMES + 1), EXCERPT_FRAMES)])
+    loudest = np.sort(np.argsort(-energy, kind="stable")[:count])
+    return loudest[energy[loudest] > 0] * EXCERPT_FRAMES
 
 
 def _activations(V, W, plan):
