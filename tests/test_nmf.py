@@ -231,6 +231,9 @@ def test_more_components_than_rows_work(rng):
         ({"update_W": False}, "update_W=False"),
         ({"W": np.ones((3, 2))}, "W has shape"),
         ({"H": -np.ones((2, 8))}, "negative"),
+        ({"over_relaxation": 2.5}, "over_relaxation=2.5"),
+        ({"over_relaxation": 0.5}, "over_relaxation=0.5"),
+        ({"over_relaxation": 1.5, "sparsity": 0.1}, "sparsity"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, match):
@@ -284,39 +287,84 @@ def test_sparsity_makes_activations_sparser(rng):
     assert hoyer_sparsity(sparse.H) > hoyer_sparsity(dense.H) + 0.05
 
 
-def reference_iterations(V, W, H, beta, n_iter, free=None):
+def aux_term(s, r, beta):
+    """One entry's term of the Févotte & Idier majorizer, as a function of the relative step s."""
+    if beta == 1:
+        return s - r * np.log(s)
+    if beta < 1:
+        return s + r * s ** (beta - 1) / (1 - beta)
+    if beta <= 2:
+        return s**beta / beta - r * s ** (beta - 1) / (beta - 1)
+    return s**beta / beta - r * s
+
+
+def reference_step(X, num, den, beta, omega):
+    """X times the plain step, or its power omega where that keeps the entry's majorizer term down."""
+    r = num / den
+    step = r ** mm_exponent(beta)
+    if omega != 1:
+        longer = step**omega
+        safe = aux_term(longer, r, beta) <= aux_term(1.0, r, beta)
+        step = np.where(safe, longer, step)
+    return X * step
+
+
+def reference_iterations(V, W, H, beta, n_iter, free=None, omega=1.0):
     """Plain-numpy multiplicative updates (H, then W), straight from Févotte & Idier."""
-    gamma = mm_exponent(beta)
     W, H = W.copy(), H.copy()
     free = np.arange(W.shape[1]) if free is None else free
     for _ in range(n_iter):
         Y = W @ H
-        H *= ((W.T @ (V * Y ** (beta - 2))) / (W.T @ Y ** (beta - 1))) ** gamma
+        H = reference_step(H, W.T @ (V * Y ** (beta - 2)), W.T @ Y ** (beta - 1), beta, omega)
         Y = W @ H
-        W[:, free] *= (((V * Y ** (beta - 2)) @ H[free].T) / (Y ** (beta - 1) @ H[free].T)) ** gamma
+        W[:, free] = reference_step(W[:, free], (V * Y ** (beta - 2)) @ H[free].T,
+                                    Y ** (beta - 1) @ H[free].T, beta, omega)
     return W, H
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0, 3.0])
 @pytest.mark.parametrize("blocks", ["one block", "many blocks"])
-def test_engine_matches_plain_numpy(rng, monkeypatch, beta, blocks):
-    """The blocked, threaded sweep computes exactly the textbook updates."""
+@pytest.mark.parametrize("omega", [1.0, 1.875, 1.9])
+def test_engine_matches_plain_numpy(rng, monkeypatch, beta, blocks, omega):
+    """The blocked, threaded sweep computes exactly the textbook updates, over-relaxed or not."""
     engine = sys.modules["audionmf.nmf"]._Engine
     if blocks == "many blocks":
         monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks, threads
     V = rng.random((30, 5)) @ rng.random((5, 90)) + 0.1
     V /= V.mean()  # so the internal rescaling is the identity
     W0, H0 = rng.random((30, 4)) + 0.1, rng.random((4, 90)) + 0.1
-    res = nmf(V, 4, W=W0, H=H0, beta=beta, max_iter=5, tol=0)
-    W, H = reference_iterations(V, W0, H0, beta, 5)
+    res = nmf(V, 4, W=W0, H=H0, beta=beta, max_iter=5, tol=0, over_relaxation=omega)
+    W, H = reference_iterations(V, W0, H0, beta, 5, omega=omega)
     np.testing.assert_allclose(res.H, H, rtol=1e-9)
     np.testing.assert_allclose(res.W, W, rtol=1e-9)
     free = np.array([False, True, False, True])
-    res = nmf(V, 4, W=W0, H=H0, beta=beta, update_W=free, max_iter=5, tol=0)
-    W, H = reference_iterations(V, W0, H0, beta, 5, free=np.flatnonzero(free))
+    res = nmf(V, 4, W=W0, H=H0, beta=beta, update_W=free, max_iter=5, tol=0, over_relaxation=omega)
+    W, H = reference_iterations(V, W0, H0, beta, 5, free=np.flatnonzero(free), omega=omega)
     np.testing.assert_allclose(res.W, W, rtol=1e-9)
     np.testing.assert_allclose(res.H, H, rtol=1e-9)
     assert res.loss == pytest.approx(beta_divergence(V, res.W @ res.H, beta), rel=1e-9)
+
+
+@pytest.mark.parametrize("beta", [-0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("omega", [1.5, 1.875, 1.9])
+def test_safe_interval_keeps_the_majorizer_down(beta, omega):
+    low, high = sys.modules["audionmf.nmf"]._safe_steps(beta, omega)
+    assert low < 1 < high
+    steps = np.exp(np.linspace(np.log(low), np.log(high), 10001))
+    r = steps ** (1 / mm_exponent(beta))
+    assert np.all(aux_term(steps**omega, r, beta) <= aux_term(1.0, r, beta) + 1e-12 * np.abs(r))
+    # Just outside a finite bound, the longer step would raise it: the interval is the whole safe set.
+    for outside in (low * 0.99, high * 1.01):
+        if 1e-12 < outside < 1e12:
+            r = outside ** (1 / mm_exponent(beta))
+            assert aux_term(outside**omega, r, beta) > aux_term(1.0, r, beta)
+
+
+def test_over_relaxation_reaches_a_lower_loss(rng):
+    V = rng.random((40, 6)) @ rng.random((6, 120)) + 0.01
+    plain = nmf(V, 6, max_iter=40, tol=0, random_state=0, over_relaxation=1)
+    longer = nmf(V, 6, max_iter=40, tol=0, random_state=0)
+    assert longer.loss < plain.loss
 
 
 def test_same_result_whatever_the_number_of_threads(rng, monkeypatch):
