@@ -128,24 +128,37 @@ def _kl_terms_and_loss(V, Y):
     return total
 
 
-@njit(**_SUM_OPTIONS)
+@njit(**_OPTIONS)
 def is_terms(V, Y, B, cap, with_loss):
-    """Y <- V / Y**2, B <- 1 / Y (capped at ``cap``). Returns D_IS(V | Y_before).
+    """Y <- V / Y**2, B <- 1 / Y (capped at ``cap``). Returns D_IS(V | Y_before) if ``with_loss``.
 
     V must be strictly positive (the caller floors it).
     """
+    if with_loss:
+        return _is_terms_and_loss(V, Y, B, cap)
+    one, top = V.dtype.type(1.0), V.dtype.type(cap)
+    n_rows, n_cols = V.shape
+    for i in range(n_rows):
+        for j in range(n_cols):
+            inv = one / Y[i, j]
+            Y[i, j] = min(V[i, j] * inv * inv, top)
+            B[i, j] = min(inv, top)
+    return 0.0
+
+
+@njit(**_SUM_OPTIONS)
+def _is_terms_and_loss(V, Y, B, cap):
+    one, top = V.dtype.type(1.0), V.dtype.type(cap)
     n_rows, n_cols = V.shape
     total = 0.0
     for i in range(n_rows):
         row = 0.0
         for j in range(n_cols):
-            v = V[i, j]
-            inv = 1.0 / Y[i, j]
-            q = v * inv
-            Y[i, j] = min(q * inv, cap)
-            B[i, j] = min(inv, cap)
-            if with_loss:
-                row += q - fast_log(q) - 1.0
+            inv = one / Y[i, j]
+            q = V[i, j] * inv
+            Y[i, j] = min(q * inv, top)
+            B[i, j] = min(inv, top)
+            row += q - fast_log(q) - one
         total += row
     return total
 

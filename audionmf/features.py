@@ -22,7 +22,7 @@ from ._validation import (
 from .io import atomic_file, resample
 from .models import SourceModel
 from .nmf import nmf
-from .separate import _analysis_from_arguments, _analysis_from_models, wiener_masks
+from .separate import BLIND_OVER_RELAXATION, _analysis_from_arguments, _analysis_from_models, wiener_masks
 from .spectrogram import (
     bin_frequencies,
     frame_times,
@@ -256,7 +256,9 @@ def decompose(
         is an error. An array is non-negative, with ``n_freq = n_fft // 2 + 1``
         and c frames of context on each side (0 for plain spectra).
     max_iter, tol, random_state, callback
-        Passed to :func:`audionmf.nmf`.
+        Passed to :func:`audionmf.nmf` (``callback`` only when templates are
+        learned: with fixed templates the frames are fitted block by block,
+        as :func:`audionmf.separate` does, and a callback would change that).
 
     Returns
     -------
@@ -321,7 +323,8 @@ def decompose(
     scale = V.max()
     result = nmf(stack_frames(V / scale, context), n_components, beta=beta, W=W,
                  update_W=W is None, max_iter=max_iter, tol=tol, random_state=random_state,
-                 callback=callback)
+                 over_relaxation=BLIND_OVER_RELAXATION if W is None else None,
+                 callback=callback if W is None else None)
     result.H *= scale  # back to the units of V, as the loss: D(sV | sWH) = s**beta D(V | WH)
     return Decomposition(
         templates=result.W if W is None else W,

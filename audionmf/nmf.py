@@ -236,6 +236,10 @@ def nmf(
     tol : float
         Stop when the loss decreased by less than ``tol`` (relative) over the
         last ``check_every`` iterations. 0 runs all ``max_iter`` iterations.
+        With the templates fixed (``update_W=False``) and no ``callback``, the
+        frames are fitted block by block and each block stops on its own loss,
+        which implies the rule for the whole matrix; ``n_iter`` is then the
+        most iterations a block ran.
     random_state : None, int or np.random.Generator
         Seed for the initialization. Same seed, same result.
     W : np.ndarray [shape=(n_freq, K)], optional
@@ -273,7 +277,9 @@ def nmf(
         1 records the loss after every iteration.
     callback : callable, optional
         ``callback(iteration, loss)`` after each iteration, with the most
-        recent loss evaluated.
+        recent loss evaluated. With the templates fixed, a callback makes the
+        fit sweep all frames at every iteration and stop on the whole matrix
+        (the block-by-block fit has no iteration of the whole to report).
 
     Returns
     -------
@@ -339,27 +345,14 @@ def nmf(
     # With H held fixed, templates are not renormalized (that would rescale H).
     with _Engine(V, scale, beta, floor, ceiling, sparsity, normalize=update_H,
                  over_relaxation=over_relaxation) as engine:
-        losses, loss_iters = [], []
-        converged = False
-        n_iter = 0
-        last_loss = None
-        for n_iter in range(1, max_iter + 1):
-            check = (n_iter - 1) % check_every == 0
-            # The loss of the factors entering an iteration comes with its first pass.
-            loss = engine.iterate(W, H, update_H, free, with_loss=check)
-            if check:
-                losses.append(loss)
-                loss_iters.append(n_iter - 1)
-                last_loss = loss
-            if callback is not None:
-                callback(n_iter, _in_units(last_loss, scale, beta))
-            if check and tol > 0 and len(losses) > 1:
-                if abs(losses[-2] - loss) <= tol * max(abs(loss), np.finfo(np.float64).tiny):
-                    converged = True
-                    break
-        if not loss_iters or loss_iters[-1] != n_iter:
-            losses.append(engine.iterate(W, H, False, None, with_loss=True))
-            loss_iters.append(n_iter)
+        if free is None and update_H and callback is None and max_iter > 0:
+            # Activations only: block by block, each to its own convergence.
+            losses, loss_iters, n_iter, converged = engine.fit_activations(W, H, max_iter, tol, check_every)
+        else:
+            losses, loss_iters, n_iter, converged = _alternate(
+                engine, W, H, update_H, free, max_iter, tol, check_every,
+                callback and (lambda n, loss: callback(n, _in_units(loss, scale, beta))),
+            )
     H *= dtype.type(scale)
     return NMFResult(
         W=W,
@@ -370,6 +363,32 @@ def nmf(
         n_iter=n_iter,
         converged=converged,
     )
+
+
+def _alternate(engine, W, H, update_H, free, max_iter, tol, check_every, callback):
+    """Iterations over all the frames at once (H, then W), with the stopping rule of :func:`nmf`."""
+    losses, loss_iters = [], []
+    converged = False
+    n_iter = 0
+    last_loss = None
+    for n_iter in range(1, max_iter + 1):
+        check = (n_iter - 1) % check_every == 0
+        # The loss of the factors entering an iteration comes with its first pass.
+        loss = engine.iterate(W, H, update_H, free, with_loss=check)
+        if check:
+            losses.append(loss)
+            loss_iters.append(n_iter - 1)
+            last_loss = loss
+        if callback is not None:
+            callback(n_iter, last_loss)
+        if check and tol > 0 and len(losses) > 1:
+            if abs(losses[-2] - loss) <= tol * max(abs(loss), np.finfo(np.float64).tiny):
+                converged = True
+                break
+    if not loss_iters or loss_iters[-1] != n_iter:
+        losses.append(engine.iterate(W, H, False, None, with_loss=True))
+        loss_iters.append(n_iter)
+    return losses, loss_iters, n_iter, converged
 
 
 def _in_units(loss, scale, beta):
@@ -524,10 +543,7 @@ class _Engine:
         Returns the objective at the factors as they came in if ``with_loss``.
         """
         penalty = self.sparsity * float(H.sum(dtype=np.float64)) if with_loss and self.sparsity else 0.0
-        shared = {
-            "WtW": W.T @ W if self.beta == 2.0 else None,
-            "colsum": W.sum(axis=0)[:, None] if self.beta == 1.0 else None,
-        }
+        shared = self._shared(W)
 
         def sweep(group):
             return self._sweep(W, H, update_H, free, with_loss, shared, group)
@@ -536,6 +552,65 @@ class _Engine:
         if free is not None:
             self._update_W(W, H, free, parts)
         return sum(p["loss"] for p in parts) + penalty if with_loss else None
+
+    def fit_activations(self, W, H, max_iter, tol, check_every):
+        """Fit H with W fixed, one block of frames at a time, each to its own convergence.
+
+        With the templates fixed, the columns of H do not interact: a block can run
+        all its iterations while it is in cache, with no wait for the other blocks
+        at each iteration, and stop when its own loss stops decreasing (relative
+        change below ``tol`` over ``check_every`` iterations), so quiet or simple
+        stretches stop early. Returns ``(losses, loss_iterations, n_iter,
+        converged)`` for the whole matrix: the loss at each check is the sum over
+        blocks, a block that has stopped counting with its final loss; the last
+        entry is the loss of the returned H at ``n_iter``, the most iterations any
+        block ran.
+        """
+        shared = self._shared(W)
+        tiny = np.finfo(np.float64).tiny
+
+        def block_loss(Hb):
+            return self.sparsity * float(Hb.sum(dtype=np.float64)) if self.sparsity else 0.0
+
+        def run(group):
+            buffers = self._thread_buffers()
+            out = []
+            for index in group:
+                c0, c1 = self.blocks[index]
+                Hb = H[:, c0:c1]
+                checks, n, converged = [], 0, False
+                for n in range(1, max_iter + 1):
+                    check = (n - 1) % check_every == 0
+                    part = {"loss": block_loss(Hb) if check else 0.0}
+                    self._block(W, H, True, None, check, shared, buffers, index, part)
+                    if check:
+                        checks.append(part["loss"])
+                        if tol > 0 and len(checks) > 1 and \
+                                abs(checks[-2] - checks[-1]) <= tol * max(abs(checks[-1]), tiny):
+                            converged = True
+                            break
+                part = {"loss": block_loss(Hb)}
+                self._block(W, H, False, None, True, shared, buffers, index, part)
+                out.append((checks, n, part["loss"], converged))
+            return out
+
+        results = [r for rs in (self._pool.map(run, self.groups) if self._pool else map(run, self.groups))
+                   for r in rs]
+        n_iter = max(r[1] for r in results)
+        n_checks = max(len(r[0]) for r in results)
+        losses = [sum(r[0][j] if j < len(r[0]) else r[2] for r in results) for j in range(n_checks)]
+        iterations = [j * check_every for j in range(n_checks)]
+        if iterations[-1] != n_iter:
+            losses.append(sum(r[2] for r in results))
+            iterations.append(n_iter)
+        return losses, iterations, n_iter, all(r[3] for r in results)
+
+    def _shared(self, W):
+        """What every block needs from W: W^T W (Euclidean) or its column sums (KL)."""
+        return {
+            "WtW": W.T @ W if self.beta == 2.0 else None,
+            "colsum": W.sum(axis=0)[:, None] if self.beta == 1.0 else None,
+        }
 
     def _thread_buffers(self):
         """Scratch blocks of this thread: the model, then the second term array if any."""
@@ -548,41 +623,45 @@ class _Engine:
         return buffers
 
     def _sweep(self, W, H, update_H, free, with_loss, shared, group):
-        beta, k = self.beta, self.kernels
         buffers = self._thread_buffers()
         part = {"loss": 0.0, "num": 0.0, "den": 0.0}
         for index in group:
-            c0, c1 = self.blocks[index]
-            Vb, Hb = self.V_blocks[index], H[:, c0:c1]
-            Y, B = (None if buf is None else buf.ravel()[: Vb.size].reshape(Vb.shape) for buf in buffers)
-            if beta == 2.0:
-                if with_loss:
-                    np.matmul(W, Hb, out=Y)
-                    part["loss"] += k.divergence(Vb, Y, 2.0, 0.0)
-                if update_H:
-                    den = shared["WtW"] @ Hb
-                    self._step(Hb, W.T @ Vb, den + self.sparsity if self.sparsity else den)
-                if free is not None:
-                    Hf = Hb if len(free) == len(Hb) else Hb[free]
-                    part["num"] = part["num"] + Vb @ Hf.T
-                    part["den"] = part["den"] + Hb @ Hf.T  # (H H^T)[:, free]
-                continue
-            if update_H or with_loss:
-                np.matmul(W, Hb, out=Y)
-                part["loss"] += self._terms(Vb, Y, B, with_loss)
-            if update_H:
-                num = W.T @ Y
-                den = shared["colsum"] if B is None else W.T @ B
-                self._step(Hb, num, den + self.sparsity if self.sparsity else den)
-            if free is not None:
-                if update_H or not with_loss:  # the terms must follow the current H
-                    np.matmul(W, Hb, out=Y)
-                    self._terms(Vb, Y, B, False)
-                Hf = Hb if len(free) == len(Hb) else Hb[free]
-                part["num"] = part["num"] + Y @ Hf.T
-                if B is not None:
-                    part["den"] = part["den"] + B @ Hf.T
+            self._block(W, H, update_H, free, with_loss, shared, buffers, index, part)
         return part
+
+    def _block(self, W, H, update_H, free, with_loss, shared, buffers, index, part):
+        """One block's share of an iteration, added into ``part`` (loss, and W's numerator and denominator)."""
+        beta, k = self.beta, self.kernels
+        c0, c1 = self.blocks[index]
+        Vb, Hb = self.V_blocks[index], H[:, c0:c1]
+        Y, B = (None if buf is None else buf.ravel()[: Vb.size].reshape(Vb.shape) for buf in buffers)
+        if beta == 2.0:
+            if with_loss:
+                np.matmul(W, Hb, out=Y)
+                part["loss"] += k.divergence(Vb, Y, 2.0, 0.0)
+            if update_H:
+                den = shared["WtW"] @ Hb
+                self._step(Hb, W.T @ Vb, den + self.sparsity if self.sparsity else den)
+            if free is not None:
+                Hf = Hb if len(free) == len(Hb) else Hb[free]
+                part["num"] = part["num"] + Vb @ Hf.T
+                part["den"] = part["den"] + Hb @ Hf.T  # (H H^T)[:, free]
+            return
+        if update_H or with_loss:
+            np.matmul(W, Hb, out=Y)
+            part["loss"] += self._terms(Vb, Y, B, with_loss)
+        if update_H:
+            num = W.T @ Y
+            den = shared["colsum"] if B is None else W.T @ B
+            self._step(Hb, num, den + self.sparsity if self.sparsity else den)
+        if free is not None:
+            if update_H or not with_loss:  # the terms must follow the current H
+                np.matmul(W, Hb, out=Y)
+                self._terms(Vb, Y, B, False)
+            Hf = Hb if len(free) == len(Hb) else Hb[free]
+            part["num"] = part["num"] + Y @ Hf.T
+            if B is not None:
+                part["den"] = part["den"] + B @ Hf.T
 
     def _terms(self, Vb, Y, B, with_loss):
         k, beta = self.kernels, self.beta

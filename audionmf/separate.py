@@ -275,6 +275,14 @@ FIT_VALUES = 2**24
 EXCERPT_FRAMES = 256
 
 
+#: The blind fit (components grouped into sources, or by hand) takes the plain
+#: multiplicative steps. Over-relaxed ones reach a lower loss in the same 200 iterations,
+#: but the grouping that follows is sensitive to where the fit settles: on bench-dev
+#: the mean SDR went from 2.69 to 0.18 dB on speech_music (4.92 to 5.72 on
+#: two_instruments, 1.81 to 1.99 on drums_harmonic), so the measured default stays.
+BLIND_OVER_RELAXATION = 1.0
+
+
 def default_max_iter(two_stems=None, models=False, free_components=0):
     """Most NMF iterations of :func:`separate` when ``max_iter`` is None: 200
     when templates are learned, fewer when they are all fixed (60 with
@@ -550,13 +558,16 @@ def _learn(signal, plan, n_frames, whole):
         V /= V.max()
     fit = dict(plan.fit, random_state=plan.rng, callback=plan.callback)
     if plan.fixed is None:
-        result = nmf(V, plan.n_components, init=plan.init, **fit)
+        result = nmf(V, plan.n_components, init=plan.init, over_relaxation=BLIND_OVER_RELAXATION, **fit)
         labels = plan.labels
         if labels is None:
             labels = group_components(result.W, result.H, plan.n_sources, sr=plan.sr,
                                       hop_length=params.hop_length, n_fft=params.n_fft,
                                       rhythm_weight=plan.rhythm_weight, random_state=plan.rng)
     elif not plan.n_free:  # nothing to learn: the activations of the whole signal
+        # No progress callback: with one, nmf would sweep all frames per iteration and stop
+        # on the whole matrix instead of block by block, so the result would depend on it.
+        fit["callback"] = None
         result = nmf(V, plan.fixed.shape[1], W=plan.fit_templates, update_W=False, **fit)
         return plan.fixed, result.H, plan.labels
     else:

@@ -104,10 +104,11 @@ def test_component_audio_needs_the_analysed_signal(signals, dec):
 def test_fixed_templates_give_the_activations_of_nmf(signals, dec):
     a, b = signals
     y = 0.5 * a + b
-    fixed = decompose(y, SR, templates=dec.templates, n_fft=N_FFT)
+    # tol=0: where a block stops would otherwise hang on the last bits of V / V.max().
+    fixed = decompose(y, SR, templates=dec.templates, n_fft=N_FFT, tol=0)
     np.testing.assert_array_equal(fixed.templates, dec.templates)
-    expected = nmf(magnitude(y).astype(np.float32), 2, W=dec.templates, update_W=False)
-    np.testing.assert_allclose(fixed.activations, expected.H, rtol=1e-6)
+    expected = nmf(magnitude(y).astype(np.float32), 2, W=dec.templates, update_W=False, tol=0)
+    np.testing.assert_allclose(fixed.activations, expected.H, rtol=1e-5)  # float32 round-off
     assert fixed.loss == pytest.approx(expected.loss)
     # Halving the 440 Hz tone halves its activations, not the other's.
     low, high = tone_order(dec)

@@ -380,6 +380,38 @@ def test_same_result_whatever_the_number_of_threads(rng, monkeypatch):
         np.testing.assert_array_equal(other.losses, results[0].losses)
 
 
+@pytest.mark.parametrize("beta", [0.0, 1.0, 1.5, 2.0])
+def test_activations_only_block_by_block_equals_the_sweep(rng, monkeypatch, beta):
+    """With W fixed, running each block to the end gives the same H as sweeping all blocks per iteration."""
+    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)  # many blocks, threads
+    V = rng.random((30, 4)) @ rng.random((4, 200)) + 0.05
+    W = rng.random((30, 4)) + 0.1
+    by_block = nmf(V, 4, W=W, update_W=False, beta=beta, max_iter=25, tol=0, check_every=5)
+    swept = nmf(V, 4, W=W, update_W=False, beta=beta, max_iter=25, tol=0, check_every=5,
+                callback=lambda n, loss: None)  # a callback needs the iteration-by-iteration sweep
+    np.testing.assert_array_equal(by_block.H, swept.H)
+    np.testing.assert_array_equal(by_block.loss_iterations, swept.loss_iterations)
+    np.testing.assert_allclose(by_block.losses, swept.losses, rtol=1e-12)
+    assert by_block.n_iter == swept.n_iter == 25
+
+
+def test_activations_only_blocks_stop_on_their_own(rng, monkeypatch):
+    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)
+    W = rng.random((30, 4)) + 0.1
+    H = rng.random((4, 300))
+    H[:, :150] = H[:, :1]  # the first half repeats one frame: its blocks converge sooner
+    V = W @ H + 0.05 * rng.random((30, 300))  # noise: the loss levels off above zero
+    res = nmf(V, 4, W=W, update_W=False, max_iter=3000, tol=1e-4, check_every=5)
+    full = nmf(V, 4, W=W, update_W=False, max_iter=3000, tol=0, check_every=5)
+    assert res.converged and res.n_iter < 3000
+    assert np.all(np.diff(res.losses) <= 1e-10 * res.losses[:-1])
+    assert res.loss == pytest.approx(beta_divergence(V, W @ res.H, "kl"), rel=1e-9)
+    assert res.loss <= full.loss + 1e-4 * full.losses[0]
+    # Stopping is per block: the repeated frames stopped long before the rest.
+    early = nmf(V[:, :150], 4, W=W, update_W=False, max_iter=3000, tol=1e-4, check_every=5)
+    assert early.n_iter < res.n_iter
+
+
 def test_fixed_activations_stay_fixed_with_sparsity(rng):
     V = rng.random((20, 30)) + 0.1
     H = rng.random((3, 30)) + 0.1
