@@ -298,6 +298,17 @@ def _general_step(X, num, den, gamma, floor, ceiling, omega, low, high):
 
 
 @njit(**_OPTIONS)
+def scaled_copy(src, dst, factor, threshold, value):
+    """dst <- src * factor, with entries below ``threshold`` set to ``value`` (one pass)."""
+    n_rows, n_cols = src.shape
+    f, low, v = dst.dtype.type(factor), dst.dtype.type(threshold), dst.dtype.type(value)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            x = src[i, j] * f
+            dst[i, j] = x if x >= low else v
+
+
+@njit(**_OPTIONS)
 def flush_small(V, threshold, value):
     """V[V < threshold] <- value, in place."""
     n_rows, n_cols = V.shape

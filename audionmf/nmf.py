@@ -19,6 +19,20 @@ exponent of Févotte & Idier (2011), so the divergence never increases:
 
 and the same for ``W`` through the transpose.
 
+Over-relaxed steps (why it needs about half the iterations)
+------------------------------------------------------------
+Each update above minimizes a majorizer of the divergence, a sum of one convex
+term per entry. Where an entry's plain step factor ``s`` lies in an interval
+computed once per beta, the entry moves by ``s ** 1.875`` instead: a longer step
+that still does not raise its term above the term's value at the current point,
+so the divergence still never increases (``over_relaxation=1`` turns it off).
+On a minute of a real song (K=32, five random starts), the loss that plain
+updates reach in 200 iterations was reached in 50 to 150 iterations (median 75)
+under KL, and in 65 to 345 (median 105) under Itakura-Saito.
+
+With the templates fixed, the frames do not interact: each block of frames runs
+all its iterations in turn and stops on its own loss.
+
 Floors (why the fit never divides by zero)
 ------------------------------------------
 The fit works on ``V / mean(V)`` (the divergence is homogeneous, so this only
@@ -327,12 +341,14 @@ def nmf(
     elif not update_H:
         raise ParameterError("update_H=False needs the fixed activations H")
 
-    if not np.any(V):
-        raise ParameterError("V is all zeros: there is nothing to factorize")
-    # The mean, unless it underflows to 0 (subnormal entries) or overflows (entries
-    # near the float64 maximum): then the largest entry.
+    # The mean, unless it underflows to 0 (subnormal entries) or overflows: then the
+    # largest entry. Summed in V's own dtype (pairwise, so accurate enough for a unit):
+    # a float64 sum of float32 costs twice as long.
     with np.errstate(over="ignore"):
-        scale = float(np.mean(V, dtype=np.float64))
+        total = float(np.sum(V))
+    if total == 0:
+        raise ParameterError("V is all zeros: there is nothing to factorize")
+    scale = total / V.size
     if not 0 < scale < np.inf:
         scale = float(V.max())
     eps = float(np.finfo(dtype).eps)
@@ -493,13 +509,16 @@ class _Engine:
         self.normalize = normalize
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
         n_freq, n_frames = V.shape
-        # About 4 MB per block, but at least MIN_BLOCKS blocks when there are frames
-        # enough, so that short signals keep both cores busy too. Fewer, larger
+        # About BLOCK_BYTES of scratch per thread (one block-sized array, two where the
+        # denominator needs its own), but at least MIN_BLOCKS blocks when there are
+        # frames enough, so that short signals keep both cores busy too. Fewer, larger
         # blocks mean fewer Python calls per iteration: on 2 cores, 4 MB blocks were
         # 9% (60 s) to 24% (10 s) faster than 1 MB ones. The count is then
         # rounded up to a multiple of 2 * GROUP and the widths evened out, so that
         # two or four threads get the same amount of work.
-        width = max(16, min(n_frames, self.BLOCK_BYTES // (n_freq * V.itemsize), -(-n_frames // self.MIN_BLOCKS)))
+        two_buffers = beta not in (1.0, 2.0)
+        per_frame = n_freq * V.itemsize * (2 if two_buffers else 1)
+        width = max(16, min(n_frames, self.BLOCK_BYTES // per_frame, -(-n_frames // self.MIN_BLOCKS)))
         n_blocks = -(-n_frames // width)
         if n_blocks > 1:
             n_blocks = -(-n_blocks // (2 * self.GROUP)) * 2 * self.GROUP
@@ -509,14 +528,6 @@ class _Engine:
         # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
         # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
         eps = floor
-        self.V_blocks = []
-        for c0, c1 in self.blocks:
-            block = _scaled(V[:, c0:c1], scale)
-            if beta <= 0:
-                _kernels.flush_small(block, eps, eps)
-            else:
-                _kernels.flush_small(block, eps * eps, 0.0)
-            self.V_blocks.append(block)
         if n_threads is None:
             n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         # Runs of GROUP consecutive blocks: each run's partial sums, then their total,
@@ -524,13 +535,30 @@ class _Engine:
         self.groups = [list(range(g, min(g + self.GROUP, len(self.blocks))))
                        for g in range(0, len(self.blocks), self.GROUP)]
         n_threads = max(1, min(n_threads or 1, len(self.groups)))
-        two_buffers = beta not in (1.0, 2.0)
         self._buffers = threading.local()
         self._shape = (n_freq, width, two_buffers)
         self._pool = self._limits = None
         if n_threads > 1:
             self._limits = _blas_controller().limit(limits=1, user_api="blas")
             self._pool = _thread_pool(n_threads)
+        threshold, value = (eps, eps) if beta <= 0 else (eps * eps, 0.0)
+        info = np.finfo(V.dtype)
+
+        def prepared(block):
+            c0, c1 = block
+            if float(info.tiny) <= scale and 1.0 / scale <= float(info.max):
+                out = np.empty((n_freq, c1 - c0), V.dtype)
+                _kernels.scaled_copy(V[:, c0:c1], out, 1.0 / scale, threshold, value)
+            else:  # 1 / scale is not a normal number of V's dtype: divide in float64
+                out = _scaled(V[:, c0:c1], scale)
+                _kernels.flush_small(out, threshold, value)
+            return out
+
+        try:
+            self.V_blocks = list(self._pool.map(prepared, self.blocks) if self._pool else map(prepared, self.blocks))
+        except BaseException:  # no __exit__ will run: give BLAS its threads back
+            self.__exit__()
+            raise
 
     def __enter__(self):
         return self
