@@ -5,8 +5,8 @@ rows may be strided), trust their input (validation happens in
 :mod:`audionmf.nmf`) and release the GIL, so that several threads can sweep
 different column blocks at once. Each kernel fuses the element-wise work of one
 multiplicative half-step into one pass over a block, optionally accumulating
-the beta-divergence of the current model on the way (in float64, whatever the
-array dtype). Matrix products stay in BLAS.
+the beta-divergence of the current model on the way (KL and Itakura-Saito terms
+in float64, whatever the array dtype). Matrix products stay in BLAS.
 
 The logarithms of the divergence come from :func:`fast_log`, written so that
 the loops vectorize: without Intel's SVML, numba calls the C library's log one
@@ -114,13 +114,15 @@ def kl_terms(V, Y, with_loss):
 @njit(**_SUM_OPTIONS)
 def _kl_terms_and_loss(V, Y):
     # v log(v/y) - v + y, which is y where v = 0: q = 0 makes fast_log finite and v * it zero.
+    # The terms are computed in float64 (they cancel near a good fit); the float64 quotient
+    # rounded to V's dtype is the quotient in that dtype, so Y is what kl_terms would write.
     n_rows, n_cols = V.shape
     total = 0.0
     for i in range(n_rows):
         row = 0.0
         for j in range(n_cols):
-            v = V[i, j]
-            y = Y[i, j]
+            v = np.float64(V[i, j])
+            y = np.float64(Y[i, j])
             q = v / y
             Y[i, j] = q
             row += v * fast_log(q) - v + y
@@ -148,17 +150,20 @@ def is_terms(V, Y, B, cap, with_loss):
 
 @njit(**_SUM_OPTIONS)
 def _is_terms_and_loss(V, Y, B, cap):
+    # Y and B exactly as is_terms writes them; the loss in float64, as the KL terms
+    # (q - log(q) - 1 cancels near a good fit).
     one, top = V.dtype.type(1.0), V.dtype.type(cap)
     n_rows, n_cols = V.shape
     total = 0.0
     for i in range(n_rows):
         row = 0.0
         for j in range(n_cols):
-            inv = one / Y[i, j]
-            q = V[i, j] * inv
-            Y[i, j] = min(q * inv, top)
+            v, y = V[i, j], Y[i, j]
+            inv = one / y
+            Y[i, j] = min(v * inv * inv, top)
             B[i, j] = min(inv, top)
-            row += q - fast_log(q) - one
+            q = np.float64(v) / np.float64(y)
+            row += q - fast_log(q) - 1.0
         total += row
     return total
 

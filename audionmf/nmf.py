@@ -33,6 +33,10 @@ under KL, and in 65 to 345 (median 105) under Itakura-Saito.
 With the templates fixed, the frames do not interact: each block of frames runs
 all its iterations in turn and stops on its own loss.
 
+The guarantees are those of exact arithmetic: in float32, a loss far below the
+resolution of V (or a reported KL loss dominated by a few huge entries) can wobble
+by the round-off of the terms.
+
 Floors (why the fit never divides by zero)
 ------------------------------------------
 The fit works on ``V / mean(V)`` (the divergence is homogeneous, so this only
@@ -435,25 +439,24 @@ def _free_columns(update_W, K):
     return np.flatnonzero(mask) if mask.any() else None
 
 
-_SHARED = {"pool": None, "controller": None}
+_SHARED = {"pools": {}, "controller": None}
 _SHARED_LOCK = threading.Lock()
 
 
 def _thread_pool(n_threads):
-    """A thread pool of at least ``n_threads`` workers, kept for the next fit.
+    """A pool of ``n_threads`` worker threads, kept for the next fit that wants as many.
 
     Starting threads costs a few milliseconds per fit, as much as an iteration.
-    Fits that run at the same time share it (their tasks queue up).
+    Fits that run at the same time share it (their tasks queue up); a pool is
+    never shut down while a fit may hold it.
     """
     with _SHARED_LOCK:
-        pool = _SHARED["pool"]
-        if pool is None or pool._max_workers < n_threads:
+        pool = _SHARED["pools"].get(n_threads)
+        if pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            if pool is not None:
-                pool.shutdown(wait=False)
-            pool = _SHARED["pool"] = ThreadPoolExecutor(max_workers=n_threads,
-                                                        thread_name_prefix="audionmf-nmf")
+            pool = _SHARED["pools"][n_threads] = ThreadPoolExecutor(
+                max_workers=n_threads, thread_name_prefix="audionmf-nmf")
         return pool
 
 
@@ -468,8 +471,8 @@ def _blas_controller():
 
 
 def _forget_threads():
-    """In a forked child the pool's threads do not exist: start afresh."""
-    _SHARED["pool"] = None
+    """In a forked child the pools' threads do not exist: start afresh."""
+    _SHARED["pools"] = {}
     global _SHARED_LOCK
     _SHARED_LOCK = threading.Lock()
 
@@ -515,7 +518,8 @@ class _Engine:
         # blocks mean fewer Python calls per iteration: on 2 cores, 4 MB blocks were
         # 9% (60 s) to 24% (10 s) faster than 1 MB ones. The count is then
         # rounded up to a multiple of 2 * GROUP and the widths evened out, so that
-        # two or four threads get the same amount of work.
+        # two or four threads get the same amount of work (unless the 16-frame
+        # minimum width leaves a short last block).
         two_buffers = beta not in (1.0, 2.0)
         per_frame = n_freq * V.itemsize * (2 if two_buffers else 1)
         width = max(16, min(n_frames, self.BLOCK_BYTES // per_frame, -(-n_frames // self.MIN_BLOCKS)))

@@ -412,6 +412,36 @@ def test_activations_only_blocks_stop_on_their_own(rng, monkeypatch):
     assert early.n_iter < res.n_iter
 
 
+def test_fits_in_several_threads_at_once(rng, monkeypatch):
+    """A fit keeps its thread pool while others, wanting pools of other sizes, start and end."""
+    import threading
+
+    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)  # 16-frame blocks
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    long_one = rng.random((20, 64)) + 0.1  # 4 blocks: 2 threads
+    others = [rng.random((20, n)) + 0.1 for n in (256, 128)]  # 8 and 4 threads
+    expected = nmf(long_one, 3, max_iter=300, tol=0, random_state=0)
+    started, errors, result = threading.Event(), [], {}
+
+    def long_fit():
+        try:
+            result["long"] = nmf(long_one, 3, max_iter=300, tol=0, random_state=0,
+                                 callback=lambda n, loss: started.set())
+        except Exception as error:  # the failure this test is for
+            errors.append(error)
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=long_fit)
+    thread.start()
+    started.wait()
+    for V in others:
+        nmf(V, 3, max_iter=5, tol=0, random_state=0)
+    thread.join()
+    assert not errors
+    np.testing.assert_array_equal(result["long"].W, expected.W)
+
+
 def test_fixed_activations_stay_fixed_with_sparsity(rng):
     V = rng.random((20, 30)) + 0.1
     H = rng.random((3, 30)) + 0.1
