@@ -291,10 +291,7 @@ def _general_step(X, num, den, gamma, floor, ceiling, omega, low, high):
     n_rows, n_cols = X.shape
     for i in range(n_rows):
         for j in range(n_cols):
-            d = den[i, j]
-            r = num[i, j] / d if d > 0 else 1.0
-            if r != r:
-                r = 1.0
+            r = _ratio(num[i, j], den[i, j], 1.0)
             if gamma != 1.0:
                 r = r**gamma
             if omega != 1.0 and low <= r <= high:

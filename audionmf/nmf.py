@@ -401,14 +401,18 @@ def _alternate(engine, W, H, update_H, free, max_iter, tol, check_every, callbac
             last_loss = loss
         if callback is not None:
             callback(n_iter, last_loss)
-        if check and tol > 0 and len(losses) > 1:
-            if abs(losses[-2] - loss) <= tol * max(abs(loss), np.finfo(np.float64).tiny):
-                converged = True
-                break
+        if check and tol > 0 and len(losses) > 1 and _stalled(losses[-2], loss, tol):
+            converged = True
+            break
     if not loss_iters or loss_iters[-1] != n_iter:
         losses.append(engine.iterate(W, H, False, None, with_loss=True))
         loss_iters.append(n_iter)
     return losses, loss_iters, n_iter, converged
+
+
+def _stalled(previous, loss, tol):
+    """The stopping rule of :func:`nmf`: a relative decrease of at most ``tol``."""
+    return abs(previous - loss) <= tol * max(abs(loss), np.finfo(np.float64).tiny)
 
 
 def _in_units(loss, scale, beta):
@@ -529,9 +533,6 @@ class _Engine:
             width = max(16, -(-n_frames // n_blocks))
         starts = list(range(0, n_frames, width))
         self.blocks = [(c, min(c + width, n_frames)) for c in starts]
-        # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
-        # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
-        eps = floor
         if n_threads is None:
             n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         # Runs of GROUP consecutive blocks: each run's partial sums, then their total,
@@ -545,6 +546,9 @@ class _Engine:
         if n_threads > 1:
             self._limits = _blas_controller().limit(limits=1, user_api="blas")
             self._pool = _thread_pool(n_threads)
+        # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
+        # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
+        eps = floor
         threshold, value = (eps, eps) if beta <= 0 else (eps * eps, 0.0)
         info = np.finfo(V.dtype)
 
@@ -559,7 +563,7 @@ class _Engine:
             return out
 
         try:
-            self.V_blocks = list(self._pool.map(prepared, self.blocks) if self._pool else map(prepared, self.blocks))
+            self.V_blocks = self._map(prepared, self.blocks)
         except BaseException:  # no __exit__ will run: give BLAS its threads back
             self.__exit__()
             raise
@@ -576,13 +580,13 @@ class _Engine:
 
         Returns the objective at the factors as they came in if ``with_loss``.
         """
-        penalty = self.sparsity * float(H.sum(dtype=np.float64)) if with_loss and self.sparsity else 0.0
+        penalty = self._penalty(H) if with_loss else 0.0
         shared = self._shared(W)
 
         def sweep(group):
             return self._sweep(W, H, update_H, free, with_loss, shared, group)
 
-        parts = list(self._pool.map(sweep, self.groups) if self._pool else map(sweep, self.groups))
+        parts = self._map(sweep, self.groups)
         if free is not None:
             self._update_W(W, H, free, parts)
         return sum(p["loss"] for p in parts) + penalty if with_loss else None
@@ -601,10 +605,6 @@ class _Engine:
         block ran.
         """
         shared = self._shared(W)
-        tiny = np.finfo(np.float64).tiny
-
-        def block_loss(Hb):
-            return self.sparsity * float(Hb.sum(dtype=np.float64)) if self.sparsity else 0.0
 
         def run(group):
             buffers = self._thread_buffers()
@@ -615,21 +615,19 @@ class _Engine:
                 checks, n, converged = [], 0, False
                 for n in range(1, max_iter + 1):
                     check = (n - 1) % check_every == 0
-                    part = {"loss": block_loss(Hb) if check else 0.0}
+                    part = {"loss": self._penalty(Hb) if check else 0.0}
                     self._block(W, H, True, None, check, shared, buffers, index, part)
                     if check:
                         checks.append(part["loss"])
-                        if tol > 0 and len(checks) > 1 and \
-                                abs(checks[-2] - checks[-1]) <= tol * max(abs(checks[-1]), tiny):
+                        if tol > 0 and len(checks) > 1 and _stalled(checks[-2], checks[-1], tol):
                             converged = True
                             break
-                part = {"loss": block_loss(Hb)}
+                part = {"loss": self._penalty(Hb)}
                 self._block(W, H, False, None, True, shared, buffers, index, part)
                 out.append((checks, n, part["loss"], converged))
             return out
 
-        results = [r for rs in (self._pool.map(run, self.groups) if self._pool else map(run, self.groups))
-                   for r in rs]
+        results = [r for rs in self._map(run, self.groups) for r in rs]
         n_iter = max(r[1] for r in results)
         n_checks = max(len(r[0]) for r in results)
         losses = [sum(r[0][j] if j < len(r[0]) else r[2] for r in results) for j in range(n_checks)]
@@ -638,6 +636,14 @@ class _Engine:
             losses.append(sum(r[2] for r in results))
             iterations.append(n_iter)
         return losses, iterations, n_iter, all(r[3] for r in results)
+
+    def _penalty(self, H):
+        """The sparsity term of the objective for activations H (or a block of them)."""
+        return self.sparsity * float(H.sum(dtype=np.float64)) if self.sparsity else 0.0
+
+    def _map(self, function, items):
+        """``function`` over ``items``, on the thread pool when there is one, results in order."""
+        return list(self._pool.map(function, items) if self._pool else map(function, items))
 
     def _shared(self, W):
         """What every block needs from W: W^T W (Euclidean) or its column sums (KL)."""
