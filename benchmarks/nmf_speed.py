@@ -18,7 +18,13 @@ Then, for K=32, float32, 60 s, KL: the time each needs to reach the KL divergenc
 scikit-learn reaches in 200 iterations (both measured by audionmf.beta_divergence),
 from the start of seed 0 and then from 5 starts (seeds 0-4, median ratio), since
 where a fit settles depends on its start.
-Ratios in one run are what count: absolute times drift with the machine's load.
+Ratios in one run are what count: absolute times drift with the machine's load. So that
+drift hits both sides alike, each case is timed in rounds (audionmf, then scikit-learn)
+and each side's median over the rounds is printed. Before every timed fit the script
+waits SETTLE seconds: after a multi-threaded product, OpenBLAS's idle worker threads keep
+spinning for about 0.1 s (2**28 cycles, OPENBLAS_THREAD_TIMEOUT), and a fit that runs
+its own threads beside them then loses up to a third of its speed for that time.
+scikit-learn's fit, which runs on those same workers, is not slowed by them.
 """
 import argparse
 import os
@@ -34,6 +40,8 @@ import audionmf
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_AUDIO = os.path.join(HERE, "..", "..", "shared", "real_music", "hr3-desert.ogg")
 SR, N_FFT, HOP = 22050, 2048, 512
+#: Seconds to wait before a timed fit, so that the workers of the last BLAS call are asleep.
+SETTLE = 0.5
 
 
 def spectrograms(path, durations):
@@ -56,6 +64,7 @@ def initial_factors(V, K, seed=0):
 
 def time_audionmf(V, W, H, beta, n_iter):
     audionmf.nmf(V, W.shape[1], W=W, H=H, beta=beta, max_iter=2, tol=0)  # compile and warm up
+    time.sleep(SETTLE)
     t0 = time.perf_counter()
     audionmf.nmf(V, W.shape[1], W=W, H=H, beta=beta, max_iter=n_iter, tol=0, check_every=n_iter + 1)
     return (time.perf_counter() - t0) / n_iter
@@ -75,6 +84,7 @@ def sklearn_fit(V, W, H, beta, n_iter):
 
 def time_sklearn(V, W, H, beta, n_iter):
     sklearn_fit(V, W, H, beta, 2)
+    time.sleep(SETTLE)
     t0 = time.perf_counter()
     sklearn_fit(V, W, H, beta, n_iter)
     return (time.perf_counter() - t0) / n_iter
@@ -84,6 +94,7 @@ def time_gemm(V, W, H, repeats, n_products=4):
     """Seconds for the products of one iteration: 4 (KL), or 6 with the IS denominators."""
     Y = np.empty_like(V)
     np.matmul(W, H, out=Y)
+    time.sleep(SETTLE)
     t0 = time.perf_counter()
     for _ in range(repeats):
         np.matmul(W, H, out=Y)
@@ -110,6 +121,7 @@ def peak_copies(fit):
 def time_to_loss(V, W, H, target, max_iter=2000):
     """Seconds audionmf needs until its KL divergence is at or below ``target``."""
     state = {"t": None}
+    time.sleep(SETTLE)
     t0 = time.perf_counter()
 
     def callback(iteration, loss):
@@ -129,6 +141,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("audio", nargs="?", default=DEFAULT_AUDIO)
     parser.add_argument("--quick", action="store_true", help="60 s and K=32 only")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating timings per case; each side's median is printed")
     parser.add_argument("--iterations", type=int, default=20,
                         help="timed iterations per case (each fit's set-up and final loss included)")
     args = parser.parse_args(argv)
@@ -149,8 +163,9 @@ def main(argv=None):
                 for beta, name in ((1, "KL"), (0, "IS")):
                     own = gemm if beta else gemm6
                     Vb = V if beta else V**2  # Itakura-Saito on the power spectrogram
-                    ours = time_audionmf(Vb, W, H, beta, n)
-                    theirs = time_sklearn(Vb, W, H, beta, n)
+                    rounds = [(time_audionmf(Vb, W, H, beta, n), time_sklearn(Vb, W, H, beta, n))
+                              for _ in range(args.rounds)]
+                    ours, theirs = np.median(rounds, axis=0)
                     mem_ours = peak_copies(lambda: audionmf.nmf(Vb, K, W=W, H=H, beta=beta, max_iter=3, tol=0))
                     mem_theirs = peak_copies(lambda: sklearn_fit(Vb, W, H, beta, 3))
                     print(f"{V.shape[1]:6d} {K:4d} {np.dtype(dtype).name:>7} {name:>4} | "
@@ -163,6 +178,7 @@ def main(argv=None):
     ratios = []
     for seed in range(5):
         W, H = initial_factors(V, 32, seed)
+        time.sleep(SETTLE)
         t0 = time.perf_counter()
         Ws, Hs = sklearn_fit(V, W, H, 1, 200)
         sk_seconds = time.perf_counter() - t0
