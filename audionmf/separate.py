@@ -310,7 +310,7 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
         max_iter = default_max_iter(two_stems, models is not None, free_components)
     max_iter = check_positive_int(max_iter, "max_iter")
     sr = check_positive_int(sr, "sr")
-    fixed, labels, hpss = None, None, False
+    fixed, labels, hpss, short_rows = None, None, False, None
     if two_stems is not None:
         given = {"models": models, "groups": groups, "n_sources": n_sources,
                  "n_components": n_components}
@@ -322,7 +322,7 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
                                  "its drum templates decide the sources")
         from .drums import two_stems_dictionary
 
-        templates, labels, names, model = two_stems_dictionary(two_stems)
+        templates, labels, names, model, short_rows = two_stems_dictionary(two_stems)
         names = list(names)
         analysis = _analysis_from_models([model], beta, power, n_fft, hop_length, window)
         fixed = _templates_at_rate(templates, analysis, sr)
@@ -361,6 +361,11 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
     context = analysis.get("context", 0)
     n_rows = n_freq if fixed is None else fixed.shape[0] // (2 * context + 1)
     pool = fit_templates = None
+    short_width = 0
+    if short_rows is not None:
+        from .drums import SHORT_NOTE_SECONDS
+
+        short_width = max(1, int(round(SHORT_NOTE_SECONDS * sr / params.hop_length)))
     if hpss:
         # Fit and HPSS on bins above 2 kHz summed in narrow bands; masks at full resolution.
         from .drums import band_pooling
@@ -372,6 +377,7 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
         sr=sr, params=params, beta=analysis["beta"], power=analysis["power"], context=context,
         names=names, labels=labels, fixed=fixed, n_rows=n_rows, pool=pool,
         fit_templates=fixed if fit_templates is None else fit_templates, hpss=hpss,
+        short_rows=short_rows, short_width=short_width,
         n_free=free_components if models is not None else 0,
         n_components=n_components if fixed is None else None, n_sources=len(names),
         mask_power=mask_power, rhythm_weight=rhythm_weight, init=init,
@@ -436,18 +442,26 @@ def _run(signal, plan, write, *, summary=None, progress=None):
     height = (plan.n_rows if plan.pool is None else plan.pool.shape[0]) * (2 * c + 1)
     whole = n_frames * height <= FIT_VALUES
     W, H, labels = _learn(signal, plan, n_frames, whole)
+    # Short notes of low combs count as drums (two stems): decided once over the
+    # whole signal when its activations are known, else for each block.
+    short_notes = plan.short_rows is not None
+    if short_notes and whole:
+        W, H, labels = _short_notes_to_drums(W, H, labels, plan)
+        short_notes = False
 
-    block = max(8 * c + 8, BLOCK_VALUES // n_freq)
-    # Frames beyond a block that its masks depend on: the activations' context
-    # (and their own, when estimated here), and the HPSS median filter's reach.
-    reach = max(0 if whole else 2 * c, HPSS_KERNEL // 2 if plan.hpss else 0)
+    # Frames beyond a block that its masks depend on: the activations' context, and
+    # the short-note opening's (spread); their own, when estimated here; and the HPSS
+    # median filter's reach.
+    spread = c + (plan.short_width // 2 if short_notes else 0)
+    block = max(8 * spread + 8, BLOCK_VALUES // n_freq)
+    reach = max(0 if whole else spread + c, HPSS_KERNEL // 2 if plan.hpss else 0)
     n_sources, n_channels = len(plan.names), signal.n_channels
     inverse = OverlapAdd(params, signal.n_samples, (n_sources, n_channels))
     done = 0  # samples written of every source
     heard = False
     for t0 in range(0, n_frames, block):
         t1 = min(n_frames, t0 + block)
-        h0, h1 = max(0, t0 - c), min(n_frames, t1 + c)  # activations the masks of t0..t1 use
+        h0, h1 = max(0, t0 - spread), min(n_frames, t1 + spread)  # activations the masks of t0..t1 use
         v0, v1 = max(0, t0 - reach), min(n_frames, t1 + reach)  # frames transformed
         first, end = frame_span(v0, v1, params)
         segment = signal.read(first, end)
@@ -460,7 +474,11 @@ def _run(signal, plan, write, *, summary=None, progress=None):
             V = _spectrogram(X[..., a - v0 : b - v0], plan)[:, h0 - a : h1 - a]
             H_block = _activations(V, plan.fit_templates if plan.fixed is not None and not plan.n_free
                                    else W, plan)
-        masks = wiener_masks(W, H_block, labels, mask_power=plan.mask_power, context=c)
+        if short_notes:
+            masks = wiener_masks(*_short_notes_to_drums(W, H_block, labels, plan),
+                                 mask_power=plan.mask_power, context=c)
+        else:
+            masks = wiener_masks(W, H_block, labels, mask_power=plan.mask_power, context=c)
         masks = masks[:, :, t0 - h0 : t1 - h0]
         if plan.hpss:
             masks = _blend_with_hpss(masks, X, t0 - v0, t1 - v0, plan)
@@ -505,6 +523,22 @@ def _spectrogram(X, plan, context=None):
         with _serial_blas():  # a fit follows
             V = plan.pool @ V
     return stack_frames(V.astype(np.float32), plan.context if context is None else context)
+
+
+def _short_notes_to_drums(W, H, labels, plan):
+    """Templates, activations and labels with the short notes of low combs as drums.
+
+    Each comb of ``plan.short_rows`` gets a twin labelled drums that takes its
+    :func:`~audionmf.drums.short_note_part`; the comb keeps the rest.
+    """
+    from .drums import short_note_part
+
+    rows = plan.short_rows
+    H = np.array(H, dtype=np.float64)
+    short = short_note_part(H[rows], plan.short_width)
+    H[rows] -= short
+    drums = np.zeros(len(rows), dtype=np.asarray(labels).dtype)
+    return np.hstack([W, W[:, rows]]), np.vstack([H, short]), np.concatenate([labels, drums])
 
 
 def _blend_with_hpss(masks, X, t0, t1, plan):
