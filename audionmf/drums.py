@@ -10,11 +10,13 @@ drums. Its spectrogram is explained by a fixed dictionary of two parts:
   1.8 kHz (:func:`comb_templates`), steady over the 5 frames. A pitched
   instrument's note is a comb; a drum hit is not.
 
-Only the activations are fitted. A low comb whose activity is nearly all
-short notes is then counted as drums (:func:`short_note_part`): a tom, a
-kick's ringing tail or a snare's body is pitched, and the generic drum
-templates cannot know the pitch of this kit's drums, but a drum never holds a
-note. The drum mask this gives is then blended with
+Only the activations are fitted. The short notes of a low comb whose
+activity is nearly all short notes then count as drums
+(:func:`short_note_part`): a tom, a kick's ringing tail or a snare's body is
+pitched, and the generic drum templates cannot know the pitch of this kit's
+drums, but a drum never holds a note. Which combs those are is decided once
+for the whole signal (from the activations of its excerpts, for a long one).
+The drum mask this gives is then blended with
 the percussive mask of median-filtering HPSS (:func:`hpss_mask`, Fitzgerald
 2010) by a normalized geometric mean (:func:`blend_masks`): each catches drum
 energy the other misses. For speed the activations and the HPSS filters work
@@ -47,6 +49,8 @@ DRUM_MODEL_PATH = os.path.join(os.path.dirname(__file__), "data", "drums.npz")
 HPSS_KERNEL = 31
 #: Bins above this frequency are summed in bands for the fit and the HPSS filters.
 POOL_ABOVE_HZ = 2000.0
+#: Pitches of the two-stems combs.
+COMB_FMIN, COMB_FMAX = 27.5, 1800.0
 #: Combs below this pitch may be drums (toms, kick tails, snare bodies)...
 SHORT_NOTE_BELOW_HZ = 300.0
 #: ... when this share of their activity is in notes shorter than SHORT_NOTE_SECONDS.
@@ -107,7 +111,7 @@ def comb_templates(*, sr, n_fft, fmin=27.5, fmax=1800.0, slope=2.0, width=2):
 def short_note_part(H, width, share=SHORT_NOTE_SHARE):
     """The part of each row of activations that is drums, if the row is mostly short notes.
 
-    The notes longer than ``width`` frames of a row are what a grey opening of
+    The notes of at least ``width`` frames of a row are what a grey opening of
     that length keeps (the largest curve under the row made of plateaus at
     least ``width`` wide); the rest is short notes. A row whose short notes
     hold at least ``share`` of its total gives them; any other row gives
@@ -138,8 +142,8 @@ def short_note_part(H, width, share=SHORT_NOTE_SHARE):
     H = np.asarray(H, dtype=np.float64)
     short = H - grey_opening(H, size=(1, max(1, int(width))), mode="nearest")
     short = np.clip(short, 0.0, H)  # round-off
-    keep = short.sum(axis=1) < share * H.sum(axis=1)
-    short[keep] = 0.0
+    holds_notes = short.sum(axis=1) < share * H.sum(axis=1)
+    short[holds_notes] = 0.0
     return short
 
 
@@ -215,12 +219,12 @@ def two_stems_dictionary(kind):
         raise ParameterError(f"two_stems={kind!r}: expected one of {sorted(TWO_STEMS)}")
     model = drum_model()
     frames = 2 * model.context + 1
-    combs = comb_templates(sr=model.sr, n_fft=model.n_fft)
+    combs = comb_templates(sr=model.sr, n_fft=model.n_fft, fmin=COMB_FMIN, fmax=COMB_FMAX)
     combs = np.tile(combs / frames, (frames, 1)).astype(np.float32)
     templates = np.hstack([model.templates, combs])
     templates.setflags(write=False)  # cached: shared by every call
     labels = np.repeat([0, 1], [model.n_components, combs.shape[1]])
     labels.setflags(write=False)
-    low = model.n_components + np.flatnonzero(comb_pitches() < SHORT_NOTE_BELOW_HZ)
+    low = model.n_components + np.flatnonzero(comb_pitches(COMB_FMIN, COMB_FMAX) < SHORT_NOTE_BELOW_HZ)
     low.setflags(write=False)
     return templates, labels, TWO_STEMS[kind], model, low

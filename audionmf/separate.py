@@ -442,17 +442,22 @@ def _run(signal, plan, write, *, summary=None, progress=None):
     height = (plan.n_rows if plan.pool is None else plan.pool.shape[0]) * (2 * c + 1)
     whole = n_frames * height <= FIT_VALUES
     W, H, labels = _learn(signal, plan, n_frames, whole)
-    # Short notes of low combs count as drums (two stems): decided once over the
-    # whole signal when its activations are known, else for each block.
-    short_notes = plan.short_rows is not None
-    if short_notes and whole:
-        W, H, labels = _short_notes_to_drums(W, H, labels, plan)
-        short_notes = False
+    # Two stems: the low combs that play short notes only (decided once, on the
+    # activations of the whole signal or of its excerpts) give those notes to the drums.
+    short_rows = None
+    if plan.short_rows is not None:
+        short_rows = _drum_like_combs(H, plan)
+        if whole:
+            W, H, labels = _short_notes_to_drums(W, H, labels, short_rows, plan.short_width)
+            short_rows = None
+        else:
+            H = None  # those of the excerpts
 
     # Frames beyond a block that its masks depend on: the activations' context, and
-    # the short-note opening's (spread); their own, when estimated here; and the HPSS
-    # median filter's reach.
-    spread = c + (plan.short_width // 2 if short_notes else 0)
+    # the short-note opening's (its value at a frame depends on frames up to
+    # short_width - 1 away); their own, when estimated here; and the HPSS median
+    # filter's reach.
+    spread = c + (plan.short_width - 1 if short_rows is not None else 0)
     block = max(8 * spread + 8, BLOCK_VALUES // n_freq)
     reach = max(0 if whole else spread + c, HPSS_KERNEL // 2 if plan.hpss else 0)
     n_sources, n_channels = len(plan.names), signal.n_channels
@@ -474,8 +479,8 @@ def _run(signal, plan, write, *, summary=None, progress=None):
             V = _spectrogram(X[..., a - v0 : b - v0], plan)[:, h0 - a : h1 - a]
             H_block = _activations(V, plan.fit_templates if plan.fixed is not None and not plan.n_free
                                    else W, plan)
-        if short_notes:
-            masks = wiener_masks(*_short_notes_to_drums(W, H_block, labels, plan),
+        if short_rows is not None:
+            masks = wiener_masks(*_short_notes_to_drums(W, H_block, labels, short_rows, plan.short_width),
                                  mask_power=plan.mask_power, context=c)
         else:
             masks = wiener_masks(W, H_block, labels, mask_power=plan.mask_power, context=c)
@@ -525,17 +530,25 @@ def _spectrogram(X, plan, context=None):
     return stack_frames(V.astype(np.float32), plan.context if context is None else context)
 
 
-def _short_notes_to_drums(W, H, labels, plan):
-    """Templates, activations and labels with the short notes of low combs as drums.
-
-    Each comb of ``plan.short_rows`` gets a twin labelled drums that takes its
-    :func:`~audionmf.drums.short_note_part`; the comb keeps the rest.
-    """
+def _drum_like_combs(H, plan):
+    """The low combs (of ``plan.short_rows``) that :func:`~audionmf.drums.short_note_part`
+    finds playing short notes only in activations ``H``."""
     from .drums import short_note_part
 
     rows = plan.short_rows
+    return rows[short_note_part(H[rows], plan.short_width).any(axis=1)]
+
+
+def _short_notes_to_drums(W, H, labels, rows, width):
+    """Templates, activations and labels with the short notes of combs ``rows`` as drums.
+
+    Each of those combs gets a twin labelled drums that takes its notes
+    shorter than ``width`` frames; the comb keeps the rest.
+    """
+    from .drums import short_note_part
+
     H = np.array(H, dtype=np.float64)
-    short = short_note_part(H[rows], plan.short_width)
+    short = short_note_part(H[rows], width, share=0.0)
     H[rows] -= short
     drums = np.zeros(len(rows), dtype=np.asarray(labels).dtype)
     return np.hstack([W, W[:, rows]]), np.vstack([H, short]), np.concatenate([labels, drums])
@@ -568,10 +581,11 @@ def _learn(signal, plan, n_frames, whole):
     """Fit the factorization: templates W, labels of the components, and (``whole``) H.
 
     Without ``whole`` and with nothing to learn (models only), returns the
-    models' templates and no activations.
+    models' templates and no activations; with two stems, the activations of
+    the excerpts (for :func:`_drum_like_combs`).
     """
     params, c = plan.params, plan.context
-    if not whole and plan.fixed is not None and not plan.n_free:
+    if not whole and plan.fixed is not None and not plan.n_free and plan.short_rows is None:
         return plan.fixed, None, plan.labels
     if whole:
         step = max(1, BLOCK_VALUES // plan.n_rows)
@@ -613,7 +627,7 @@ def _learn(signal, plan, n_frames, whole):
         # on the whole matrix instead of block by block, so the result would depend on it.
         fit["callback"] = None
         result = nmf(V, plan.fixed.shape[1], W=plan.fit_templates, update_W=False, **fit)
-        return plan.fixed, result.H, plan.labels
+        return plan.fixed, result.H, plan.labels  # (of the excerpts, if not whole)
     else:
         free = plan.rng.random((V.shape[0], plan.n_free)).astype(np.float32)
         W = np.hstack([plan.fixed, free / np.maximum(free.sum(axis=0), 1e-30)])
