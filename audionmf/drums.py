@@ -24,7 +24,9 @@ on a spectrogram whose bins above 2 kHz are summed in 1/12-octave bands
 (:func:`band_pooling`); the masks are built at full resolution.
 
 On the development corpus (drums with piano, organ or bass; 4 mixtures of
-10 s) this gives 8.8 dB mean SDR against 4.9 dB for librosa's HPSS.
+10 s) this gives 9.0 dB mean SDR against 4.9 dB for librosa's HPSS, with the
+masks of :func:`audionmf.separate` harder than Wiener's
+(:data:`audionmf.separate.TWO_STEMS_MASK_POWER`).
 
 References
 ----------

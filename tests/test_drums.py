@@ -162,6 +162,21 @@ def test_two_stems_of_a_long_signal_a_block_at_a_time(sample, monkeypatch):
     assert abs(evaluate(stems, streamed, sr)["mean"]["sdr"] - whole) < 1.0
 
 
+def test_two_stems_masks_are_harder_by_default(sample):
+    from audionmf.separate import TWO_STEMS_MASK_POWER
+
+    y, sr, _ = sample
+    y = y[: 3 * sr]
+    default = separate(y, sr, two_stems="drums")
+    np.testing.assert_array_equal(default["drums"],
+                                  separate(y, sr, two_stems="drums", mask_power=TWO_STEMS_MASK_POWER)["drums"])
+    assert TWO_STEMS_MASK_POWER != 2.0
+    assert not np.allclose(default["drums"], separate(y, sr, two_stems="drums", mask_power=2.0)["drums"])
+    blind = separate(y, sr, n_sources=2, random_state=0)  # other separations keep Wiener's 2
+    np.testing.assert_array_equal(blind["source1"],
+                                  separate(y, sr, n_sources=2, random_state=0, mask_power=2.0)["source1"])
+
+
 @pytest.mark.parametrize("options, message", [
     ({"models": []}, "two_stems cannot be used with models"),
     ({"groups": [[0], [1]], "n_sources": 2}, "two_stems cannot be used with groups, n_sources"),
