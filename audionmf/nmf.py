@@ -60,6 +60,7 @@ C. Boutsidis and E. Gallopoulos, "SVD based initialization: A head start for
 nonnegative matrix factorization", Pattern Recognition 41(4), 2008.
 doi:10.1016/j.patcog.2007.09.010
 """
+import contextlib
 import functools
 import os
 import threading
@@ -359,7 +360,7 @@ def nmf(
     floor, ceiling = eps, 1.0 / eps
 
     rng = np.random.default_rng(random_state)
-    with _blas_controller().limit(limits=1, user_api="blas"):  # the start must not depend on the core count
+    with _serial_blas():  # the start must not depend on the core count
         W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
 
     # With H held fixed, templates are not renormalized (that would rescale H).
@@ -443,7 +444,7 @@ def _free_columns(update_W, K):
     return np.flatnonzero(mask) if mask.any() else None
 
 
-_SHARED = {"pools": {}, "controller": None}
+_SHARED = {"pools": {}, "controller": None, "serial": 0, "limiter": None}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -474,9 +475,36 @@ def _blas_controller():
         return _SHARED["controller"]
 
 
+@contextlib.contextmanager
+def _serial_blas():
+    """BLAS single-threaded inside, for all threads of the process.
+
+    The fits run their own threads, each calling BLAS for one block, so BLAS
+    must not start threads of its own. Concurrent users share one limit: the
+    first in sets it and the last out restores what was there before. (With a
+    limit each, one fit ending would give BLAS its threads back while another
+    still runs, and the last to end would restore the limit of the one before:
+    one thread, for good.)
+    """
+    controller = _blas_controller()
+    with _SHARED_LOCK:
+        if _SHARED["serial"] == 0:
+            _SHARED["limiter"] = controller.limit(limits=1, user_api="blas")
+        _SHARED["serial"] += 1
+    try:
+        yield
+    finally:
+        with _SHARED_LOCK:
+            _SHARED["serial"] -= 1
+            if _SHARED["serial"] == 0:
+                _SHARED["limiter"].restore_original_limits()
+                _SHARED["limiter"] = None
+
+
 def _forget_threads():
     """In a forked child the pools' threads do not exist: start afresh."""
     _SHARED["pools"] = {}
+    _SHARED["serial"], _SHARED["limiter"] = 0, None
     global _SHARED_LOCK
     _SHARED_LOCK = threading.Lock()
 
@@ -542,9 +570,10 @@ class _Engine:
         n_threads = max(1, min(n_threads or 1, len(self.groups)))
         self._buffers = threading.local()
         self._shape = (n_freq, width, two_buffers)
-        self._pool = self._limits = None
+        self._pool = self._serial = None
         if n_threads > 1:
-            self._limits = _blas_controller().limit(limits=1, user_api="blas")
+            self._serial = _serial_blas()
+            self._serial.__enter__()
             self._pool = _thread_pool(n_threads)
         # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
         # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
@@ -572,8 +601,9 @@ class _Engine:
         return self
 
     def __exit__(self, *exc):
-        if self._limits is not None:
-            self._limits.restore_original_limits()
+        if self._serial is not None:
+            serial, self._serial = self._serial, None
+            serial.__exit__(None, None, None)
 
     def iterate(self, W, H, update_H, free, with_loss):
         """Update H (if ``update_H``) then ``W[:, free]`` (if ``free`` is not None), in place.

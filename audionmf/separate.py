@@ -32,7 +32,7 @@ from ._validation import (
 )
 from .drums import HPSS_KERNEL
 from .io import OutputFiles, Signal
-from .nmf import _blas_controller, nmf
+from .nmf import _serial_blas, nmf
 from .spectrogram import (
     OverlapAdd,
     STFTParams,
@@ -381,7 +381,10 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
         from .drums import band_pooling
 
         pool = band_pooling(n_rows, sr=sr, n_fft=params.n_fft)
-        with _serial_blas():  # a fit follows
+        # Single-threaded, like the product in _spectrogram, since a fit follows: after a
+        # multi-threaded product OpenBLAS's idle workers spin for about 0.1 s, taking a
+        # core from the fit (a 10 s two-stems separation took 20% longer).
+        with _serial_blas():
             fit_templates = np.vstack([pool @ block for block in np.split(fixed, 2 * context + 1)])
     return _Plan(
         sr=sr, params=params, beta=analysis["beta"], power=analysis["power"], context=context,
@@ -394,14 +397,6 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
         fit=dict(beta=analysis["beta"], max_iter=max_iter, tol=tol, sparsity=sparsity),
         rng=np.random.default_rng(random_state), callback=callback,
     )
-
-
-def _serial_blas():
-    """Context in which BLAS runs in the calling thread only: for products just
-    before a fit. After a multi-threaded product OpenBLAS's idle workers spin
-    for about 0.1 s, and a fit, which runs its own threads, loses a core to them
-    (a 10 s two-stems separation took 20% longer)."""
-    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def _templates_at_rate(W, analysis, sr):

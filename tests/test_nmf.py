@@ -442,6 +442,31 @@ def test_fits_in_several_threads_at_once(rng, monkeypatch):
     np.testing.assert_array_equal(result["long"].W, expected.W)
 
 
+def test_overlapping_fits_give_blas_its_threads_back(rng):
+    """Fits run BLAS single-threaded; fits that overlap in time share that limit, and
+    the process gets its BLAS threads back when the last one ends, not before."""
+    from threadpoolctl import threadpool_limits
+
+    from audionmf.nmf import _blas_controller, _serial_blas
+
+    def blas_threads():  # of the BLAS numpy had loaded when the first fit ran
+        return {info["num_threads"] for info in _blas_controller().select(user_api="blas").info()}
+
+    with threadpool_limits(limits=2, user_api="blas"):  # what the user had, even on 1 core
+        before = blas_threads()
+        assert before == {2}
+        first, second = _serial_blas(), _serial_blas()
+        first.__enter__()
+        second.__enter__()
+        assert blas_threads() == {1}
+        first.__exit__(None, None, None)  # ends while the other still runs
+        assert blas_threads() == {1}
+        second.__exit__(None, None, None)
+        assert blas_threads() == before
+        nmf(rng.random((40, 300)) + 0.1, 3, max_iter=3, random_state=0)
+        assert blas_threads() == before
+
+
 def test_fixed_activations_stay_fixed_with_sparsity(rng):
     V = rng.random((20, 30)) + 0.1
     H = rng.random((3, 30)) + 0.1
