@@ -22,7 +22,7 @@ from ._validation import (
 from .io import atomic_file, resample
 from .models import SourceModel
 from .nmf import nmf
-from .separate import BLIND_OVER_RELAXATION, _analysis_from_arguments, _analysis_from_models, wiener_masks
+from .separate import MIXTURE_OVER_RELAXATION, _analysis_from_arguments, _analysis_from_models, wiener_masks
 from .spectrogram import (
     bin_frequencies,
     frame_times,
@@ -323,7 +323,7 @@ def decompose(
     scale = V.max()
     result = nmf(stack_frames(V / scale, context), n_components, beta=beta, W=W,
                  update_W=W is None, max_iter=max_iter, tol=tol, random_state=random_state,
-                 over_relaxation=BLIND_OVER_RELAXATION if W is None else None,
+                 over_relaxation=MIXTURE_OVER_RELAXATION if W is None else None,
                  callback=callback if W is None else None)
     result.H *= scale  # back to the units of V, as the loss: D(sV | sWH) = s**beta D(V | WH)
     return Decomposition(
