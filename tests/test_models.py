@@ -66,6 +66,30 @@ def test_free_components_take_what_no_model_explains():
     assert rel_error(sources["residual"], b) < 0.15
 
 
+def test_templates_learned_on_the_mixture_take_plain_steps(monkeypatch):
+    """The free templates beside models, like the blind fit, are fitted with plain
+    multiplicative steps (MIXTURE_OVER_RELAXATION); activations of fixed models are not."""
+    import sys
+
+    module = sys.modules["audionmf.separate"]
+    seen, real_nmf = [], module.nmf
+
+    def spy(V, K, **options):
+        seen.append((options.get("update_W", True), options.get("over_relaxation")))
+        return real_nmf(V, K, **options)
+
+    monkeypatch.setattr(module, "nmf", spy)
+    low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, context=0,
+                            semitones=(0,), random_state=0)
+    y = low_voice(offset=0.1) + high_voice()
+    separate(y, SR, models=[low], free_components=4, random_state=0)
+    separate(y, SR, n_sources=2, n_fft=N_FFT, random_state=0)
+    separate(y, SR, models=[low], random_state=0)
+    learned = [relax for update, relax in seen if update is not False]
+    assert len(learned) == 2 and learned == [module.MIXTURE_OVER_RELAXATION] * 2 == [1.0] * 2
+    assert [relax for update, relax in seen if update is False] == [None]  # the engine's default
+
+
 def test_mixture_at_another_rate(models):
     import librosa
 
