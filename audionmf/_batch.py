@@ -6,13 +6,22 @@ adjusted here). ``error`` is None or ``(message, traceback)``: a task reports
 its failures instead of raising them, so one bad file never stops a batch.
 Used by ``audionmf separate`` (:mod:`audionmf.cli`).
 """
+import contextlib
 import os
 import sys
+import threading
 
 from .cli import EXIT_INTERRUPTED
 
 #: State of a worker process (in the main process, in_worker stays False).
-WORKER = {"in_worker": False, "busy": False, "stop": False}
+WORKER = {"in_worker": False, "busy": False, "stop": False, "cancelled": None}
+
+
+def stopping():
+    """Whether this worker must start no other file: it was told to stop, or the
+    batch was cancelled (before it started, when there was no process to tell)."""
+    cancelled = WORKER["cancelled"]
+    return WORKER["stop"] or bool(cancelled is not None and cancelled.value)
 
 
 def run_local(task, paths, jobs, quiet):
@@ -28,27 +37,43 @@ def run_local(task, paths, jobs, quiet):
         return
     import multiprocessing
     import signal
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     task.args.quiet = True  # one progress bar for the batch, not one per file
     context = multiprocessing.get_context("spawn")
     n_workers = min(jobs, len(paths))
     pids = context.Array("i", n_workers)
+    cancelled = context.RawValue("b", 0)  # seen by workers that start after the Ctrl-C
     bar = _batch_progress(len(paths), quiet)
+    interrupted = threading.Event()
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=context,
-                             initializer=_start_worker, initargs=(pids,)) as pool:
-        futures = {pool.submit(task, path): path for path in paths}
+                             initializer=_start_worker, initargs=(pids, cancelled)) as pool, \
+            _interrupt_flag(interrupted):
+        # The workers start (all of them, on the first submits) without SIGINT: a
+        # Ctrl-C while they import is the parent's alone.
+        with _sigint_held():
+            futures = {pool.submit(task, path): path for path in paths}
         try:
-            for future in as_completed(futures):
-                if bar is not None:
-                    bar.update(1)
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    yield futures[future], None, ("a worker process died (out of memory?) before "
-                                                  "this file was done; nothing written", "")
+            pending = set(futures)
+            while pending:
+                # Ctrl-C only sets the flag, checked here: an exception raised by the
+                # signal handler itself could land in a callback and be swallowed.
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
+                for future in finished:
+                    if bar is not None:
+                        bar.update(1)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        yield futures[future], None, ("a worker process died (out of memory?) "
+                                                      "before this file was done; nothing written", "")
+                    if interrupted.is_set():
+                        raise KeyboardInterrupt
         except BaseException:
+            cancelled.value = 1
             for future in futures:
                 future.cancel()
             for pid in pids[:]:
@@ -112,7 +137,51 @@ def run_on_cluster(task, paths, address, quiet):
                 bar.close()
 
 
-def _start_worker(pids):
+@contextlib.contextmanager
+def _interrupt_flag(event):
+    """SIGINT sets ``event`` instead of raising KeyboardInterrupt, in the main thread
+    (elsewhere, or where SIGINT is not Python's, nothing changes)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT held back while worker processes start, so that they start without it.
+
+    Blocked (where the platform allows), a Ctrl-C in the meantime waits and reaches
+    this process when the block ends; the new processes inherit the blocked signal
+    and never see it. Elsewhere SIGINT is ignored meanwhile (which new processes
+    also inherit), and a Ctrl-C in those few milliseconds is lost.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+    elif hasattr(signal, "pthread_sigmask"):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    else:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _start_worker(pids, cancelled):
     """Set up a worker process: its own core and one BLAS thread (workers must not
     fight over the cores: OpenBLAS threads spin while they wait), SIGINT left to
     the parent, SIGTERM to abandon the file in progress."""
@@ -121,8 +190,10 @@ def _start_worker(pids):
     from threadpoolctl import threadpool_limits
 
     WORKER["in_worker"] = True
+    WORKER["cancelled"] = cancelled
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_terminate)
+    sys.unraisablehook = _quiet_about_termination
     threadpool_limits(limits=1)  # for the life of this worker process
     with pids.get_lock():
         index = next(i for i, pid in enumerate(pids) if pid == 0)
@@ -132,11 +203,22 @@ def _start_worker(pids):
         os.sched_setaffinity(0, {cpus[index % len(cpus)]})
 
 
+def _quiet_about_termination(unraisable):
+    """A KeyboardInterrupt from _on_terminate that landed where Python cannot raise it
+    (a callback, a finalizer) is dropped without a traceback: the file in progress then
+    finishes, and is committed whole, and the worker starts no other."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and WORKER["stop"]:
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _on_terminate(signum, frame):
     WORKER["stop"] = True
     if WORKER["busy"]:
         raise KeyboardInterrupt  # unwinds the file in progress, removing its temporary files
-    os._exit(EXIT_INTERRUPTED)  # idle: nothing to clean up
+    # Idle: the files still queued come back "not started" at once, and the worker
+    # leaves when the pool shuts down (a worker that exits here would break the pool,
+    # and Python 3.11 then prints a traceback from its manager thread).
 
 
 def _batch_progress(total, quiet):

@@ -298,12 +298,15 @@ def get_parser():
 
 def main(argv=None):
     """Run the command line; returns the exit status."""
-    parser = get_parser()
     try:
+        parser = get_parser()
         args = parser.parse_args(argv)
         args.check(args.command_parser, args)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print("audionmf: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -560,9 +563,9 @@ class _SeparateTask:
         """Returns (path, folder written, None) or (path, None, (message, traceback))."""
         from ._validation import AudioError, ParameterError
 
-        from ._batch import WORKER
+        from ._batch import WORKER, stopping
 
-        if WORKER["stop"]:
+        if stopping():
             return path, None, ("not started: interrupted", "")
         WORKER["busy"] = True
         try:

@@ -103,6 +103,46 @@ def test_plot_failure_leaves_no_stems(tmp_path, album):
     assert outputs(out) == []
 
 
+def test_ctrl_c_while_the_arguments_are_read(monkeypatch, capsys):
+    import audionmf.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.argparse.ArgumentParser, "parse_args", interrupted)
+    assert main(["separate", "x.wav"]) == 130
+    assert capsys.readouterr().err == "audionmf: interrupted\n"
+
+
+def test_ctrl_c_while_the_workers_start(tmp_path, album):
+    """Ctrl-C while the worker processes are still starting (importing): the batch
+    stops there, with no traceback from the workers or from the pool, and no worker
+    goes on to separate the files already queued for it."""
+    import signal
+    import time
+
+    mix, sr = sf.read(SAMPLE)
+    for i in range(4):
+        sf.write(album / f"long{i}.wav", np.tile(mix, 6), sr)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", str(album), "-o", str(out), "--jobs", "2"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    if not os.path.exists(children):
+        proc.kill()
+        proc.communicate()
+        pytest.skip("needs /proc/PID/task/PID/children (Linux) to see the workers start")
+    deadline = time.time() + 120
+    while len(open(children).read().split()) < 3 and time.time() < deadline:  # resource tracker, 2 workers
+        time.sleep(0.002)
+    time.sleep(0.1)  # they are importing numpy and the rest (about a second)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; 0 of 7 inputs were separated" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.rglob("*"))
+
+
 def test_ctrl_c_with_jobs_stops_at_once(tmp_path, album):
     import signal
     import time
