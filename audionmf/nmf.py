@@ -484,7 +484,8 @@ def _serial_blas():
     first in sets it and the last out restores what was there before. (With a
     limit each, one fit ending would give BLAS its threads back while another
     still runs, and the last to end would restore the limit of the one before:
-    one thread, for good.)
+    one thread, for good.) The limit is the process's: numpy in other threads
+    runs single-threaded too while a fit runs.
     """
     controller = _blas_controller()
     with _SHARED_LOCK:
@@ -502,9 +503,16 @@ def _serial_blas():
 
 
 def _forget_threads():
-    """In a forked child the pools' threads do not exist: start afresh."""
+    """In a forked child the pools' threads do not exist: start afresh, with BLAS's
+    own thread count back if the fork came while a fit had limited it."""
+    limiter = _SHARED["limiter"]
     _SHARED["pools"] = {}
     _SHARED["serial"], _SHARED["limiter"] = 0, None
+    if limiter is not None:
+        try:
+            limiter.restore_original_limits()
+        except Exception:  # never fail a fork over a thread count
+            pass
     global _SHARED_LOCK
     _SHARED_LOCK = threading.Lock()
 
@@ -572,13 +580,25 @@ class _Engine:
         self._shape = (n_freq, width, two_buffers)
         self._pool = self._serial = None
         if n_threads > 1:
-            self._serial = _serial_blas()
-            self._serial.__enter__()
+            serial = _serial_blas()
+            serial.__enter__()
+            self._serial = serial  # from here on, any failure must call __exit__
+        try:
+            self._prepare(V, scale, n_threads)
+        except BaseException:  # no __exit__ will run: give BLAS its threads back
+            self.__exit__()
+            raise
+
+    def _prepare(self, V, scale, n_threads):
+        """The thread pool, and our copy of V / scale."""
+        _kernels = self.kernels
+        n_freq = V.shape[0]
+        if n_threads > 1:
             self._pool = _thread_pool(n_threads)
         # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
         # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
-        eps = floor
-        threshold, value = (eps, eps) if beta <= 0 else (eps * eps, 0.0)
+        eps = self.floor
+        threshold, value = (eps, eps) if self.beta <= 0 else (eps * eps, 0.0)
         info = np.finfo(V.dtype)
 
         def prepared(block):
@@ -591,11 +611,7 @@ class _Engine:
                 _kernels.flush_small(out, threshold, value)
             return out
 
-        try:
-            self.V_blocks = self._map(prepared, self.blocks)
-        except BaseException:  # no __exit__ will run: give BLAS its threads back
-            self.__exit__()
-            raise
+        self.V_blocks = self._map(prepared, self.blocks)
 
     def __enter__(self):
         return self
@@ -672,8 +688,24 @@ class _Engine:
         return self.sparsity * float(H.sum(dtype=np.float64)) if self.sparsity else 0.0
 
     def _map(self, function, items):
-        """``function`` over ``items``, on the thread pool when there is one, results in order."""
-        return list(self._pool.map(function, items) if self._pool else map(function, items))
+        """``function`` over ``items``, on the thread pool when there is one, results in order.
+
+        If one call fails (or this thread is interrupted), the calls not yet started
+        are cancelled and those running are waited for before the error is raised:
+        none may still run once the caller gives BLAS its threads back.
+        """
+        if self._pool is None:
+            return [function(item) for item in items]
+        from concurrent.futures import wait
+
+        futures = [self._pool.submit(function, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            wait(futures)
+            raise
 
     def _shared(self, W):
         """What every block needs from W: W^T W (Euclidean) or its column sums (KL)."""

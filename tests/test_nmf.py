@@ -467,6 +467,56 @@ def test_overlapping_fits_give_blas_its_threads_back(rng):
         assert blas_threads() == before
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_during_a_fit_gets_blas_threads_back():
+    from threadpoolctl import threadpool_limits
+
+    from audionmf.nmf import _blas_controller, _serial_blas
+
+    def blas_threads():
+        return {info["num_threads"] for info in _blas_controller().select(user_api="blas").info()}
+
+    with threadpool_limits(limits=2, user_api="blas"), _serial_blas():
+        assert blas_threads() == {1}
+        pid = os.fork()
+        if pid == 0:  # the child
+            os._exit(0 if blas_threads() == {2} else 1)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_failing_block_waits_for_the_others(rng):
+    """When one block of a sweep fails, the others have all stopped before the error
+    reaches the fit (which then gives BLAS its threads back), and the fit's BLAS
+    limit is lifted even when setting up the engine fails."""
+    import threading
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    from audionmf.nmf import _Engine, _SHARED
+
+    V = rng.random((40, 400)) + 0.1
+    engine = _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
+    finished = threading.Event()
+
+    def work(index):
+        if index == 0:
+            raise ValueError("block 0 failed")
+        time.sleep(0.3)
+        finished.set()
+
+    with engine, pytest.raises(ValueError, match="block 0"):
+        engine._map(work, [0, 1])
+    assert finished.is_set()
+    assert _SHARED["serial"] == 0
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        with pytest.raises(TypeError):
+            _Engine(V, "not a number", 1.0, 1e-9, 1e9, n_threads=2)
+        assert _SHARED["serial"] == 0
+
+
 def test_fixed_activations_stay_fixed_with_sparsity(rng):
     V = rng.random((20, 30)) + 0.1
     H = rng.random((3, 30)) + 0.1
