@@ -29,7 +29,10 @@ def run_local(task, paths, jobs, quiet):
 
     Worker processes ignore SIGINT: on Ctrl-C this process cancels what has not
     started and sends SIGTERM to the workers, which abandon their file (its
-    temporary files removed) and start no other.
+    temporary files removed) and start no other; further Ctrl-Cs while they do
+    are ignored. (On Windows SIGTERM ends a worker at once, and the file it was
+    writing may leave its temporary files behind.) A worker whose parent dies
+    abandons its file the same way and exits.
     """
     if jobs == 1 or len(paths) < 2:
         for path in paths:
@@ -47,9 +50,11 @@ def run_local(task, paths, jobs, quiet):
     cancelled = context.RawValue("b", 0)  # seen by workers that start after the Ctrl-C
     bar = _batch_progress(len(paths), quiet)
     interrupted = threading.Event()
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context,
-                             initializer=_start_worker, initargs=(pids, cancelled)) as pool, \
-            _interrupt_flag(interrupted):
+    # The flag outlives the pool: a second Ctrl-C while the pool shuts down (the
+    # workers abandoning their files) must not interrupt that wait either.
+    with _interrupt_flag(interrupted), \
+            ProcessPoolExecutor(max_workers=n_workers, mp_context=context,
+                                initializer=_start_worker, initargs=(pids, cancelled)) as pool:
         # The workers start (all of them, on the first submits) without SIGINT: a
         # Ctrl-C while they import is the parent's alone.
         with _sigint_held():
@@ -158,33 +163,36 @@ def _interrupt_flag(event):
 def _sigint_held():
     """SIGINT held back while worker processes start, so that they start without it.
 
-    Blocked (where the platform allows), a Ctrl-C in the meantime waits and reaches
-    this process when the block ends; the new processes inherit the blocked signal
-    and never see it. Elsewhere SIGINT is ignored meanwhile (which new processes
-    also inherit), and a Ctrl-C in those few milliseconds is lost.
+    On POSIX the signal is blocked in this thread (which starts the processes): a
+    Ctrl-C in the meantime waits and reaches this process when the block ends,
+    and the new processes inherit the blocked signal and never see it. Elsewhere
+    (Windows) nothing is inherited: SIGINT is only ignored here meanwhile, from
+    the main thread, and a worker that is still importing when a Ctrl-C comes
+    can print a traceback of its own.
     """
     import signal
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-    elif hasattr(signal, "pthread_sigmask"):
+    if hasattr(signal, "pthread_sigmask"):
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             yield
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    else:
+    elif threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+    else:
+        yield
 
 
 def _start_worker(pids, cancelled):
     """Set up a worker process: its own core and one BLAS thread (workers must not
     fight over the cores: OpenBLAS threads spin while they wait), SIGINT left to
-    the parent, SIGTERM to abandon the file in progress."""
+    the parent, SIGTERM to abandon the file in progress, and an end when the
+    parent ends."""
     import signal
 
     from threadpoolctl import threadpool_limits
@@ -194,6 +202,7 @@ def _start_worker(pids, cancelled):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_terminate)
     sys.unraisablehook = _quiet_about_termination
+    threading.Thread(target=_exit_with_parent, name="audionmf-parent-watch", daemon=True).start()
     threadpool_limits(limits=1)  # for the life of this worker process
     with pids.get_lock():
         index = next(i for i, pid in enumerate(pids) if pid == 0)
@@ -201,6 +210,27 @@ def _start_worker(pids, cancelled):
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+
+
+def _exit_with_parent(grace=10.0):
+    """Wait for the parent process to end (killed, say, with no chance to stop the
+    pool), then abandon the file in progress as on SIGTERM and exit: a worker would
+    otherwise separate its file, then wait for work forever."""
+    import multiprocessing
+    import signal
+    import time
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+    wait([parent.sentinel])
+    os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread: _on_terminate
+    time.sleep(0.1)  # time for the handler to run: no file starts after it has
+    deadline = time.monotonic() + grace
+    while WORKER["busy"] and time.monotonic() < deadline:  # removing its temporary files
+        time.sleep(0.02)
+    os._exit(1)
 
 
 def _quiet_about_termination(unraisable):

@@ -565,10 +565,10 @@ class _SeparateTask:
 
         from ._batch import WORKER, stopping
 
-        if stopping():
-            return path, None, ("not started: interrupted", "")
-        WORKER["busy"] = True
+        WORKER["busy"] = True  # first: a SIGTERM from here on interrupts this file
         try:
+            if stopping():
+                return path, None, ("not started: interrupted", "")
             return path, _separate_one(path, self.args, self.protected), None
         except (AudioError, ParameterError) as exc:
             return path, None, (str(exc), traceback.format_exc())

@@ -110,8 +110,41 @@ def test_ctrl_c_while_the_arguments_are_read(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli.argparse.ArgumentParser, "parse_args", interrupted)
-    assert main(["separate", "x.wav"]) == 130
+    try:
+        code = main(["separate", "x.wav"])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped main()")
+    assert code == 130
     assert capsys.readouterr().err == "audionmf: interrupted\n"
+
+
+def workers(pid):
+    """The pids of the worker processes a batch has started (Linux only)."""
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        try:
+            if b"spawn_main" in open(f"/proc/{child}/cmdline", "rb").read():
+                found.append(int(child))
+        except OSError:  # already gone
+            pass
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def complete_sets_only(out):
+    for folder in out.iterdir() if out.exists() else []:
+        assert sorted(p.name for p in folder.iterdir()) == ["source1.wav", "source2.wav"]
 
 
 def test_ctrl_c_while_the_workers_start(tmp_path, album):
@@ -127,13 +160,12 @@ def test_ctrl_c_while_the_workers_start(tmp_path, album):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", str(album), "-o", str(out), "--jobs", "2"],
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    children = f"/proc/{proc.pid}/task/{proc.pid}/children"
-    if not os.path.exists(children):
+    if not os.path.exists(f"/proc/{proc.pid}/task/{proc.pid}/children"):
         proc.kill()
         proc.communicate()
         pytest.skip("needs /proc/PID/task/PID/children (Linux) to see the workers start")
     deadline = time.time() + 120
-    while len(open(children).read().split()) < 3 and time.time() < deadline:  # resource tracker, 2 workers
+    while len(workers(proc.pid)) < 2 and time.time() < deadline:
         time.sleep(0.002)
     time.sleep(0.1)  # they are importing numpy and the rest (about a second)
     os.killpg(proc.pid, signal.SIGINT)
@@ -161,5 +193,62 @@ def test_ctrl_c_with_jobs_stops_at_once(tmp_path, album):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    for folder in out.iterdir():  # complete sets only, no temporary files
-        assert sorted(p.name for p in folder.iterdir()) == ["source1.wav", "source2.wav"]
+    complete_sets_only(out)  # and no temporary files
+
+
+@pytest.mark.parametrize("how", ["second Ctrl-C", "parent killed"])
+def test_a_batch_that_is_stopped_hard(tmp_path, album, how):
+    """A second Ctrl-C while the workers abandon their files changes nothing (no
+    traceback, complete sets only); workers whose parent is killed outright abandon
+    their file and exit instead of working on, or waiting, forever."""
+    import signal
+    import time
+
+    mix, sr = sf.read(SAMPLE)
+    for i in range(4):
+        sf.write(album / f"long{i}.wav", np.tile(mix, 12), sr)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", str(album), "-o", str(out), "--jobs", "2"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    if not os.path.exists(f"/proc/{proc.pid}/task/{proc.pid}/children"):
+        proc.kill()
+        proc.communicate()
+        pytest.skip("needs /proc/PID/task/PID/children (Linux) to see the workers")
+    deadline = time.time() + 120
+    while not out.exists() and time.time() < deadline:  # the first files are being separated
+        time.sleep(0.05)
+    time.sleep(0.5)
+    started = workers(proc.pid)
+    assert len(started) == 2
+    try:
+        stop_hard(proc, started, how)
+    finally:  # a failed test leaves no processes behind
+        for pid in started + [proc.pid]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    complete_sets_only(out)
+
+
+def stop_hard(proc, started, how):
+    import signal
+    import time
+
+    if how == "second Ctrl-C":
+        for _ in range(50):  # a user who keeps pressing Ctrl-C while the batch stops
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+            except ProcessLookupError:  # all gone
+                break
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=60)
+        # 130, or killed by a Ctrl-C that came once the batch was over, as Python exits
+        # (a shell shows 130 for both)
+        assert proc.returncode in (130, -signal.SIGINT), err
+        assert "interrupted; " in err and "Traceback" not in err, err
+    else:
+        proc.kill()
+        proc.communicate(timeout=60)
+        deadline = time.time() + 30
+        while any(alive(pid) for pid in started) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in started)
