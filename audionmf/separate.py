@@ -209,7 +209,8 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
     path : str or os.PathLike
         The mixture.
     folder : str or os.PathLike
-        Where the sources go; created if missing (and removed again on failure).
+        Where the sources go; created if missing, with any missing parents (and
+        those removed again on failure).
     format : {"wav", "flac"}
         Output format: 32-bit float WAV (the sources sum to the input exactly)
         or 24-bit FLAC.
@@ -242,7 +243,7 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
                                  f"need at least n_fft={plan.params.n_fft}")
         folder = os.fspath(folder)
         targets = {name: os.path.join(folder, f"{name}.{format}") for name in plan.names}
-        created = not os.path.isdir(folder)
+        created = _missing_folders(folder)
         try:
             try:
                 os.makedirs(folder, exist_ok=True)
@@ -256,13 +257,26 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
                             if figure is not None else [])
                 files.commit(pictures)
         except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
-            if created:
+            for made in created:
                 try:
-                    os.rmdir(folder)
-                except OSError:
-                    pass
+                    os.rmdir(made)
+                except OSError:  # not empty (another file's outputs), or already gone
+                    break
             raise
     return targets
+
+
+def _missing_folders(folder):
+    """The folders that creating ``folder`` would create, deepest first."""
+    missing = []
+    folder = os.path.abspath(folder)
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
 
 
 #: Spectrogram values per block when a signal is masked and resynthesized: about
