@@ -202,8 +202,9 @@ def get_parser():
                           "up to about 3 minutes at 44.1 kHz)")
     sep.add_argument("--rhythm", type=_nonnegative_float, default=None, metavar="W",
                      help="blind: weight of how components move over time beside their timbre "
-                          "when grouping them (default: 0, timbre only; 1.5 suits speech over "
-                          "music and drums over notes)")
+                          "when grouping them; 0: timbre only (default: 1.5 when at least 6%% "
+                          "of the mixture's energy is percussive, as with speech over music or "
+                          "drums over notes; else 0)")
     _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
                      help="maximum NMF iterations (default: 200; 60 with --two-stems, 50 with "
@@ -718,7 +719,7 @@ def _separate_one(path, args, protected):
         n_components=args.components,
         groups=args.group,
         two_stems=args.two_stems,
-        rhythm_weight=args.rhythm or 0.0,
+        rhythm_weight=args.rhythm,
         beta=args.beta,
         n_fft=args.n_fft,
         hop_length=args.hop,

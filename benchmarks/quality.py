@@ -21,6 +21,7 @@ Methods:
   sklearn_supervised  scikit-learn KL-NMF, 20 templates per source from train/, templates
                       fixed at test, Wiener mask p=2
   audionmf_blind      audionmf.separate(n_sources=2), the CLI defaults
+  audionmf_blind_timbre  the same with rhythm_weight=0 (`--rhythm 0`: timbre only)
   audionmf_blind_rhythm  the same with rhythm_weight=1.5 (`--rhythm 1.5`)
   audionmf_two_stems  audionmf.separate(two_stems="drums"): drums / no_drums (blind; scored
                       with the best permutation, as HPSS)
@@ -185,6 +186,11 @@ class AudionmfBlind:
         return audionmf.separate(mix, sr, n_sources=2, random_state=0)
 
 
+class AudionmfBlindTimbre(AudionmfBlind):
+    def run(self, state, mix, sr, stems):
+        return audionmf.separate(mix, sr, n_sources=2, rhythm_weight=0.0, random_state=0)
+
+
 class AudionmfBlindRhythm(AudionmfBlind):
     def run(self, state, mix, sr, stems):
         return audionmf.separate(mix, sr, n_sources=2, rhythm_weight=1.5, random_state=0)
@@ -222,6 +228,7 @@ METHODS = {
     "sklearn_mfcc": SklearnMFCC,
     "sklearn_supervised": SklearnSupervised,
     "audionmf_blind": AudionmfBlind,
+    "audionmf_blind_timbre": AudionmfBlindTimbre,
     "audionmf_blind_rhythm": AudionmfBlindRhythm,
     "audionmf_two_stems": AudionmfTwoStems,
     "audionmf_models": AudionmfModels,

@@ -184,6 +184,56 @@ def test_rhythm_weight_groups_by_how_components_move(rng):
     assert by_rhythm[0] != by_rhythm[2]
 
 
+def spectrum(y, n_fft=1024):
+    import librosa
+
+    return np.abs(librosa.stft(y, n_fft=n_fft, hop_length=n_fft // 4))
+
+
+def test_percussive_share_of_notes_and_clicks(tone_and_clicks, two_tones):
+    from audionmf.separate import RHYTHM_ABOVE_PERCUSSIVE_SHARE, percussive_share
+
+    notes, clicks = tone_and_clicks
+    chord = notes + 0.2 * tone(880, SR, 3, (1, 0.5))
+    shares = [percussive_share(spectrum(y), sr=SR, n_fft=1024) for y in (chord, clicks, chord + clicks)]
+    assert shares[0] < RHYTHM_ABOVE_PERCUSSIVE_SHARE / 2 < 0.5 < shares[1]
+    assert shares[0] < shares[2] < shares[1]
+    S = spectrum(clicks)
+    assert percussive_share(np.zeros_like(S), sr=SR, n_fft=1024) == 0.0
+    assert percussive_share(10.0 * S, sr=SR, n_fft=1024) == pytest.approx(shares[1], rel=1e-5)
+    # past max_stretches, some of them: about the same share for a steady pattern
+    long = np.tile(S, (1, 8))
+    assert percussive_share(long, sr=SR, n_fft=1024, stretch=64, max_stretches=4) == pytest.approx(
+        percussive_share(long, sr=SR, n_fft=1024), abs=0.05)
+    # excerpts of notes side by side, each split on its own: their seams are not hits
+    notes_S = spectrum(sum(two_tones))
+    excerpts = np.hstack([notes_S[:, t:t + 16] for t in range(0, notes_S.shape[1] - 16, 24)])
+    assert percussive_share(excerpts, sr=SR, n_fft=1024, stretch=16) < RHYTHM_ABOVE_PERCUSSIVE_SHARE / 2
+    assert percussive_share(excerpts, sr=SR, n_fft=1024, stretch=256) > RHYTHM_ABOVE_PERCUSSIVE_SHARE
+    with pytest.raises(ParameterError, match="513 rows"):
+        percussive_share(S[:100], sr=SR, n_fft=1024)
+
+
+@pytest.mark.parametrize("percussive", [False, True])
+def test_rhythm_counts_by_default_where_the_mixture_is_percussive(monkeypatch, tone_and_clicks, percussive):
+    import sys
+
+    module = sys.modules["audionmf.separate"]  # (the package's name "separate" is the function)
+    seen = []
+    grouping = module.group_components
+
+    def spy(W, H, n_sources, **kwargs):
+        seen.append(kwargs["rhythm_weight"])
+        return grouping(W, H, n_sources, **kwargs)
+
+    monkeypatch.setattr(module, "group_components", spy)
+    notes, clicks = tone_and_clicks
+    y = notes + 0.2 * tone(880, SR, 3, (1, 0.5)) + (3.0 * clicks if percussive else 0.0)
+    separate(y, SR, n_fft=1024, max_iter=20, random_state=0)
+    separate(y, SR, n_fft=1024, max_iter=20, random_state=0, rhythm_weight=0.7)
+    assert seen == [module.RHYTHM_WEIGHT if percussive else 0.0, 0.7]
+
+
 def test_rhythm_weight_is_checked(rng):
     W, H = rng.random((257, 4)), rng.random((4, 50))
     for bad in (-1.0, float("nan"), float("inf"), "2"):
