@@ -312,7 +312,7 @@ MIXTURE_OVER_RELAXATION = 1.0
 #: alone groups right: on bench-dev, weight 1.5 against 0 took the mean SDR from 2.69 to
 #: 5.75 dB on speech_music and from 1.81 to 3.64 on drums_harmonic, but from 4.92 to
 #: 2.35 on two_instruments (flute over piano). The percussive share of those mixtures
-#: is 0.13-0.37, 0.14-0.51 and 0.010-0.026: the threshold lies between the classes.
+#: is 0.13-0.37, 0.15-0.51 and 0.010-0.026: the threshold lies between the classes.
 RHYTHM_WEIGHT = 1.5
 RHYTHM_ABOVE_PERCUSSIVE_SHARE = 0.06
 
