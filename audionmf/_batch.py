@@ -29,10 +29,12 @@ def run_local(task, paths, jobs, quiet):
 
     Worker processes ignore SIGINT: on Ctrl-C this process cancels what has not
     started and sends SIGTERM to the workers, which abandon their file (its
-    temporary files removed) and start no other; further Ctrl-Cs while they do
-    are ignored. (On Windows SIGTERM ends a worker at once, and the file it was
-    writing may leave its temporary files behind.) A worker whose parent dies
-    abandons its file the same way and exits.
+    temporary files removed) and start no other; further Ctrl-Cs, then and until
+    the process exits, are ignored. A worker whose interrupt lands where Python
+    cannot raise it (a callback) finishes its file instead, committed whole, and
+    the batch waits for it. (On Windows SIGTERM ends a worker at once, and the
+    file it was writing may leave its temporary files behind.) A worker whose
+    parent dies abandons its file the same way and exits.
     """
     if jobs == 1 or len(paths) < 2:
         for path in paths:
@@ -49,7 +51,7 @@ def run_local(task, paths, jobs, quiet):
     pids = context.Array("i", n_workers)
     cancelled = context.RawValue("b", 0)  # seen by workers that start after the Ctrl-C
     bar = _batch_progress(len(paths), quiet)
-    interrupted = threading.Event()
+    interrupted = {"flag": False}  # not an Event: its lock is not safe in a signal handler
     # The flag outlives the pool: a second Ctrl-C while the pool shuts down (the
     # workers abandoning their files) must not interrupt that wait either.
     with _interrupt_flag(interrupted), \
@@ -65,7 +67,7 @@ def run_local(task, paths, jobs, quiet):
                 # Ctrl-C only sets the flag, checked here: an exception raised by the
                 # signal handler itself could land in a callback and be swallowed.
                 finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                if interrupted.is_set():
+                if interrupted["flag"]:
                     raise KeyboardInterrupt
                 for future in finished:
                     if bar is not None:
@@ -75,7 +77,7 @@ def run_local(task, paths, jobs, quiet):
                     except BrokenProcessPool:
                         yield futures[future], None, ("a worker process died (out of memory?) "
                                                       "before this file was done; nothing written", "")
-                    if interrupted.is_set():
+                    if interrupted["flag"]:
                         raise KeyboardInterrupt
         except BaseException:
             cancelled.value = 1
@@ -143,19 +145,34 @@ def run_on_cluster(task, paths, address, quiet):
 
 
 @contextlib.contextmanager
-def _interrupt_flag(event):
-    """SIGINT sets ``event`` instead of raising KeyboardInterrupt, in the main thread
-    (elsewhere, or where SIGINT is not Python's, nothing changes)."""
+def _interrupt_flag(state):
+    """SIGINT sets ``state["flag"]`` instead of raising KeyboardInterrupt, in the main
+    thread (elsewhere, or where SIGINT is not Python's, nothing changes).
+
+    Left by a KeyboardInterrupt, SIGINT stays ignored: the process is on its way
+    out, and a further Ctrl-C must not break the summary or the exit with a
+    traceback.
+    """
     import signal
 
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+
+    def handler(signum, frame):
+        state["flag"] = True  # no lock, no allocation: safe when it interrupts itself
+
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
-    finally:
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise
+    except BaseException:
+        signal.signal(signal.SIGINT, previous)
+        raise
+    else:
         signal.signal(signal.SIGINT, previous)
 
 
@@ -212,10 +229,12 @@ def _start_worker(pids, cancelled):
         os.sched_setaffinity(0, {cpus[index % len(cpus)]})
 
 
-def _exit_with_parent(grace=10.0):
+def _exit_with_parent():
     """Wait for the parent process to end (killed, say, with no chance to stop the
     pool), then abandon the file in progress as on SIGTERM and exit: a worker would
-    otherwise separate its file, then wait for work forever."""
+    otherwise separate its file, then wait for work forever. The exit waits until
+    the file is left (its temporary files removed), or, if the interrupt landed
+    where it could not be raised, finished and committed whole."""
     import multiprocessing
     import signal
     import time
@@ -227,8 +246,7 @@ def _exit_with_parent(grace=10.0):
     wait([parent.sentinel])
     os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread: _on_terminate
     time.sleep(0.1)  # time for the handler to run: no file starts after it has
-    deadline = time.monotonic() + grace
-    while WORKER["busy"] and time.monotonic() < deadline:  # removing its temporary files
+    while WORKER["busy"]:
         time.sleep(0.02)
     os._exit(1)
 
@@ -243,8 +261,9 @@ def _quiet_about_termination(unraisable):
 
 
 def _on_terminate(signum, frame):
+    first = not WORKER["stop"]
     WORKER["stop"] = True
-    if WORKER["busy"]:
+    if WORKER["busy"] and first:  # (a second SIGTERM must not cut the clean-up short)
         raise KeyboardInterrupt  # unwinds the file in progress, removing its temporary files
     # Idle: the files still queued come back "not started" at once, and the worker
     # leaves when the pool shuts down (a worker that exits here would break the pool,

@@ -698,13 +698,20 @@ class _Engine:
             return [function(item) for item in items]
         from concurrent.futures import wait
 
-        futures = [self._pool.submit(function, item) for item in items]
+        futures = []
         try:
+            for item in items:
+                futures.append(self._pool.submit(function, item))
             return [future.result() for future in futures]
         except BaseException:
             for future in futures:
                 future.cancel()
-            wait(futures)
+            while True:  # a block takes milliseconds: a second Ctrl-C waits for it too
+                try:
+                    wait(futures)
+                    break
+                except KeyboardInterrupt:
+                    pass
             raise
 
     def _shared(self, W):

@@ -511,9 +511,15 @@ def test_a_failing_block_waits_for_the_others(rng):
     assert finished.is_set()
     assert _SHARED["serial"] == 0
 
-    with threadpool_limits(limits=2, user_api="blas"):
-        with pytest.raises(TypeError):
-            _Engine(V, "not a number", 1.0, 1e-9, 1e9, n_threads=2)
+    module = sys.modules["audionmf.nmf"]  # (the package's name "nmf" is the function)
+
+    def no_pool(n_threads):
+        raise RuntimeError("can't start new thread")
+
+    with threadpool_limits(limits=2, user_api="blas"), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_thread_pool", no_pool)
+        with pytest.raises(RuntimeError, match="new thread"):
+            _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
         assert _SHARED["serial"] == 0
 
 
