@@ -202,7 +202,7 @@ def get_parser():
                           "up to about 3 minutes at 44.1 kHz)")
     sep.add_argument("--rhythm", type=_nonnegative_float, default=None, metavar="W",
                      help="blind: weight of how components move over time beside their timbre "
-                          "when grouping them; 0: timbre only (default: 1.5 when at least 6%% "
+                          "when grouping them; 0: timbre only (default: 2.5 when at least 6%% "
                           "of the mixture's energy is percussive, as with speech over music or "
                           "drums over notes; else 0)")
     _add_analysis_options(sep, "blind: ")

@@ -22,7 +22,7 @@ Methods:
                       fixed at test, Wiener mask p=2
   audionmf_blind      audionmf.separate(n_sources=2), the CLI defaults
   audionmf_blind_timbre  the same with rhythm_weight=0 (`--rhythm 0`: timbre only)
-  audionmf_blind_rhythm  the same with rhythm_weight=1.5 (`--rhythm 1.5`)
+  audionmf_blind_rhythm  the same with rhythm_weight=2.5 (`--rhythm 2.5`)
   audionmf_two_stems  audionmf.separate(two_stems="drums"): drums / no_drums (blind; scored
                       with the best permutation, as HPSS)
   audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
@@ -193,7 +193,7 @@ class AudionmfBlindTimbre(AudionmfBlind):
 
 class AudionmfBlindRhythm(AudionmfBlind):
     def run(self, state, mix, sr, stems):
-        return audionmf.separate(mix, sr, n_sources=2, rhythm_weight=1.5, random_state=0)
+        return audionmf.separate(mix, sr, n_sources=2, rhythm_weight=2.5, random_state=0)
 
 
 class AudionmfTwoStems:
