@@ -1,4 +1,4 @@
 """``python -m audionmf``: the command line."""
-from .cli import main
+from .cli import console
 
-raise SystemExit(main())
+console()

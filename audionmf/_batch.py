@@ -144,14 +144,27 @@ def run_on_cluster(task, paths, address, quiet):
                 bar.close()
 
 
+#: The SIGINT handler that :func:`_interrupt_flag` replaced and left ignored, if it did.
+_SIGINT_BEFORE = []
+
+
+def restore_sigint():
+    """Give SIGINT back the handler it had before a batch stopped by Ctrl-C left it
+    ignored (see :func:`_interrupt_flag`); nothing if none did."""
+    import signal
+
+    while _SIGINT_BEFORE:
+        signal.signal(signal.SIGINT, _SIGINT_BEFORE.pop())
+
+
 @contextlib.contextmanager
 def _interrupt_flag(state):
     """SIGINT sets ``state["flag"]`` instead of raising KeyboardInterrupt, in the main
     thread (elsewhere, or where SIGINT is not Python's, nothing changes).
 
-    Left by a KeyboardInterrupt, SIGINT stays ignored: the process is on its way
-    out, and a further Ctrl-C must not break the summary or the exit with a
-    traceback.
+    Left by a KeyboardInterrupt, SIGINT stays ignored, until :func:`restore_sigint`:
+    the batch is over, but a further Ctrl-C must not break its summary with a
+    traceback (nor, for the command, the exit).
     """
     import signal
 
@@ -168,6 +181,7 @@ def _interrupt_flag(state):
         yield
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _SIGINT_BEFORE.append(previous)
         raise
     except BaseException:
         signal.signal(signal.SIGINT, previous)

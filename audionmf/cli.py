@@ -298,7 +298,29 @@ def get_parser():
 
 
 def main(argv=None):
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Called from Python, it leaves SIGINT's handler as it found it.
+    """
+    try:
+        return _main(argv)
+    finally:
+        batch = sys.modules.get(f"{__package__}._batch")
+        if batch is not None:
+            batch.restore_sigint()
+
+
+def console():
+    """The ``audionmf`` command and ``python -m audionmf``: exits with main's status.
+
+    A batch stopped by Ctrl-C leaves SIGINT ignored (see :mod:`audionmf._batch`)
+    until the process has exited: a further Ctrl-C during the exit, while worker
+    processes are reaped, would print a traceback.
+    """
+    sys.exit(_main())
+
+
+def _main(argv=None):
     try:
         parser = get_parser()
         args = parser.parse_args(argv)

@@ -118,6 +118,33 @@ def test_ctrl_c_while_the_arguments_are_read(monkeypatch, capsys):
     assert capsys.readouterr().err == "audionmf: interrupted\n"
 
 
+def test_ctrl_c_in_a_batch_run_from_python_gives_sigint_back(tmp_path, album, monkeypatch, capsys):
+    """The command called from Python: after a batch stopped by Ctrl-C (which leaves
+    SIGINT ignored while it winds up), the caller's Ctrl-C works again."""
+    import signal
+    import time
+
+    import audionmf._batch as batch
+
+    def interrupted_batch(task, paths, jobs, quiet):
+        state = {"flag": False}
+        with batch._interrupt_flag(state):
+            os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C while the workers run
+            deadline = time.time() + 5
+            while not state["flag"] and time.time() < deadline:
+                time.sleep(0.01)
+            assert state["flag"]
+            raise KeyboardInterrupt  # as run_local does on seeing the flag
+        yield
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's here")
+    monkeypatch.setattr(batch, "run_local", interrupted_batch)
+    assert main(["separate", str(album), "-o", str(tmp_path / "out"), "--jobs", "2"]) == 130
+    assert "interrupted; 0 of 3 inputs were separated" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def workers(pid):
     """The pids of the worker processes a batch has started (Linux only)."""
     try:
