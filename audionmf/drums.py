@@ -153,8 +153,8 @@ def hpss_mask(S, kernel=HPSS_KERNEL):
     """Percussive soft mask of median-filtering HPSS: ``P**2 / (P**2 + H**2)``.
 
     ``H`` is ``S`` median-filtered along time and ``P`` along frequency, with
-    ``kernel`` points each (edges reflected), as :func:`librosa.decompose.hpss`
-    with its defaults computes them.
+    ``kernel`` points each, or ``kernel = (across time, across frequency)``
+    (edges reflected), as :func:`librosa.decompose.hpss` computes them.
 
     Parameters
     ----------
@@ -168,8 +168,9 @@ def hpss_mask(S, kernel=HPSS_KERNEL):
     """
     from scipy.ndimage import median_filter
 
-    harmonic = median_filter(S, size=(1, kernel), mode="reflect") ** 2
-    percussive = median_filter(S, size=(kernel, 1), mode="reflect") ** 2
+    across_time, across_freq = (kernel, kernel) if np.ndim(kernel) == 0 else kernel
+    harmonic = median_filter(S, size=(1, across_time), mode="reflect") ** 2
+    percussive = median_filter(S, size=(across_freq, 1), mode="reflect") ** 2
     total = harmonic + percussive
     return np.divide(percussive, total, out=np.full(S.shape, 0.5), where=total > 0)
 

@@ -77,7 +77,7 @@ def main(argv=None):
         from audionmf.separate import percussive_share
 
         V = np.abs(audionmf.stft(mix, n_fft=quality.N_FFT, hop_length=quality.HOP))
-        share = percussive_share(V, sr=sr, n_fft=quality.N_FFT)
+        share = percussive_share(V, sr=sr, n_fft=quality.N_FFT, hop_length=quality.HOP)
         sdrs = [np.mean([mean_sdr(stems, audionmf.separate(mix, sr, n_sources=2, rhythm_weight=weight,
                                                              random_state=seed), sr)
                          for seed in range(args.seeds)])

@@ -75,6 +75,9 @@ def test_options_reach_the_separation(tmp_path, monkeypatch):
     assert seen["n_sources"] == 3 and seen["n_components"] == 12 and seen["beta"] == 0.0
     assert seen["max_iter"] == 7 and seen["n_fft"] == 1024 and seen["hop_length"] == 128
     assert seen["random_state"] == 9 and seen["rhythm_weight"] == 1.5
+    seen.clear()
+    assert main(["separate", str(SAMPLE), "-o", str(tmp_path), "-q"]) == 0
+    assert seen["rhythm_weight"] is None  # chosen from the mixture, as in Python
 
 
 def test_version_and_help(capsys):

@@ -186,6 +186,9 @@ def test_incompatible_models_are_refused(models):
         separate(low_voice(), SR, models=[low, high], n_fft=1024)
     with pytest.raises(ParameterError, match="free_components needs models"):
         separate(low_voice(), SR, free_components=3)
+    for weight in (0, 5.0):  # the models group the components: no weight is used
+        with pytest.raises(ParameterError, match="rhythm_weight cannot be used with models"):
+            separate(low_voice(), SR, models=[low, high], rhythm_weight=weight)
 
 
 def test_learning_ignores_silence():

@@ -212,6 +212,25 @@ def test_percussive_share_of_notes_and_clicks(tone_and_clicks, two_tones):
     assert percussive_share(excerpts, sr=SR, n_fft=1024, stretch=256) > RHYTHM_ABOVE_PERCUSSIVE_SHARE
     with pytest.raises(ParameterError, match="513 rows"):
         percussive_share(S[:100], sr=SR, n_fft=1024)
+    for bad in ({"max_stretches": 0}, {"power": 0}, {"stretch": -1}, {"hop_length": 0}):
+        with pytest.raises(ParameterError, match=next(iter(bad))):
+            percussive_share(S, sr=SR, n_fft=1024, **bad)
+
+
+def test_percussive_share_keeps_its_filters_in_seconds():
+    """The same sound analysed with a hop half as long scores about the same: the
+    median filter across time spans the same duration, not the same frames (bursts
+    of noise 0.3 s long are hits to a filter 0.72 s long, not to one half as long)."""
+    import librosa
+
+    from audionmf.separate import percussive_share
+
+    noise = np.random.default_rng(0).standard_normal(6 * SR)
+    y = gated(noise, SR, period=1.0, duty=0.3) + 0.05 * tone(440, SR, 6, (1, 0.5))
+    shares = [percussive_share(np.abs(librosa.stft(y, n_fft=1024, hop_length=hop)), sr=SR, n_fft=1024,
+                               hop_length=hop) for hop in (256, 128)]
+    assert shares[0] > 0.8
+    assert shares[1] == pytest.approx(shares[0], abs=0.05)
 
 
 @pytest.mark.parametrize("percussive", [False, True])
@@ -317,8 +336,9 @@ def test_groups_conflicts_are_refused(two_tones):
     y = sum(two_tones)
     with pytest.raises(ParameterError, match="n_sources=3 but 2 groups"):
         separate(y, SR, groups=[[0], [1]], n_sources=3, n_fft=512)
-    with pytest.raises(ParameterError, match="rhythm_weight cannot be used with groups"):
-        separate(y, SR, groups=[[0], [1]], rhythm_weight=1.0, n_fft=512)
+    for weight in (0, 1.0):  # as the command line refuses --rhythm 0 with --group
+        with pytest.raises(ParameterError, match="rhythm_weight cannot be used with groups"):
+            separate(y, SR, groups=[[0], [1]], rhythm_weight=weight, n_fft=512)
 
 
 def test_groups_refuse_a_signal_fitted_on_excerpts(two_tones, monkeypatch):
