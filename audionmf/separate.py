@@ -273,15 +273,21 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
 
 
 def _missing_folders(folder):
-    """The folders that creating ``folder`` would create, deepest first."""
+    """The folders that ``os.makedirs(folder)`` would create, deepest first.
+
+    Spelled as in ``folder``, as makedirs follows it: in ``new/../out`` it
+    creates ``new`` as well as ``out``.
+    """
     missing = []
-    folder = os.path.abspath(folder)
-    while not os.path.isdir(folder):
-        missing.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
+    while folder and not os.path.isdir(folder):
+        head, tail = os.path.split(folder)
+        if not tail:  # a trailing separator
+            head, tail = os.path.split(head)
+        if tail not in (os.curdir, os.pardir):
+            missing.append(folder)
+        if head == folder:
             break
-        folder = parent
+        folder = head
     return missing
 
 

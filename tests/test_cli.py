@@ -123,14 +123,14 @@ def bad_inputs(tmp_path_factory):
 def test_bad_input_one_line_exit_1_nothing_written(tmp_path, bad_inputs, case):
     path, expected = bad_inputs[case]
     before = path.read_bytes() if path.exists() else None
-    out = tmp_path / "out" / "deeper"
+    out = tmp_path / "new" / ".." / "out" / "deeper"  # makedirs would make new/ too
     proc = run_cli("separate", path, "-o", out)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert str(path) in lines[0] and expected in lines[0]
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists()  # not even the empty folders it made
+    assert sorted(os.listdir(tmp_path)) == []  # not even the empty folders it made
     if before is not None:
         assert path.read_bytes() == before
 
