@@ -29,8 +29,9 @@ def run_local(task, paths, jobs, quiet):
 
     Worker processes ignore SIGINT: on Ctrl-C this process cancels what has not
     started and sends SIGTERM to the workers, which abandon their file (its
-    temporary files removed) and start no other; further Ctrl-Cs, then and until
-    the process exits, are ignored. A worker whose interrupt lands where Python
+    temporary files removed) and start no other; further Ctrl-Cs are ignored
+    from then on (the ``audionmf`` command until it has exited;
+    :func:`audionmf.cli.main` until it returns). A worker whose interrupt lands where Python
     cannot raise it (a callback) finishes its file instead, committed whole, and
     the batch waits for it. (On Windows SIGTERM ends a worker at once, and the
     file it was writing may leave its temporary files behind.) A worker whose
@@ -144,27 +145,14 @@ def run_on_cluster(task, paths, address, quiet):
                 bar.close()
 
 
-#: The SIGINT handler that :func:`_interrupt_flag` replaced and left ignored, if it did.
-_SIGINT_BEFORE = []
-
-
-def restore_sigint():
-    """Give SIGINT back the handler it had before a batch stopped by Ctrl-C left it
-    ignored (see :func:`_interrupt_flag`); nothing if none did."""
-    import signal
-
-    while _SIGINT_BEFORE:
-        signal.signal(signal.SIGINT, _SIGINT_BEFORE.pop())
-
-
 @contextlib.contextmanager
 def _interrupt_flag(state):
     """SIGINT sets ``state["flag"]`` instead of raising KeyboardInterrupt, in the main
     thread (elsewhere, or where SIGINT is not Python's, nothing changes).
 
-    Left by a KeyboardInterrupt, SIGINT stays ignored, until :func:`restore_sigint`:
-    the batch is over, but a further Ctrl-C must not break its summary with a
-    traceback (nor, for the command, the exit).
+    Left by a KeyboardInterrupt, SIGINT stays ignored: the batch is over, but a
+    further Ctrl-C must not break its summary with a traceback (nor, for the
+    command, the exit). :func:`audionmf.cli.main` gives back the handler it found.
     """
     import signal
 
@@ -181,7 +169,6 @@ def _interrupt_flag(state):
         yield
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _SIGINT_BEFORE.append(previous)
         raise
     except BaseException:
         signal.signal(signal.SIGINT, previous)

@@ -300,14 +300,20 @@ def get_parser():
 def main(argv=None):
     """Run the command line; returns the exit status.
 
-    Called from Python, it leaves SIGINT's handler as it found it.
+    Called from Python, it leaves SIGINT's handler as it found it (a batch stopped
+    by Ctrl-C ignores SIGINT until the end, see :mod:`audionmf._batch`).
     """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)  # no batch here touches SIGINT (only the main thread can)
+    before = signal.getsignal(signal.SIGINT)
     try:
         return _main(argv)
     finally:
-        batch = sys.modules.get(f"{__package__}._batch")
-        if batch is not None:
-            batch.restore_sigint()
+        if signal.getsignal(signal.SIGINT) is not before and before is not None:
+            signal.signal(signal.SIGINT, before)
 
 
 def console():

@@ -160,6 +160,8 @@ def hpss_mask(S, kernel=HPSS_KERNEL):
     ----------
     S : np.ndarray [shape=(n_freq, n_frames)]
         Magnitude spectrogram.
+    kernel : int > 0 or (int > 0, int > 0)
+        Median filter lengths, in frames and in bins.
 
     Returns
     -------
@@ -168,7 +170,14 @@ def hpss_mask(S, kernel=HPSS_KERNEL):
     """
     from scipy.ndimage import median_filter
 
-    across_time, across_freq = (kernel, kernel) if np.ndim(kernel) == 0 else kernel
+    import numbers
+
+    lengths = [kernel, kernel] if np.ndim(kernel) == 0 else list(np.ravel(kernel))
+    if len(lengths) != 2 or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool)
+                                    and n >= 1 for n in lengths):
+        raise ParameterError(f"kernel={kernel!r}: expected one length or two (across time, "
+                             "across frequency), whole numbers of at least 1")
+    across_time, across_freq = (int(n) for n in lengths)
     harmonic = median_filter(S, size=(1, across_time), mode="reflect") ** 2
     percussive = median_filter(S, size=(across_freq, 1), mode="reflect") ** 2
     total = harmonic + percussive

@@ -888,7 +888,8 @@ def percussive_share(S, *, sr, n_fft, hop_length=None, power=1.0, stretch=256, m
 
     Harmonic-percussive separation of the magnitude spectrogram on 128 mel
     bands (median filters 31 bands long across frequency and 0.72 s long
-    across time, whatever the hop; soft masks, as
+    across time, whatever the hop, but at most ``stretch`` and at least 3
+    frames; soft masks, as
     :func:`librosa.decompose.hpss`: :func:`audionmf.drums.hpss_mask`).
     Sustained notes score a few percent, speech over music or drums over
     notes ten times more.
@@ -907,7 +908,7 @@ def percussive_share(S, *, sr, n_fft, hop_length=None, power=1.0, stretch=256, m
     S : np.ndarray [shape=(1 + n_fft // 2, n_frames)]
         Spectrogram: STFT magnitudes to the power ``power``.
     sr, n_fft : int
-        Its sampling rate and FFT size.
+        Its sampling rate (in whole Hz) and FFT size.
     hop_length : int or None
         Its hop; default ``n_fft // 4``.
     power : float > 0
@@ -943,6 +944,8 @@ def percussive_share(S, *, sr, n_fft, hop_length=None, power=1.0, stretch=256, m
         starts = starts[np.linspace(0, len(starts) - 1, max_stretches).round().astype(int)]
     filters = mel_filters(sr=sr, n_fft=n_fft, n_mels=128)
     across_time = 2 * int(PERCUSSIVE_SHARE_SECONDS * sr / hop_length / 2) + 1  # odd, 31 there
+    # No longer than a stretch (the largest odd length that fits), no shorter than 3.
+    across_time = max(min(across_time, stretch - (1 - stretch % 2)), 3)
     percussive = harmonic = 0.0
     for t in starts:
         part = S[:, t:t + stretch].astype(np.float64)

@@ -140,9 +140,33 @@ def test_ctrl_c_in_a_batch_run_from_python_gives_sigint_back(tmp_path, album, mo
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         pytest.skip("SIGINT is not Python's here")
     monkeypatch.setattr(batch, "run_local", interrupted_batch)
-    assert main(["separate", str(album), "-o", str(tmp_path / "out"), "--jobs", "2"]) == 130
-    assert "interrupted; 0 of 3 inputs were separated" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        assert main(["separate", str(album), "-o", str(tmp_path / "out"), "--jobs", "2"]) == 130
+        assert "interrupted; 0 of 3 inputs were separated" in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_main_runs_in_a_thread(tmp_path, album):
+    """main() off the main thread (where SIGINT's handler cannot be set) runs a
+    batch and returns its status."""
+    import threading
+
+    result = {}
+
+    def run():
+        try:
+            result["code"] = main(["separate", str(album), "-o", str(tmp_path / "out"),
+                                   "--jobs", "1", "--quiet"])
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(300)
+    assert result == {"code": 0}
+    assert len(list((tmp_path / "out").iterdir())) == 3
 
 
 def workers(pid):

@@ -1,3 +1,4 @@
+import functools
 import numpy as np
 import pytest
 
@@ -231,6 +232,22 @@ def test_percussive_share_keeps_its_filters_in_seconds():
                                hop_length=hop) for hop in (256, 128)]
     assert shares[0] > 0.8
     assert shares[1] == pytest.approx(shares[0], abs=0.05)
+
+
+def test_percussive_share_filter_fits_a_stretch():
+    """The filter across time is at most a stretch long and at least 3 frames: at
+    a tiny hop (359 frames would span 0.72 s) the score is the one of the longest
+    odd filter that fits a stretch of 64 frames (63, spanning 0.72 s at hop 92);
+    at a huge hop (1 frame would) the one of 3 frames."""
+    from audionmf.separate import percussive_share
+
+    S = np.abs(np.random.default_rng(1).standard_normal((513, 300))) ** 3
+    share = functools.partial(percussive_share, S, sr=SR, n_fft=1024, stretch=64)
+    assert share(hop_length=16) == share(hop_length=92)
+    assert share(hop_length=16) != share(hop_length=128)  # (where the cap does not bind)
+    low = functools.partial(percussive_share, S, sr=4000, n_fft=1024)
+    assert low(hop_length=4096) == low(hop_length=1024)  # 1 frame -> 3; 3 frames
+    assert low(hop_length=4096) != low(hop_length=512)
 
 
 @pytest.mark.parametrize("percussive", [False, True])
