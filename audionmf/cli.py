@@ -202,9 +202,11 @@ def get_parser():
                           "up to about 3 minutes at 44.1 kHz)")
     sep.add_argument("--rhythm", type=_nonnegative_float, default=None, metavar="W",
                      help="blind: weight of how components move over time beside their timbre "
-                          "when grouping them; 0: timbre only (default: 2.5 when at least 6%% "
-                          "of the mixture's energy is percussive, as with speech over music or "
-                          "drums over notes; else 0)")
+                          "when grouping them (default: 2.5 when at least 6%% of the mixture's "
+                          "energy is percussive, as with speech over music or drums over notes; "
+                          "else 0); 0: the grouping for sustained notes (timbre and how notes "
+                          "start, refined by a finer fit where the mixture is plainly sustained "
+                          "and up to about 47 s at 44.1 kHz)")
     _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
                      help="maximum NMF iterations (default: 200; 60 with --two-stems, 50 with "
@@ -780,7 +782,9 @@ def _progress(label, total, quiet, unit="it"):
     def callback(count, other):
         nonlocal bar
         size = total if total is not None else other
-        if bar is None:
+        if bar is None or count < bar.n:  # the first call, or a second fit starting over
+            if bar is not None:
+                bar.close()
             bar = tqdm(total=size, desc=label, unit=unit, leave=False, file=sys.stderr)
         bar.update(count - bar.n)
         if count >= size:

@@ -229,3 +229,38 @@ def test_bad_groups_are_usage_errors(capsys, options, message):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
+
+
+def test_progress_bar_starts_over_for_a_second_fit(monkeypatch):
+    """A blind separation of sustained notes runs two fits: the second gets a bar of
+    its own, from 0, instead of counting backwards on the first (closed) one."""
+    import io
+
+    import tqdm
+
+    from audionmf.cli import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, **options):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, step):
+            assert not self.closed and step >= 0
+            self.n += step
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr("sys.stderr", Terminal())
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    callback = _progress("mix", 5, quiet=False)
+    for count in (1, 2, 3, 4, 5, 1, 2, 3):  # the second fit stops early
+        callback(count, 0.5)
+    assert [(bar.n, bar.closed) for bar in bars] == [(5, True), (3, False)]

@@ -68,14 +68,15 @@ def test_free_components_take_what_no_model_explains():
 
 def test_templates_learned_on_the_mixture_take_plain_steps(monkeypatch):
     """The free templates beside models, like the blind fit, are fitted with plain
-    multiplicative steps (MIXTURE_OVER_RELAXATION); activations of fixed models are not."""
+    multiplicative steps (MIXTURE_OVER_RELAXATION); activations of fixed models are
+    not, nor is the finer fit that refines the grouping of sustained notes."""
     import sys
 
     module = sys.modules["audionmf.separate"]
     seen, real_nmf = [], module.nmf
 
     def spy(V, K, **options):
-        seen.append((options.get("update_W", True), options.get("over_relaxation")))
+        seen.append((K, options.get("update_W", True), options.get("over_relaxation")))
         return real_nmf(V, K, **options)
 
     monkeypatch.setattr(module, "nmf", spy)
@@ -85,9 +86,9 @@ def test_templates_learned_on_the_mixture_take_plain_steps(monkeypatch):
     separate(y, SR, models=[low], free_components=4, random_state=0)
     separate(y, SR, n_sources=2, n_fft=N_FFT, random_state=0)
     separate(y, SR, models=[low], random_state=0)
-    learned = [relax for update, relax in seen if update is not False]
-    assert len(learned) == 2 and learned == [module.MIXTURE_OVER_RELAXATION] * 2 == [1.0] * 2
-    assert [relax for update, relax in seen if update is False] == [None]  # the engine's default
+    learned = [(K, relax) for K, update, relax in seen if update is not False]
+    assert learned == [(12, 1.0), (16, 1.0), (32, None)] and module.MIXTURE_OVER_RELAXATION == 1.0
+    assert [relax for _, update, relax in seen if update is False] == [None]  # the engine's default
 
 
 def test_mixture_at_another_rate(models):

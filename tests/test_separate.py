@@ -250,6 +250,112 @@ def test_percussive_share_filter_fits_a_stretch():
     assert low(hop_length=4096) != low(hop_length=512)
 
 
+def test_attack_asymmetry_known_answers():
+    """A struck note (a jump, then a slow fade) scores high, the same note backwards
+    exactly as low, a note that rises and falls alike 0; the scale does not count."""
+    from audionmf.separate import attack_asymmetry
+
+    struck = np.r_[np.zeros(3), 0.9 ** np.arange(40)]
+    swell = np.r_[np.linspace(0, 1, 11), np.linspace(1, 0, 11)[1:]]
+    H = np.vstack([struck, struck[::-1], np.r_[swell, np.zeros(22)], 7.5 * struck, np.full(43, 2.0)])
+    asym = attack_asymmetry(H)
+    rises = 1.0  # the jump, squared; the falls: (0.1 * 0.9**k)**2 summed over 39 steps
+    falls = sum((0.1 * 0.9 ** k) ** 2 for k in range(39))
+    assert asym[0] == pytest.approx(np.log(rises / falls), rel=1e-9)
+    assert asym[1] == pytest.approx(-asym[0], rel=1e-12)
+    assert asym[2] == pytest.approx(0.0, abs=1e-9)
+    assert asym[3] == pytest.approx(asym[0], rel=1e-12)
+    assert asym[4] == 0.0 and np.all(np.isfinite(asym))
+    floored = attack_asymmetry(H, floor=10.0)  # against a floor ten times the jump: near 0
+    assert abs(floored[0]) < 0.1 * asym[0] and floored[3] > floored[0]  # the louder note counts more
+
+
+@pytest.mark.parametrize("n_components", [6, 12, 24])
+def test_three_steady_tones_stay_apart(n_components):
+    """Three sustained tones, grouped as sustained notes (timbre, attack, refinement):
+    the faint spare components of a large K must not make a source of their own."""
+    a = 0.3 * gated(tone(440, SR, 4, (1, 0.5)), SR, period=1.0, duty=0.5)
+    b = 0.3 * gated(tone(1250, SR, 4, (1, 0.3)), SR, period=0.7, duty=0.5, offset=0.2)
+    c = 0.2 * gated(tone(2100, SR, 4), SR, period=0.9, duty=0.4, offset=0.1)
+    sources = separate(a + b + c, SR, n_sources=3, n_components=n_components, n_fft=512, random_state=0)
+    for reference in (a, b, c):
+        assert min(relative_error(s, reference) for s in sources.values()) < 0.05
+
+
+def test_grouping_by_attack_where_timbre_cannot_tell():
+    """Four components of one template: two struck, two swelling. By timbre alone
+    the grouping is a guess; with the attack weight it follows how the notes start."""
+    W = np.repeat(np.exp(-np.arange(257) / 20.0)[:, None], 4, axis=1)
+    struck = np.r_[np.zeros(3), 0.85 ** np.arange(30)]
+    swell = np.r_[np.linspace(0, 1, 16), np.linspace(1, 0, 17)[1:], np.zeros(1)]
+    H = np.vstack([np.tile(struck, 6), np.roll(np.tile(struck, 6), 11),
+                   np.tile(swell, 6), np.roll(np.tile(swell, 6), 7)])
+    labels = group_components(W, H, 2, sr=SR, n_fft=512, attack_weight=1.5, random_state=0)
+    assert labels[0] == labels[1] != labels[2] == labels[3]
+    with pytest.raises(ParameterError, match="attack_weight"):
+        group_components(W, H, 2, sr=SR, n_fft=512, attack_weight=-1)
+
+
+def test_assign_by_masks_follows_the_coarse_sources():
+    """Fine components each inside one coarse source's band go to that source;
+    sources are then numbered loudest first, and none is left empty."""
+    from audionmf.separate import assign_by_masks
+
+    rng = np.random.default_rng(0)
+    n_frames = 50
+    low, high = np.r_[np.ones(10), np.zeros(10)], np.r_[np.zeros(10), np.ones(10)]
+    W_coarse = np.column_stack([low, high])
+    H_coarse = rng.random((2, n_frames)) + 0.1
+    labels_coarse = np.array([0, 1])
+    # fine: two components in the low band, two in the high one (louder)
+    W = np.column_stack([low * rng.random(20), high * rng.random(20), low * rng.random(20),
+                         high * rng.random(20)])
+    H = np.vstack([rng.random(n_frames), 5 * rng.random(n_frames), rng.random(n_frames),
+                   5 * rng.random(n_frames)])
+    labels = assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse)
+    np.testing.assert_array_equal(labels, [1, 0, 1, 0])  # the high band is louder: source 0
+    # all fine components in the low band: the high source still gets one
+    labels = assign_by_masks(W[:, [0, 2]], H[[0, 2]], W_coarse, H_coarse, labels_coarse)
+    assert sorted(labels) == [0, 1]
+    with pytest.raises(ParameterError, match="different spectrograms"):
+        assign_by_masks(W, H[:, :-1], W_coarse, H_coarse, labels_coarse)
+
+
+def refinements(monkeypatch):
+    """The fits separate() runs: (n_components, fixed templates?) for each."""
+    import sys
+
+    module = sys.modules["audionmf.separate"]
+    seen, real_nmf = [], module.nmf
+
+    def spy(V, K, **options):
+        seen.append(K)
+        return real_nmf(V, K, **options)
+
+    monkeypatch.setattr(module, "nmf", spy)
+    return module, seen
+
+
+def test_sustained_notes_are_refined(monkeypatch, two_tones, tone_and_clicks):
+    """Blind grouping of sustained notes is refined by a fit with twice the components,
+    whose sources sum to the mixture; not for a percussive mixture, with groups, or
+    past REFINE_VALUES."""
+    module, seen = refinements(monkeypatch)
+    a, b = two_tones
+    sources = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    assert seen == [6, 12]
+    assert best_match_error(sources, (a, b)) < 0.05
+    np.testing.assert_allclose(sum(sources.values()), a + b, atol=1e-9)
+    seen.clear()
+    notes, clicks = tone_and_clicks
+    separate(notes + 3.0 * clicks, SR, n_sources=2, n_components=6, n_fft=512, random_state=0,
+             rhythm_weight=0)  # timbre only, but plainly percussive: no refinement
+    separate(a + b, SR, groups=[[0, 1, 2], [3, 4, 5]], n_fft=512, random_state=0)
+    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 180)
+    separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    assert seen == [6, 6, 6]
+
+
 @pytest.mark.parametrize("percussive", [False, True])
 def test_rhythm_counts_by_default_where_the_mixture_is_percussive(monkeypatch, tone_and_clicks, percussive):
     import sys
