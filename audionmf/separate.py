@@ -43,8 +43,11 @@ from .spectrogram import (
     unstack_frames,
 )
 
-__all__ = ["separate", "separate_file", "SpectraSummary", "labels_from_groups", "group_components", "wiener_masks", "default_power", "template_features",
-           "activation_features", "attack_asymmetry", "percussive_share"]
+__all__ = [
+    "separate", "separate_file", "SpectraSummary", "labels_from_groups", "group_components",
+    "wiener_masks", "default_power", "template_features", "activation_features",
+    "attack_asymmetry", "assign_by_masks", "percussive_share",
+]
 
 
 def default_power(beta):
