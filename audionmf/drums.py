@@ -172,7 +172,11 @@ def hpss_mask(S, kernel=HPSS_KERNEL):
 
     import numbers
 
-    lengths = [kernel, kernel] if np.ndim(kernel) == 0 else list(np.ravel(kernel))
+    try:
+        rank = np.ndim(kernel)
+    except ValueError:  # ragged
+        rank = None
+    lengths = [kernel, kernel] if rank == 0 else list(kernel) if rank == 1 else []
     if len(lengths) != 2 or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool)
                                     and n >= 1 for n in lengths):
         raise ParameterError(f"kernel={kernel!r}: expected one length or two (across time, "

@@ -348,8 +348,9 @@ PERCUSSIVE_SHARE_SECONDS = 31 * 512 / 22050
 #: and bowed ones swell and stop) beside timbre with this weight, and then refines: see
 #: :data:`REFINE_COMPONENTS`. On bench-dev two_instruments (flute over piano), mean SDR
 #: over 5 seeds 4.8 dB by timbre alone, 7.1 / 7.3 / 7.0 with weight 1 / 1.5 / 2 (and
-#: the refinement); on the 9 sustained mixtures of benchmarks/blind_heldout.py, 12.9
-#: without it and 12.8 with weight 1.5 (2 seeds).
+#: the refinement); on the 9 sustained mixtures of benchmarks/blind_heldout.py it costs
+#: a little: 12.5 dB with both (3 seeds), 12.9 with the refinement alone (3 seeds, in
+#: an experiment that seeded the finer fit on its own).
 ATTACK_WEIGHT = 1.5
 #: The floor of :func:`attack_asymmetry` in grouping, as a share of the components' mean
 #: step energy (activations scaled by their templates' sums): unfloored, the faint
@@ -743,14 +744,21 @@ def _learn(signal, plan, n_frames, whole):
             labels = group_components(result.W, result.H, plan.n_sources, sr=plan.sr,
                                       hop_length=params.hop_length, n_fft=params.n_fft,
                                       rhythm_weight=weight, attack_weight=0.0 if weight else ATTACK_WEIGHT,
+                                      segment_frames=None if whole else EXCERPT_FRAMES,
                                       random_state=plan.rng)
+            n_finer = REFINE_COMPONENTS * plan.n_components
             if not weight and whole and plan.n_sources > 1 and V.size <= REFINE_VALUES and \
+                    n_finer <= min(V.shape) and \
                     (share if share is not None else percussive()) < REFINE_BELOW_PERCUSSIVE_SHARE:
                 # Over-relaxed steps here (nmf's default): see REFINE_COMPONENTS.
-                finer = nmf(V, REFINE_COMPONENTS * plan.n_components, init=plan.init, **fit)
-                labels = assign_by_masks(finer.W, finer.H, result.W, result.H, labels,
-                                         mask_power=plan.mask_power)
-                result = finer
+                finer = nmf(V, n_finer, init=plan.init, **fit)
+                shares = _mask_shares(finer.W, finer.H, result.W, result.H, labels, plan.mask_power)
+                # Kept only if every source is the first choice of some finer component: one
+                # forced on a source it hardly belongs to would be a worse source than the
+                # first fit's.
+                if np.all(np.bincount(shares.argmax(axis=1), minlength=plan.n_sources) > 0):
+                    labels = _labels_from_shares(shares, finer.W, finer.H)
+                    result = finer
     elif not plan.n_free:  # nothing to learn: the activations of the whole signal
         # No progress callback: with one, nmf would sweep all frames per iteration and stop
         # on the whole matrix instead of block by block, so the result would depend on it.
@@ -950,29 +958,45 @@ def activation_features(H, *, sr, hop_length):
     return np.column_stack([shares, hoyer])
 
 
-def attack_asymmetry(H, floor=0.0):
+def attack_asymmetry(H, floor=0.0, segment=None):
     """How abruptly each activation rises compared with how it falls.
 
-    The log ratio of the energy of an activation's rises (its positive
+    The log of the ratio of the energy of an activation's rises (its positive
     frame-to-frame differences, squared and summed) to that of its falls. A
     struck or plucked note jumps up and fades over many frames: its rises
-    are few and large, its falls many and small, and the ratio is high. A
-    blown or bowed note swells and stops about as fast: the ratio is near 0
-    (1 for a steady one). It does not depend on the activation's scale.
+    are few and large, its falls many and small, and the score is high. A
+    blown or bowed note swells and stops about as fast: the score is near 0
+    (exactly 0 for a steady activation). With ``floor=0`` it does not depend
+    on the activation's scale.
 
-    ``floor`` is added to both energies: a component whose rises and falls are
-    small against it scores near 0, whatever their ratio (with ``floor=0`` a
-    nearly silent component, all noise, can score far from every other).
+    Parameters
+    ----------
+    H : np.ndarray [shape=(K, n_frames)]
+    floor : float >= 0
+        Added to both energies: a component whose rises and falls are small
+        against it scores near 0, whatever their ratio (unfloored, a nearly
+        silent component, all noise, can score far from every other).
+    segment : int or None
+        ``H`` is excerpts of this many frames laid side by side: the steps
+        from one to the next are no rise or fall of a note, and are left out.
 
     Returns
     -------
     asymmetry : np.ndarray [shape=(K,)]
     """
-    steps = np.diff(np.asarray(H, dtype=np.float64), axis=1)
+    steps = _steps(H, segment)
     rises = np.sum(np.square(np.maximum(steps, 0.0)), axis=1)
     falls = np.sum(np.square(np.minimum(steps, 0.0)), axis=1)
     tiny = 1e-30 * (rises + falls) + 1e-300 + floor  # a flat activation (no steps) scores 0
     return np.log((rises + tiny) / (falls + tiny))
+
+
+def _steps(H, segment=None):
+    """Frame-to-frame differences of each row of ``H``, 0 across excerpt seams."""
+    steps = np.diff(np.asarray(H, dtype=np.float64), axis=1)
+    if segment is not None:
+        steps[:, check_positive_int(segment, "segment") - 1 :: segment] = 0.0
+    return steps
 
 
 def assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse, *, mask_power=2.0):
@@ -980,12 +1004,12 @@ def assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse, *, mask_power=2.0):
 
     Each component ``W[:, k] H[k]`` goes to the source whose soft mask (of the
     grouped factorization ``W_coarse``, ``H_coarse``, ``labels_coarse``, as
-    :func:`wiener_masks` makes it) holds the largest share of its energy:
-    a fit with more components than grouping can sort reliably, grouped by
-    the sources of one with fewer. Both factorizations are of the same
-    spectrogram. Sources keep their numbers, then are renumbered by
-    decreasing energy of their part of ``W @ H``, as :func:`group_components`
-    numbers them.
+    :func:`wiener_masks` makes it) keeps the largest share of it (summed over
+    the spectrogram's bins): a fit with more components than grouping can
+    sort reliably, grouped by the sources of one with fewer. Both
+    factorizations are of the same spectrogram. Sources keep their numbers,
+    then are renumbered by decreasing energy of their part of ``W @ H``, as
+    :func:`group_components` numbers them.
 
     Returns
     -------
@@ -994,31 +1018,46 @@ def assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse, *, mask_power=2.0):
         (where no component has its largest share there, the one with the
         largest share there, taken from a source that has several).
     """
+    shares = _mask_shares(W, H, W_coarse, H_coarse, labels_coarse, mask_power)
+    return _labels_from_shares(shares, W, H)
+
+
+def _mask_shares(W, H, W_coarse, H_coarse, labels_coarse, mask_power):
+    """shares[k, s]: the share of component k's part of ``W @ H`` that the mask of
+    source s (of the coarse factorization) keeps; rows sum to 1 (or 0)."""
     W = np.asarray(W, dtype=np.float64)
     H = np.asarray(H, dtype=np.float64)
     labels_coarse = np.asarray(labels_coarse)
+    mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
+    if labels_coarse.shape != (np.shape(W_coarse)[1],):
+        raise ParameterError(f"labels_coarse has {labels_coarse.size} labels for "
+                             f"{np.shape(W_coarse)[1]} coarse components")
     n_sources = int(labels_coarse.max()) + 1
-    K = W.shape[1]
-    if K < n_sources:
-        raise ParameterError(f"cannot make {n_sources} sources from {K} components")
+    if W.shape[1] < n_sources:
+        raise ParameterError(f"cannot make {n_sources} sources from {W.shape[1]} components")
     if H.shape[1] != np.shape(H_coarse)[1] or W.shape[0] != np.shape(W_coarse)[0]:
         raise ParameterError(f"the factorizations are of different spectrograms: W {W.shape}, H "
                              f"{H.shape} and W {np.shape(W_coarse)}, H {np.shape(H_coarse)}")
-    # energy[k, s]: the part of component k's spectrogram that source s's mask keeps,
+    # kept[k, s]: the part of component k's spectrogram that source s's mask keeps,
     # summed a block of frames at a time (the masks of a long signal are large).
-    energy = np.zeros((K, n_sources))
+    kept = np.zeros((W.shape[1], n_sources))
     step = max(1, BLOCK_VALUES // W.shape[0])
     for t0 in range(0, H.shape[1], step):
         masks = wiener_masks(W_coarse, H_coarse[:, t0:t0 + step], labels_coarse, mask_power=mask_power)
         for s, mask in enumerate(masks):
-            energy[:, s] += np.sum(W * (mask @ H[:, t0:t0 + step].T), axis=0)
-    labels = energy.argmax(axis=1)
-    share = energy / np.maximum(energy.sum(axis=1, keepdims=True), 1e-300)
+            kept[:, s] += np.sum(W * (mask @ H[:, t0:t0 + step].T), axis=0)
+    return kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-300)
+
+
+def _labels_from_shares(shares, W, H):
+    """Each component to the source of its largest share; see :func:`assign_by_masks`."""
+    n_sources = shares.shape[1]
+    labels = shares.argmax(axis=1)
     for s in range(n_sources):
         if not np.any(labels == s):
             movable = np.bincount(labels, minlength=n_sources)[labels] > 1
-            labels[np.argmax(np.where(movable, share[:, s], -np.inf))] = s
-    return _by_energy(W, H, labels, n_sources)
+            labels[np.argmax(np.where(movable, shares[:, s], -np.inf))] = s
+    return _by_energy(np.asarray(W, dtype=np.float64), np.asarray(H, dtype=np.float64), labels, n_sources)
 
 
 def _by_energy(W, H, labels, n_sources):
@@ -1152,7 +1191,7 @@ def labels_from_groups(groups, n_components=None):
 
 
 def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weight=0.0,
-                     attack_weight=0.0, random_state=None, n_init=10):
+                     attack_weight=0.0, segment_frames=None, random_state=None, n_init=10):
     """Assign each of K components to one of N sources, unsupervised.
 
     Components are clustered by k-means (k-means++ starts, the best of
@@ -1162,8 +1201,10 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
     ``rhythm_weight > 0``, the rhythm of their activations
     (:func:`activation_features`, each feature standardized) weighted by it,
     and with ``attack_weight > 0``, how their activations rise and fall
-    (:func:`attack_asymmetry`, standardized) weighted by that.
-    Sources are numbered by decreasing energy of their part of ``W @ H``.
+    (:func:`attack_asymmetry`, standardized; ``segment_frames``: ``H`` is
+    excerpts of that many frames side by side, whose seams it leaves out)
+    weighted by that. Sources are numbered by decreasing energy of their
+    part of ``W @ H``.
 
     Rhythm is a trade-off, hence off by default here, and turned on by
     :func:`separate` only for percussive mixtures (see
@@ -1201,8 +1242,8 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
         # On the scale of each component's part of the spectrogram, with a floor: the
         # faint components that fit little but noise must not stand out.
         scaled = np.asarray(H, dtype=np.float64) * np.asarray(W, dtype=np.float64).sum(axis=0)[:, None]
-        steps = np.square(np.diff(scaled, axis=1)).sum(axis=1)
-        attack = attack_asymmetry(scaled, floor=ATTACK_FLOOR * np.mean(steps))
+        steps = np.square(_steps(scaled, segment_frames)).sum(axis=1)
+        attack = attack_asymmetry(scaled, floor=ATTACK_FLOOR * np.mean(steps), segment=segment_frames)
         attack = (attack - attack.mean()) / (attack.std() + 1e-12)
         features = np.hstack([features, attack_weight * attack[:, None]])
     labels = _kmeans(features, n_sources, rng, n_init)

@@ -91,7 +91,8 @@ def test_a_tuned_drum_goes_with_the_drums(long, monkeypatch):
     assert evaluate(truth, sources, sr)["mean"]["sdr"] > 16.0
 
 
-@pytest.mark.parametrize("kernel", [(31, 31, 31), (0, 31), (17.5, 31), "31", True])
+@pytest.mark.parametrize("kernel", [(31, 31, 31), (0, 31), (17.5, 31), "31", True, (True, 31),
+                                    ((3, 3), 3), [[3, 3]]])
 def test_hpss_mask_refuses_a_bad_kernel(kernel):
     with pytest.raises(ParameterError, match="kernel="):
         hpss_mask(np.ones((8, 8)), kernel=kernel)

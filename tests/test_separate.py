@@ -319,10 +319,46 @@ def test_assign_by_masks_follows_the_coarse_sources():
     assert sorted(labels) == [0, 1]
     with pytest.raises(ParameterError, match="different spectrograms"):
         assign_by_masks(W, H[:, :-1], W_coarse, H_coarse, labels_coarse)
+    with pytest.raises(ParameterError, match="3 labels for 2 coarse components"):
+        assign_by_masks(W, H, W_coarse, H_coarse, [0, 1, 1])
+
+
+def test_attack_asymmetry_leaves_out_excerpt_seams():
+    """Activations of excerpts laid side by side: the jumps at their seams are no
+    rise or fall of a note. Left out, each swelling note scores 0 again."""
+    from audionmf.separate import attack_asymmetry
+
+    rng = np.random.default_rng(0)
+    swell = np.r_[np.linspace(0, 1, 8), np.linspace(1, 0, 8)[1:]]  # 15 frames, symmetric
+    excerpts = [level * swell for level in rng.uniform(0.5, 2, 6)]
+    H = np.concatenate([e + offset for e, offset in zip(excerpts, rng.uniform(0, 1, 6))])[None]
+    assert abs(attack_asymmetry(H)[0]) > 0.05  # the seams' jumps count
+    assert attack_asymmetry(H, segment=15)[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_refinement_needs_room_and_a_choice_for_every_source(monkeypatch, two_tones):
+    """No finer fit where it would have more components than frames (nndsvda could
+    not start it); and the first fit's grouping stays when some source would be
+    nobody's first choice among the finer components."""
+    module, seen = refinements(monkeypatch)
+    a, b = two_tones
+    short = (a + b)[: 20 * 128]  # 21 frames: 12 components fit, 24 do not
+    sources = separate(short, SR, n_sources=2, n_components=12, n_fft=512, init="nndsvda", random_state=0)
+    assert seen == [12] and np.allclose(sum(sources.values()), short)
+    seen.clear()
+    shares = module._mask_shares
+    monkeypatch.setattr(module, "_mask_shares", lambda *args: np.eye(2)[np.zeros(len(args[1]), int)])
+    first = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    monkeypatch.setattr(module, "_mask_shares", shares)
+    monkeypatch.setattr(module, "REFINE_VALUES", 0)
+    alone = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    assert seen == [6, 12, 6]
+    for name in first:  # the first fit's sources, exactly
+        np.testing.assert_array_equal(first[name], alone[name])
 
 
 def refinements(monkeypatch):
-    """The fits separate() runs: (n_components, fixed templates?) for each."""
+    """The fits separate() runs: the n_components of each."""
     import sys
 
     module = sys.modules["audionmf.separate"]
