@@ -331,8 +331,9 @@ MIXTURE_OVER_RELAXATION = 1.0
 #: helps where something is struck or spoken and harms sustained notes, which timbre
 #: alone groups right: on bench-dev, weight 2.5 against timbre alone took the mean SDR
 #: from 1.26 to 5.75 dB on speech_music and from 2.58 to 3.64 on drums_harmonic, but
-#: from 5.43 to 0.90 on two_instruments (flute over piano). The percussive share of those mixtures
-#: is 0.13-0.40, 0.15-0.53 and 0.010-0.025: the threshold lies between the classes.
+#: from 5.43 to 0.90 on two_instruments (flute over piano). The percussive share of
+#: those mixtures is 0.13-0.40, 0.15-0.53 and 0.010-0.025: the threshold lies between
+#: the classes.
 #: On 18 mixtures of the corpus's training clips (benchmarks/blind_heldout.py), sustained
 #: ones scored 0.011-0.035 and struck or spoken ones 0.13-0.34, and the rule picked the
 #: better of the two weights for 17. Weights 2 and 3 did about equally well; 1.5 lost
@@ -361,23 +362,23 @@ ATTACK_WEIGHT = 1.5
 ATTACK_FLOOR = 0.05
 #: The refinement of sustained-note grouping: a second factorization of the same
 #: spectrogram with this many times the components, finer (single notes rather than
-#: groups of them), each given to the source whose soft mask, from the first fit and
-#: its grouping, holds most of its energy (:func:`assign_by_masks`). It is the finer
+#: groups of them), each given to the source whose soft mask, from the first fit and its
+#: grouping, keeps the largest share of it (:func:`assign_by_masks`). It is the finer
 #: model that pays: on two_instruments the true grouping of 16 components gives 7.0 dB
 #: and of 32 11.4, but clustering 32 directly went wrong on held-out mixtures (every
 #: clusterer tried lost 1-4 dB on one of them), while refining took the mean SDR from
 #: 4.8 to 6.3 dB (7.3 with :data:`ATTACK_WEIGHT`), and on the sustained held-out
-#: mixtures from 10.8 to 12.9;
-#: 1.5 and 3 times the components did worse (4.7, 6.7 dB on two_instruments, one
-#: seed; 7.3 for 2). On struck or spoken mixtures (where rhythm counts) it lost
-#: 0.6 dB on speech_music, so it is left out there. Unlike the first fit, the finer
-#: one takes nmf's over-relaxed steps: what matters here is how well it fits, not
-#: how its components cluster (plain steps: 7.07 against 7.25 dB on two_instruments,
-#: 5 seeds, and 11.5 against 12.7 on the sustained held-out mixtures, 2 seeds).
+#: mixtures from 10.8 to 12.9; 1.5 and 3 times the components did worse (4.7, 6.7 dB on
+#: two_instruments, one seed; 7.3 for 2). On struck or spoken mixtures (where rhythm
+#: counts) it lost 0.6 dB on speech_music, so it is left out there. Unlike the first
+#: fit, the finer one takes nmf's over-relaxed steps: what matters here is how well it
+#: fits, not how its components cluster (plain steps: 7.07 against 7.25 dB on
+#: two_instruments, 5 seeds, and 11.5 against 12.7 on the sustained held-out mixtures, 2
+#: seeds).
 REFINE_COMPONENTS = 2
 #: The refinement runs on spectrograms up to this many values (about 47 s of 44.1 kHz
-#: audio, 95 s at 22.05 kHz, with the default n_fft and hop): it more than doubles the
-#: cost of the fit (the finer one needs its 200 iterations: 60 or 100 lost 0.6-1.3 dB),
+#: audio, 95 s at 22.05 kHz, with the default n_fft and hop): it costs about 2.5 times
+#: the first fit (the finer one needs its 200 iterations: 60 or 100 lost 0.6-1.3 dB),
 #: so longer signals keep the single fit, and take the time they took without it.
 REFINE_VALUES = 2**22
 #: ... and on mixtures plainly of sustained notes: a percussive share
