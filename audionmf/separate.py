@@ -1019,13 +1019,6 @@ def assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse, *, mask_power=2.0):
         (where no component has its largest share there, the one with the
         largest share there, taken from a source that has several).
     """
-    shares = _mask_shares(W, H, W_coarse, H_coarse, labels_coarse, mask_power)
-    return _labels_from_shares(shares, W, H)
-
-
-def _mask_shares(W, H, W_coarse, H_coarse, labels_coarse, mask_power):
-    """shares[k, s]: the share of component k's part of ``W @ H`` that the mask of
-    source s (of the coarse factorization) keeps; rows sum to 1 (or 0)."""
     W = np.asarray(W, dtype=np.float64)
     H = np.asarray(H, dtype=np.float64)
     labels_coarse = np.asarray(labels_coarse)
@@ -1047,22 +1040,26 @@ def _mask_shares(W, H, W_coarse, H_coarse, labels_coarse, mask_power):
         masks = wiener_masks(W_coarse, H_coarse[:, t0:t0 + step], labels_coarse, mask_power=mask_power)
         for s, mask in enumerate(masks):
             kept[:, s] += np.sum(W * (mask @ H[:, t0:t0 + step].T), axis=0)
-    return kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-300)
+    shares = kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-300)
+    labels = _fill_empty_groups(shares.argmax(axis=1), shares)
+    return _by_energy(W, H, labels, n_sources)
 
 
-def _labels_from_shares(shares, W, H):
-    """Each component to the source of its largest share; see :func:`assign_by_masks`."""
-    n_sources = shares.shape[1]
-    labels = shares.argmax(axis=1)
-    for s in range(n_sources):
-        if not np.any(labels == s):
-            movable = np.bincount(labels, minlength=n_sources)[labels] > 1
-            labels[np.argmax(np.where(movable, shares[:, s], -np.inf))] = s
-    return _by_energy(np.asarray(W, dtype=np.float64), np.asarray(H, dtype=np.float64), labels, n_sources)
+def _fill_empty_groups(labels, score):
+    """Give each empty group ``g`` the member of a group of several with the highest
+    ``score[:, g]``, one group after another; ``labels`` is changed in place."""
+    n_groups = score.shape[1]
+    for g in range(n_groups):
+        if not np.any(labels == g):
+            movable = np.bincount(labels, minlength=n_groups)[labels] > 1
+            labels[np.argmax(np.where(movable, score[:, g], -np.inf))] = g
+    return labels
 
 
 def _by_energy(W, H, labels, n_sources):
     """Renumber sources by decreasing energy of their part of ``W @ H``."""
+    W = np.asarray(W, dtype=np.float64)
+    H = np.asarray(H, dtype=np.float64)
     energy = np.array(
         [(W[:, labels == s].sum(axis=0) * H[labels == s].sum(axis=1)).sum() for s in range(n_sources)]
     )
@@ -1248,7 +1245,7 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
         attack = (attack - attack.mean()) / (attack.std() + 1e-12)
         features = np.hstack([features, attack_weight * attack[:, None]])
     labels = _kmeans(features, n_sources, rng, n_init)
-    return _by_energy(np.asarray(W, dtype=np.float64), np.asarray(H, dtype=np.float64), labels, n_sources)
+    return _by_energy(W, H, labels, n_sources)
 
 
 def _kmeans(X, k, rng, n_init, max_iter=100):
@@ -1264,10 +1261,10 @@ def _kmeans(X, k, rng, n_init, max_iter=100):
         for _ in range(max_iter):
             d2 = ((X[:, None, :] - centers[None]) ** 2).sum(-1)
             new = d2.argmin(axis=1)
-            for c in range(k):  # refill an empty cluster with the worst-fitting movable point
-                if not np.any(new == c):
-                    movable = np.bincount(new, minlength=k)[new] > 1
-                    new[np.argmax(np.where(movable, d2[np.arange(len(X)), new], -np.inf))] = c
+            # An empty cluster gets the point that fits its own cluster worst (of those
+            # whose cluster has several), judged as the clusters stand before refilling.
+            misfit = d2[np.arange(len(X)), new]
+            new = _fill_empty_groups(new, np.broadcast_to(misfit[:, None], d2.shape))
             if np.array_equal(new, labels):
                 break
             labels = new
