@@ -11,10 +11,11 @@ from ._validation import AudioError, ParameterError
 from ._version import __version__
 from .evaluate import evaluate
 from .features import Decomposition, decompose
+from .grouping import group_components
 from .io import load, save
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
-from .separate import group_components, separate, separate_file, wiener_masks
+from .separate import separate, separate_file, wiener_masks
 from .spectrogram import (
     STFTParams,
     bin_frequencies,

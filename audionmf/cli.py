@@ -406,7 +406,7 @@ def _check_separate(sub, args):
 
 def _check_groups(sub, args):
     from ._validation import ParameterError
-    from .separate import labels_from_groups
+    from .grouping import labels_from_groups
 
     if args.sources is not None and args.sources != len(args.group):
         sub.error(f"--sources {args.sources} but {len(args.group)} --group options: one --group "

@@ -31,23 +31,26 @@ from ._validation import (
     check_positive_int,
 )
 from .drums import HPSS_KERNEL
+from .grouping import (
+    _by_energy,
+    _fill_empty_groups,
+    group_components,
+    labels_from_groups,
+    percussive_share,
+)
 from .io import OutputFiles, Signal
 from .nmf import _serial_blas, nmf
 from .spectrogram import (
     OverlapAdd,
     STFTParams,
     frame_span,
-    mel_filters,
     stack_frames,
     stft_frames,
     unstack_frames,
 )
 
-__all__ = [
-    "separate", "separate_file", "SpectraSummary", "labels_from_groups", "group_components",
-    "wiener_masks", "default_power", "template_features", "activation_features",
-    "attack_asymmetry", "assign_by_masks", "percussive_share",
-]
+__all__ = ["separate", "separate_file", "SpectraSummary", "wiener_masks", "assign_by_masks",
+           "default_power"]
 
 
 def default_power(beta):
@@ -340,9 +343,6 @@ MIXTURE_OVER_RELAXATION = 1.0
 #: about 1.5 dB on drums_harmonic (mean of 3 seeds).
 RHYTHM_WEIGHT = 2.5
 RHYTHM_ABOVE_PERCUSSIVE_SHARE = 0.06
-#: :func:`percussive_share`'s median filter across time, in seconds: HPSS's 31 frames
-#: at 22.05 kHz, hop 512, where the threshold above was measured.
-PERCUSSIVE_SHARE_SECONDS = 31 * 512 / 22050
 
 #: Where rhythm does not count (sustained notes), blind grouping weighs how notes start
 #: and end (:func:`attack_asymmetry`: struck and plucked notes jump up and fade, blown
@@ -353,13 +353,6 @@ PERCUSSIVE_SHARE_SECONDS = 31 * 512 / 22050
 #: a little: 12.5 dB with both (3 seeds), 12.9 with the refinement alone (3 seeds, in
 #: an experiment that seeded the finer fit on its own).
 ATTACK_WEIGHT = 1.5
-#: The floor of :func:`attack_asymmetry` in grouping, as a share of the components' mean
-#: step energy (activations scaled by their templates' sums): unfloored, the faint
-#: components of an over-complete fit, all noise, scored far out, and k-means made one
-#: of them a source of its own (three steady tones, K=24: one tone lost). Floors 0.01 /
-#: 0.05 / 0.2 all kept the tones apart and changed bench-dev little (two_instruments
-#: 7.33 / 7.31 / 7.21 dB over 5 seeds, 7.25 unfloored).
-ATTACK_FLOOR = 0.05
 #: The refinement of sustained-note grouping: a second factorization of the same
 #: spectrogram with this many times the components, finer (single notes rather than
 #: groups of them), each given to the source whose soft mask, from the first fit and its
@@ -911,95 +904,6 @@ def wiener_masks(W, H, labels, *, mask_power=2.0, context=0):
     return models
 
 
-def template_features(W, *, sr, n_fft, n_mels=40, n_coeffs=13):
-    """Timbre features of templates: cepstral coefficients of their mel spectra.
-
-    Each template is summarized by the shape of its spectral envelope on the mel
-    scale (MFCC 1..n_coeffs, dropping the 0th, which only measures level). Two
-    notes of one instrument share an envelope, while a kick drum, a voice and
-    a flute do not; this is the feature of nussl's timbre clustering.
-
-    Returns
-    -------
-    features : np.ndarray [shape=(K, n_coeffs)]
-    """
-    import scipy.fft
-
-    mel = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels)
-    W = np.asarray(W, dtype=np.float64)
-    W = W / np.maximum(W.sum(axis=0, keepdims=True), np.finfo(np.float64).tiny)
-    log_mel = np.log(mel @ W + 1e-10)
-    cepstra = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=0)
-    return cepstra[1 : n_coeffs + 1].T
-
-
-def activation_features(H, *, sr, hop_length):
-    """Rhythm features of activations: how each component comes and goes.
-
-    The share of each activation's (mean-removed, peak-normalized) energy in
-    four modulation bands, 0-1, 1-4, 4-10 and 10-22 Hz, in log, and its
-    sparseness (Hoyer). Sustained notes live below a few hertz; syllables
-    around 4 Hz; drum hits spread their energy up to the fastest band and are
-    sparse.
-
-    Returns
-    -------
-    features : np.ndarray [shape=(K, 5)]
-    """
-    H = np.asarray(H, dtype=np.float64)
-    n_frames = H.shape[1]
-    rows = H / (H.max(axis=1, keepdims=True) + 1e-300)
-    power = np.abs(np.fft.rfft(rows - rows.mean(axis=1, keepdims=True), axis=1)) ** 2
-    freqs = np.fft.rfftfreq(n_frames, hop_length / sr)
-    bands = np.stack([power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
-                      for lo, hi in ((0, 1), (1, 4), (4, 10), (10, np.inf))], axis=1)
-    shares = np.log(bands / (bands.sum(axis=1, keepdims=True) + 1e-300) + 1e-6)
-    norms = np.linalg.norm(H, axis=1) + 1e-300
-    hoyer = (np.sqrt(n_frames) - H.sum(axis=1) / norms) / max(np.sqrt(n_frames) - 1, 1e-12)
-    return np.column_stack([shares, hoyer])
-
-
-def attack_asymmetry(H, floor=0.0, segment=None):
-    """How abruptly each activation rises compared with how it falls.
-
-    The log of the ratio of the energy of an activation's rises (its positive
-    frame-to-frame differences, squared and summed) to that of its falls. A
-    struck or plucked note jumps up and fades over many frames: its rises
-    are few and large, its falls many and small, and the score is high. A
-    blown or bowed note swells and stops about as fast: the score is near 0
-    (exactly 0 for a steady activation). With ``floor=0`` it does not depend
-    on the activation's scale.
-
-    Parameters
-    ----------
-    H : np.ndarray [shape=(K, n_frames)]
-    floor : float >= 0
-        Added to both energies: a component whose rises and falls are small
-        against it scores near 0, whatever their ratio (unfloored, a nearly
-        silent component, all noise, can score far from every other).
-    segment : int or None
-        ``H`` is excerpts of this many frames laid side by side: the steps
-        from one to the next are no rise or fall of a note, and are left out.
-
-    Returns
-    -------
-    asymmetry : np.ndarray [shape=(K,)]
-    """
-    steps = _steps(H, segment)
-    rises = np.sum(np.square(np.maximum(steps, 0.0)), axis=1)
-    falls = np.sum(np.square(np.minimum(steps, 0.0)), axis=1)
-    tiny = 1e-30 * (rises + falls) + 1e-300 + floor  # a flat activation (no steps) scores 0
-    return np.log((rises + tiny) / (falls + tiny))
-
-
-def _steps(H, segment=None):
-    """Frame-to-frame differences of each row of ``H``, 0 across excerpt seams."""
-    steps = np.diff(np.asarray(H, dtype=np.float64), axis=1)
-    if segment is not None:
-        steps[:, check_positive_int(segment, "segment") - 1 :: segment] = 0.0
-    return steps
-
-
 def assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse, *, mask_power=2.0):
     """Give the components of one factorization to the sources of another.
 
@@ -1043,233 +947,3 @@ def assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse, *, mask_power=2.0):
     shares = kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-300)
     labels = _fill_empty_groups(shares.argmax(axis=1), shares)
     return _by_energy(W, H, labels, n_sources)
-
-
-def _fill_empty_groups(labels, score):
-    """Give each empty group ``g`` the member of a group of several with the highest
-    ``score[:, g]``, one group after another; ``labels`` is changed in place."""
-    n_groups = score.shape[1]
-    for g in range(n_groups):
-        if not np.any(labels == g):
-            movable = np.bincount(labels, minlength=n_groups)[labels] > 1
-            labels[np.argmax(np.where(movable, score[:, g], -np.inf))] = g
-    return labels
-
-
-def _by_energy(W, H, labels, n_sources):
-    """Renumber sources by decreasing energy of their part of ``W @ H``."""
-    W = np.asarray(W, dtype=np.float64)
-    H = np.asarray(H, dtype=np.float64)
-    energy = np.array(
-        [(W[:, labels == s].sum(axis=0) * H[labels == s].sum(axis=1)).sum() for s in range(n_sources)]
-    )
-    order = np.argsort(-energy, kind="stable")
-    rank = np.empty(n_sources, dtype=int)
-    rank[order] = np.arange(n_sources)
-    return rank[labels]
-
-
-def percussive_share(S, *, sr, n_fft, hop_length=None, power=1.0, stretch=256, max_stretches=8):
-    """The share of a spectrogram's energy in its percussive part.
-
-    Harmonic-percussive separation of the magnitude spectrogram on 128 mel
-    bands (median filters 31 bands long across frequency and 0.72 s long
-    across time, whatever the hop, but at most ``stretch`` and at least 3
-    frames; soft masks, as
-    :func:`librosa.decompose.hpss`: :func:`audionmf.drums.hpss_mask`).
-    Sustained notes score a few percent, speech over music or drums over
-    notes ten times more.
-
-    The threshold of the blind default, :data:`RHYTHM_ABOVE_PERCUSSIVE_SHARE`,
-    was measured at 22.05 kHz with n_fft 2048 and hop 512. The same n_fft at
-    44.1 kHz has frames half as long, which show attacks sharper: the 27
-    mixtures of ``benchmarks/blind_heldout.py`` and bench-dev, resampled to
-    44.1 kHz, scored 0.8-2.5 times as much: struck or spoken ones 0.12-0.44,
-    sustained ones 0.017-0.074 where they had scored 0.010-0.035, one of 13
-    above the threshold. For sustained notes at such rates, pass
-    ``rhythm_weight=0`` (``--rhythm 0``).
-
-    Parameters
-    ----------
-    S : np.ndarray [shape=(1 + n_fft // 2, n_frames)]
-        Spectrogram: STFT magnitudes to the power ``power``.
-    sr, n_fft : int
-        Its sampling rate (in whole Hz) and FFT size.
-    hop_length : int or None
-        Its hop; default ``n_fft // 4``.
-    power : float > 0
-        1 for magnitudes, 2 for power.
-    stretch : int > 0
-        Frames split on their own: the spectrogram is cut into stretches this
-        long, so that excerpts of this many frames laid side by side show no
-        seams (a seam would pass for a hit). Where a shorter remainder is
-        left, the last stretch is the one that ends with the spectrogram
-        (overlapping the one before: a lone frame or two would make a poor
-        split).
-    max_stretches : int > 0
-        Past this many stretches, this many spread evenly over the spectrogram.
-
-    Returns
-    -------
-    share : float
-        In [0, 1]; 0 for a silent spectrogram.
-    """
-    from .drums import hpss_mask
-
-    S = np.asarray(S)
-    if S.ndim != 2 or S.shape[0] != n_fft // 2 + 1:
-        raise ParameterError(f"S must have 1 + n_fft // 2 = {n_fft // 2 + 1} rows, got shape {S.shape}")
-    sr = check_positive_int(sr, "sr")
-    hop_length = n_fft // 4 if hop_length is None else check_positive_int(hop_length, "hop_length")
-    power = check_nonnegative_real(power, "power", allow_zero=False)
-    stretch = check_positive_int(stretch, "stretch")
-    max_stretches = check_positive_int(max_stretches, "max_stretches")
-    last = max(S.shape[1] - stretch, 0)
-    starts = np.unique(np.append(np.arange(0, last + 1, stretch), last))
-    if len(starts) > max_stretches:
-        starts = starts[np.linspace(0, len(starts) - 1, max_stretches).round().astype(int)]
-    filters = mel_filters(sr=sr, n_fft=n_fft, n_mels=128)
-    across_time = 2 * int(PERCUSSIVE_SHARE_SECONDS * sr / hop_length / 2) + 1  # odd, 31 there
-    # No longer than a stretch (the largest odd length that fits), no shorter than 3.
-    across_time = max(min(across_time, stretch - (1 - stretch % 2)), 3)
-    percussive = harmonic = 0.0
-    for t in starts:
-        part = S[:, t:t + stretch].astype(np.float64)
-        bands = filters @ (part if power == 1.0 else part ** (1.0 / power))
-        mask = hpss_mask(bands, kernel=(across_time, HPSS_KERNEL))
-        percussive += float(np.sum(np.square(bands * mask)))
-        harmonic += float(np.sum(np.square(bands * (1.0 - mask))))
-    total = percussive + harmonic
-    return percussive / total if total > 0 else 0.0
-
-
-def labels_from_groups(groups, n_components=None):
-    """Source index of each component from hand-made groups of component indices.
-
-    Parameters
-    ----------
-    groups : sequence of sequences of int
-        ``groups[s]`` lists the components of source s; together the groups
-        must hold each of 0 .. K-1 exactly once.
-    n_components : int or None
-        K; default: one more than the largest index given.
-
-    Returns
-    -------
-    labels : np.ndarray [shape=(K,), dtype=int]
-
-    Examples
-    --------
-    >>> labels_from_groups([[0, 3, 5], [1, 2, 4]])
-    array([0, 1, 1, 0, 1, 0])
-    """
-    try:
-        groups = [[int(k) for k in group] for group in groups]
-    except (TypeError, ValueError):
-        raise ParameterError(f"groups={groups!r}: expected lists of component indices") from None
-    if not groups or any(not group for group in groups):
-        raise ParameterError(f"groups={groups!r}: every group needs at least one component")
-    members = sorted(k for group in groups for k in group)
-    K = members[-1] + 1 if n_components is None else n_components
-    repeated = sorted({k for k in members if members.count(k) > 1})
-    if repeated:
-        raise ParameterError(f"components {repeated} are in more than one group")
-    if members != list(range(K)):
-        missing = sorted(set(range(K)) - set(members))
-        extra = sorted(set(members) - set(range(K)))
-        raise ParameterError(
-            f"the groups must hold each component 0..{K - 1} once"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; no component {extra} (there are {K})" if extra else "")
-        )
-    labels = np.empty(K, dtype=int)
-    for source, group in enumerate(groups):
-        labels[group] = source
-    return labels
-
-
-def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weight=0.0,
-                     attack_weight=0.0, segment_frames=None, random_state=None, n_init=10):
-    """Assign each of K components to one of N sources, unsupervised.
-
-    Components are clustered by k-means (k-means++ starts, the best of
-    ``n_init`` runs) on the timbre of their templates
-    (:func:`template_features`: the cepstral distance, the coefficients scaled
-    as a whole, so that high orders keep their small spread) and, with
-    ``rhythm_weight > 0``, the rhythm of their activations
-    (:func:`activation_features`, each feature standardized) weighted by it,
-    and with ``attack_weight > 0``, how their activations rise and fall
-    (:func:`attack_asymmetry`, standardized; ``segment_frames``: ``H`` is
-    excerpts of that many frames side by side, whose seams it leaves out)
-    weighted by that. Sources are numbered by decreasing energy of their
-    part of ``W @ H``.
-
-    Rhythm is a trade-off, hence off by default here, and turned on by
-    :func:`separate` only for percussive mixtures (see
-    :data:`RHYTHM_ABOVE_PERCUSSIVE_SHARE`): on the development corpus,
-    ``rhythm_weight=2.5`` raised the mean SDR of two-source blind separation
-    from 1.3 to 5.8 dB on speech over music and from 2.6 to 3.6 dB on drums
-    with organ and bass, but lowered it from 5.4 to 0.9 dB on flute over piano:
-    it breaks apart steady tones that timbre alone groups right.
-
-    Returns
-    -------
-    labels : np.ndarray [shape=(K,), dtype=int]
-        Source index of each component; each source gets at least one.
-    """
-    n_sources = check_positive_int(n_sources, "n_sources")
-    K = W.shape[1]
-    if K < n_sources:
-        raise ParameterError(f"cannot make {n_sources} sources from {K} components")
-    rng = np.random.default_rng(random_state)
-    rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
-    attack_weight = check_nonnegative_real(attack_weight, "attack_weight")
-    hop_length = check_positive_int(n_fft // 4 if hop_length is None else hop_length, "hop_length")
-
-    # Timbre: the cepstral distance, scaled as a whole (each coefficient keeps its own
-    # spread: the fine detail of high orders must not weigh as much as the envelope's
-    # slope). Rhythm: each feature standardized, the set weighted.
-    timbre = template_features(W, sr=sr, n_fft=n_fft)
-    timbre = timbre - timbre.mean(axis=0)
-    features = timbre / (np.sqrt(np.mean(timbre**2)) + 1e-12)
-    if rhythm_weight:
-        rhythm = activation_features(H, sr=sr, hop_length=hop_length)
-        rhythm = (rhythm - rhythm.mean(axis=0)) / (rhythm.std(axis=0) + 1e-12)
-        features = np.hstack([features, rhythm_weight * rhythm])
-    if attack_weight:
-        # On the scale of each component's part of the spectrogram, with a floor: the
-        # faint components that fit little but noise must not stand out.
-        scaled = np.asarray(H, dtype=np.float64) * np.asarray(W, dtype=np.float64).sum(axis=0)[:, None]
-        steps = np.square(_steps(scaled, segment_frames)).sum(axis=1)
-        attack = attack_asymmetry(scaled, floor=ATTACK_FLOOR * np.mean(steps), segment=segment_frames)
-        attack = (attack - attack.mean()) / (attack.std() + 1e-12)
-        features = np.hstack([features, attack_weight * attack[:, None]])
-    labels = _kmeans(features, n_sources, rng, n_init)
-    return _by_energy(W, H, labels, n_sources)
-
-
-def _kmeans(X, k, rng, n_init, max_iter=100):
-    """Lloyd's k-means with k-means++ seeding; no cluster is left empty."""
-    best, best_inertia = None, np.inf
-    for _ in range(n_init):
-        centers = X[[rng.integers(len(X))]]
-        for _ in range(1, k):
-            d2 = ((X[:, None, :] - centers[None]) ** 2).sum(-1).min(axis=1)
-            p = d2 / d2.sum() if d2.sum() > 0 else np.full(len(X), 1 / len(X))
-            centers = np.vstack([centers, X[rng.choice(len(X), p=p)]])
-        labels = np.full(len(X), -1)
-        for _ in range(max_iter):
-            d2 = ((X[:, None, :] - centers[None]) ** 2).sum(-1)
-            new = d2.argmin(axis=1)
-            # An empty cluster gets the point that fits its own cluster worst (of those
-            # whose cluster has several), judged as the clusters stand before refilling.
-            misfit = d2[np.arange(len(X)), new]
-            new = _fill_empty_groups(new, np.broadcast_to(misfit[:, None], d2.shape))
-            if np.array_equal(new, labels):
-                break
-            labels = new
-            centers = np.array([X[labels == c].mean(axis=0) for c in range(k)])
-        inertia = ((X - centers[labels]) ** 2).sum()
-        if inertia < best_inertia:
-            best, best_inertia = labels.copy(), inertia
-    return best

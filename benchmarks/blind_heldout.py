@@ -10,7 +10,7 @@ at a time at 0 dB, in six pairings, three mixtures each:
   struck or spoken  speech + music, drums + organ/piano and bass, speech + piano
 
 For each mixture it prints the percussive share that decides whether rhythm
-counts (:func:`audionmf.separate.percussive_share`), and the mean SDR
+counts (:func:`audionmf.grouping.percussive_share`), and the mean SDR
 (BSS Eval, best permutation) of ``audionmf.separate(n_sources=2)`` with its
 default, with ``rhythm_weight=0`` (timbre only) and with ``rhythm_weight`` 2.5,
 each averaged over ``--seeds`` random starts, and of the scikit-learn NMF + MFCC
@@ -74,7 +74,7 @@ def main(argv=None):
     rows = []
     print(f"{'pairing':15s} {'#':>2s} {'share':>6s} " + " ".join(f"{s:>8s}" for s in SETTINGS) + f" {'sklearn':>8s}")
     for name, index, mix, sr, stems in mixtures(corpus):
-        from audionmf.separate import percussive_share
+        from audionmf.grouping import percussive_share
 
         V = np.abs(audionmf.stft(mix, n_fft=quality.N_FFT, hop_length=quality.HOP))
         share = percussive_share(V, sr=sr, n_fft=quality.N_FFT, hop_length=quality.HOP)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from audionmf import ParameterError, group_components, nmf, separate, wiener_masks
-from audionmf.separate import activation_features, template_features
+from audionmf.grouping import activation_features, template_features
 
 from conftest import gated, tone
 
@@ -192,7 +192,8 @@ def spectrum(y, n_fft=1024):
 
 
 def test_percussive_share_of_notes_and_clicks(tone_and_clicks, two_tones):
-    from audionmf.separate import RHYTHM_ABOVE_PERCUSSIVE_SHARE, percussive_share
+    from audionmf.grouping import percussive_share
+    from audionmf.separate import RHYTHM_ABOVE_PERCUSSIVE_SHARE
 
     notes, clicks = tone_and_clicks
     chord = notes + 0.2 * tone(880, SR, 3, (1, 0.5))
@@ -224,7 +225,7 @@ def test_percussive_share_keeps_its_filters_in_seconds():
     of noise 0.3 s long are hits to a filter 0.72 s long, not to one half as long)."""
     import librosa
 
-    from audionmf.separate import percussive_share
+    from audionmf.grouping import percussive_share
 
     noise = np.random.default_rng(0).standard_normal(6 * SR)
     y = gated(noise, SR, period=1.0, duty=0.3) + 0.05 * tone(440, SR, 6, (1, 0.5))
@@ -239,7 +240,7 @@ def test_percussive_share_filter_fits_a_stretch():
     a tiny hop (359 frames would span 0.72 s) the score is the one of the longest
     odd filter that fits a stretch of 64 frames (63, spanning 0.72 s at hop 92);
     at a huge hop (1 frame would) the one of 3 frames."""
-    from audionmf.separate import percussive_share
+    from audionmf.grouping import percussive_share
 
     S = np.abs(np.random.default_rng(1).standard_normal((513, 300))) ** 3
     share = functools.partial(percussive_share, S, sr=SR, n_fft=1024, stretch=64)
@@ -253,7 +254,7 @@ def test_percussive_share_filter_fits_a_stretch():
 def test_attack_asymmetry_known_answers():
     """A struck note (a jump, then a slow fade) scores high, the same note backwards
     exactly as low, a note that rises and falls alike 0; the scale does not count."""
-    from audionmf.separate import attack_asymmetry
+    from audionmf.grouping import attack_asymmetry
 
     struck = np.r_[np.zeros(3), 0.9 ** np.arange(40)]
     swell = np.r_[np.linspace(0, 1, 11), np.linspace(1, 0, 11)[1:]]
@@ -326,7 +327,7 @@ def test_assign_by_masks_follows_the_coarse_sources():
 def test_attack_asymmetry_leaves_out_excerpt_seams():
     """Activations of excerpts laid side by side: the jumps at their seams are no
     rise or fall of a note. Left out, each swelling note scores 0 again."""
-    from audionmf.separate import attack_asymmetry
+    from audionmf.grouping import attack_asymmetry
 
     rng = np.random.default_rng(0)
     swell = np.r_[np.linspace(0, 1, 8), np.linspace(1, 0, 8)[1:]]  # 15 frames, symmetric
