@@ -313,12 +313,14 @@ def decompose(
     if y.shape[-1] < params.n_fft:
         raise ParameterError(f"too short: {y.shape[-1]} samples, need at least n_fft={params.n_fft}")
 
-    V = np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window))
+    # The fit of audionmf.separate, to the bit (so that its ``groups`` can name
+    # the components seen here): single-precision spectra, the float32
+    # spectrogram scaled to a maximum of 1.
+    V = np.abs(stft(y.astype(np.float32), n_fft=params.n_fft, hop_length=params.hop_length,
+                    window=params.window))
     V = V**power
     if V.ndim == 3:
         V = V.sum(axis=0)
-    # The fit of audionmf.separate, to the bit (so that its ``groups`` can name
-    # the components seen here): float32 spectrogram scaled to a maximum of 1.
     V = V.astype(np.float32)
     scale = V.max()
     result = nmf(stack_frames(V / scale, context), n_components, beta=beta, W=W,

@@ -24,6 +24,12 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".
 #: WAV is written as 32-bit float so that separated sources sum back to the
 #: input exactly; FLAC cannot hold floats and gets 24-bit integers.
 WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
+#: Largest sample magnitude :class:`Signal` accepts. The separation works on spectra
+#: in single precision (as its outputs are written): with samples up to this, a power
+#: spectrogram, even summed over all its bins, stays far below float32's largest value
+#: (3.4e38), while anything audio can hold fits (integer PCM read unscaled reaches
+#: 2.1e9; a file of a sample louder is a mistake, refused in one line).
+MAX_SAMPLE = 1e10
 
 
 def load(path, *, sr=None, mono=False, dtype=np.float32):
@@ -157,10 +163,14 @@ class Signal:
             else:
                 block = self._read_file(lo, hi)
                 out[:, lo - start : lo - start + block.shape[1]] = block
-            if not np.all(np.isfinite(out)):
-                bad = lo + int(np.argmax(~np.isfinite(out[:, lo - start : hi - start]).all(axis=0)))
-                raise AudioError(f"{self.name}: NaN or Inf samples (the first at "
-                                 f"{bad / self.sr:.2f} s)")
+            size = np.abs(out[:, lo - start : hi - start]).max(axis=0)  # NaN stays NaN
+            if not np.all(size <= MAX_SAMPLE):
+                bad = int(np.argmax(~(size <= MAX_SAMPLE)))
+                at = f"{(lo + bad) / self.sr:.2f} s"
+                if np.isfinite(size[bad]):
+                    raise AudioError(f"{self.name}: a sample of magnitude {size[bad]:.3g} at {at}, "
+                                     f"beyond what audio holds ({MAX_SAMPLE:.0e} at most)")
+                raise AudioError(f"{self.name}: NaN or Inf samples (the first at {at})")
         return out
 
     def _read_file(self, lo, hi):

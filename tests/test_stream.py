@@ -168,6 +168,34 @@ def test_nan_in_the_middle_of_a_long_file_leaves_nothing(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["bad.wav"]
 
 
+def test_samples_beyond_audio_are_refused_in_one_line(tmp_path, capsys):
+    from audionmf import cli
+    from audionmf.io import MAX_SAMPLE
+
+    a, b = mixture(3.0)
+    y = a + b
+    y[2 * SR] = 3 * MAX_SAMPLE  # a float file can hold it; float32 spectra could not
+    path = tmp_path / "loud.wav"
+    sf.write(path, y, SR, subtype="DOUBLE")
+    assert cli.main(["separate", str(path), "-o", str(tmp_path / "out"), "-q"]) != 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"audionmf: error: {path}: a sample of magnitude 3e+10 at 2.00 s, beyond what audio "
+        "holds (1e+10 at most)"]
+    assert sorted(os.listdir(tmp_path)) == ["loud.wav"]
+    with pytest.raises(AudioError, match=r"the audio: a sample of magnitude 3e\+10 at 2\.00 s"):
+        separate(y, SR, random_state=0)
+
+
+def test_the_loudest_audio_separates_into_finite_sources_that_sum_to_it():
+    # Unscaled 32-bit PCM reaches 2.1e9: single-precision spectra of it must not overflow.
+    a, b = mixture(3.0)
+    y = (a + b) / np.abs(a + b).max() * 2.1e9
+    sources = np.array(list(separate(y, SR, n_sources=2, random_state=0).values()))
+    assert np.all(np.isfinite(sources)) and min(np.abs(s).max() for s in sources) > 1e8
+    np.testing.assert_allclose(sources.sum(axis=0), y, rtol=0, atol=1e-6 * 2.1e9)
+
+
 def test_silent_long_file_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "quiet.wav"
     sf.write(path, np.zeros(10 * SR), SR)
