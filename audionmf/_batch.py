@@ -11,8 +11,6 @@ import os
 import sys
 import threading
 
-from .cli import EXIT_INTERRUPTED
-
 #: State of a worker process (in the main process, in_worker stays False).
 WORKER = {"in_worker": False, "busy": False, "stop": False, "cancelled": None}
 

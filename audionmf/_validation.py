@@ -21,6 +21,14 @@ BETA_NAMES = {
 }
 
 
+#: Largest sample magnitude accepted as audio. The separation works on spectra in
+#: single precision (as its outputs are written): with samples up to this, a power
+#: spectrogram, even summed over all its bins, stays far below float32's largest value
+#: (3.4e38), while anything audio holds fits (integer PCM read unscaled reaches 2.1e9;
+#: a louder sample is a mistake, refused in one line).
+MAX_SAMPLE = 1e10
+
+
 class ParameterError(ValueError):
     """A function was called with an argument it cannot work with."""
 
@@ -101,4 +109,14 @@ def check_audio(y, name="audio"):
         raise ParameterError(f"{name} holds no samples")
     if not np.all(np.isfinite(y)):
         raise ParameterError(f"{name} contains NaN or Inf samples")
+    peak = float(np.max(np.abs(y)))
+    if peak > MAX_SAMPLE:
+        raise ParameterError(beyond_audio(name, peak))
     return y
+
+
+def beyond_audio(name, magnitude, seconds=None):
+    """The message for a sample louder than :data:`MAX_SAMPLE` (at ``seconds`` if known)."""
+    at = "" if seconds is None else f" at {seconds:.2f} s"
+    return (f"{name}: a sample of magnitude {magnitude:.3g}{at}, beyond what audio holds "
+            f"({MAX_SAMPLE:.0e} at most)")

@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
-from ._validation import AudioError, ParameterError, check_positive_int
+from ._validation import MAX_SAMPLE, AudioError, ParameterError, beyond_audio, check_positive_int
 
 __all__ = ["load", "save", "resample", "Signal", "OutputFiles", "WRITE_FORMATS"]
 
@@ -24,12 +24,6 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".
 #: WAV is written as 32-bit float so that separated sources sum back to the
 #: input exactly; FLAC cannot hold floats and gets 24-bit integers.
 WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
-#: Largest sample magnitude :class:`Signal` accepts. The separation works on spectra
-#: in single precision (as its outputs are written): with samples up to this, a power
-#: spectrogram, even summed over all its bins, stays far below float32's largest value
-#: (3.4e38), while anything audio can hold fits (integer PCM read unscaled reaches
-#: 2.1e9; a file of a sample louder is a mistake, refused in one line).
-MAX_SAMPLE = 1e10
 
 
 def load(path, *, sr=None, mono=False, dtype=np.float32):
@@ -77,6 +71,10 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
         file_sr = f.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no samples")
+    size = np.abs(data).max(axis=1)  # NaN stays NaN, for the caller's check
+    if np.any(size > MAX_SAMPLE):  # before a cast to float32 could make it Inf
+        bad = int(np.argmax(size > MAX_SAMPLE))
+        raise AudioError(beyond_audio(path, size[bad], bad / file_sr))
     y = data.T  # (n_channels, n_samples)
     if mono:
         y = y.mean(axis=0, keepdims=True)
@@ -166,11 +164,10 @@ class Signal:
             size = np.abs(out[:, lo - start : hi - start]).max(axis=0)  # NaN stays NaN
             if not np.all(size <= MAX_SAMPLE):
                 bad = int(np.argmax(~(size <= MAX_SAMPLE)))
-                at = f"{(lo + bad) / self.sr:.2f} s"
+                seconds = (lo + bad) / self.sr
                 if np.isfinite(size[bad]):
-                    raise AudioError(f"{self.name}: a sample of magnitude {size[bad]:.3g} at {at}, "
-                                     f"beyond what audio holds ({MAX_SAMPLE:.0e} at most)")
-                raise AudioError(f"{self.name}: NaN or Inf samples (the first at {at})")
+                    raise AudioError(beyond_audio(self.name, size[bad], seconds))
+                raise AudioError(f"{self.name}: NaN or Inf samples (the first at {seconds:.2f} s)")
         return out
 
     def _read_file(self, lo, hi):

@@ -89,7 +89,7 @@ def main(argv=None):
     for name in PAIRS:
         values = np.mean([sdrs for pairing, sdrs in rows if pairing == name], axis=0)
         print(f"{name} | " + " | ".join(f"{v:.2f}" for v in values))
-    print(f"all | " + " | ".join(f"{v:.2f}" for v in np.mean([sdrs for _, sdrs in rows], axis=0)))
+    print("all | " + " | ".join(f"{v:.2f}" for v in np.mean([sdrs for _, sdrs in rows], axis=0)))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; audionmf {audionmf.__version__}")
     return 0
 

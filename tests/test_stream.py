@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import audionmf
 from audionmf import AudioError, ParameterError, SourceModel, istft, separate, stft
 from audionmf.io import OutputFiles, Signal
 from audionmf.separate import SpectraSummary, _plan, separate_file
@@ -170,7 +171,7 @@ def test_nan_in_the_middle_of_a_long_file_leaves_nothing(tmp_path, monkeypatch):
 
 def test_samples_beyond_audio_are_refused_in_one_line(tmp_path, capsys):
     from audionmf import cli
-    from audionmf.io import MAX_SAMPLE
+    from audionmf._validation import MAX_SAMPLE
 
     a, b = mixture(3.0)
     y = a + b
@@ -183,8 +184,14 @@ def test_samples_beyond_audio_are_refused_in_one_line(tmp_path, capsys):
         f"audionmf: error: {path}: a sample of magnitude 3e+10 at 2.00 s, beyond what audio "
         "holds (1e+10 at most)"]
     assert sorted(os.listdir(tmp_path)) == ["loud.wav"]
-    with pytest.raises(AudioError, match=r"the audio: a sample of magnitude 3e\+10 at 2\.00 s"):
+    with pytest.raises(ParameterError, match=r"the audio: a sample of magnitude 3e\+10, beyond"):
         separate(y, SR, random_state=0)
+    with pytest.raises(AudioError, match=r"loud\.wav: a sample of magnitude 3e\+10 at 2\.00 s"):
+        audionmf.load(path)
+    with Signal.open(path) as signal:  # files too long to load are checked as they are read
+        signal.read(0, SR)
+        with pytest.raises(AudioError, match=r"loud\.wav: a sample of magnitude 3e\+10 at 2\.00 s"):
+            signal.read(SR, 3 * SR)
 
 
 def test_the_loudest_audio_separates_into_finite_sources_that_sum_to_it():
