@@ -205,13 +205,15 @@ def _sigint_held():
 
 
 def _start_worker(pids, cancelled):
-    """Set up a worker process: its own core and one BLAS thread (workers must not
-    fight over the cores: OpenBLAS threads spin while they wait), SIGINT left to
-    the parent, SIGTERM to abandon the file in progress, and an end when the
-    parent ends."""
+    """Set up a worker process: its own core, one BLAS thread and one FFT thread
+    (workers must not fight over the cores: OpenBLAS threads spin while they
+    wait), SIGINT left to the parent, SIGTERM to abandon the file in progress,
+    and an end when the parent ends."""
     import signal
 
     from threadpoolctl import threadpool_limits
+
+    from . import spectrogram
 
     WORKER["in_worker"] = True
     WORKER["cancelled"] = cancelled
@@ -220,6 +222,7 @@ def _start_worker(pids, cancelled):
     sys.unraisablehook = _quiet_about_termination
     threading.Thread(target=_exit_with_parent, name="audionmf-parent-watch", daemon=True).start()
     threadpool_limits(limits=1)  # for the life of this worker process
+    spectrogram.FFT_WORKERS = 1
     with pids.get_lock():
         index = next(i for i, pid in enumerate(pids) if pid == 0)
         pids[index] = os.getpid()

@@ -21,11 +21,13 @@ BETA_NAMES = {
 }
 
 
-#: Largest sample magnitude accepted as audio. The separation works on spectra in
-#: single precision (as its outputs are written): with samples up to this, a power
-#: spectrogram, even summed over all its bins, stays far below float32's largest value
-#: (3.4e38), while anything audio holds fits (integer PCM read unscaled reaches 2.1e9;
-#: a louder sample is a mistake, refused in one line).
+#: Largest sample magnitude that separation and decomposition accept. They work on
+#: spectra in single precision (as the sources are written): with samples up to this,
+#: a magnitude or power spectrogram (power <= 2), even summed over all its bins, stays
+#: far below float32's largest value (3.4e38), while anything audio holds fits
+#: (integer PCM read unscaled reaches 2.1e9; a louder sample is a mistake, refused in
+#: one line). Functions that work in double precision (stft, evaluate) take any
+#: finite samples.
 MAX_SAMPLE = 1e10
 
 
@@ -96,8 +98,9 @@ def check_nonnegative_matrix(X, name, dtype=None):
     return X
 
 
-def check_audio(y, name="audio"):
-    """Check a signal of shape (n_samples,) or (n_channels, n_samples)."""
+def check_audio(y, name="audio", *, loudest=None):
+    """Check a signal of shape (n_samples,) or (n_channels, n_samples), and with
+    ``loudest``, that no sample's magnitude exceeds it."""
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.floating):
         raise ParameterError(f"{name} must be floating point, got dtype {y.dtype}")
@@ -109,14 +112,9 @@ def check_audio(y, name="audio"):
         raise ParameterError(f"{name} holds no samples")
     if not np.all(np.isfinite(y)):
         raise ParameterError(f"{name} contains NaN or Inf samples")
-    peak = float(np.max(np.abs(y)))
-    if peak > MAX_SAMPLE:
-        raise ParameterError(beyond_audio(name, peak))
+    if loudest is not None:
+        peak = max(float(y.max()), -float(y.min()))  # no copy, as np.abs would make
+        if peak > loudest:
+            raise ParameterError(f"{name} has a sample of magnitude {peak:.3g}, beyond what "
+                                 f"audio holds ({loudest:.0e} at most)")
     return y
-
-
-def beyond_audio(name, magnitude, seconds=None):
-    """The message for a sample louder than :data:`MAX_SAMPLE` (at ``seconds`` if known)."""
-    at = "" if seconds is None else f" at {seconds:.2f} s"
-    return (f"{name}: a sample of magnitude {magnitude:.3g}{at}, beyond what audio holds "
-            f"({MAX_SAMPLE:.0e} at most)")

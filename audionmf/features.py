@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import (
+    MAX_SAMPLE,
     ParameterError,
     check_audio,
     check_nonnegative_matrix,
@@ -284,7 +285,7 @@ def decompose(
     >>> [round(float(f)) for f in peaks]
     [438, 1250]
     """
-    y = check_audio(y, "the audio")
+    y = check_audio(y, "the audio", loudest=MAX_SAMPLE)
     sr = check_positive_int(sr, "sr")
     if not np.any(y):
         raise ParameterError("the audio is silent: there is nothing to decompose")

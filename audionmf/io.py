@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
-from ._validation import MAX_SAMPLE, AudioError, ParameterError, beyond_audio, check_positive_int
+from ._validation import MAX_SAMPLE, AudioError, ParameterError, check_positive_int
 
 __all__ = ["load", "save", "resample", "Signal", "OutputFiles", "WRITE_FORMATS"]
 
@@ -71,10 +71,14 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
         file_sr = f.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no samples")
-    size = np.abs(data).max(axis=1)  # NaN stays NaN, for the caller's check
-    if np.any(size > MAX_SAMPLE):  # before a cast to float32 could make it Inf
-        bad = int(np.argmax(size > MAX_SAMPLE))
-        raise AudioError(beyond_audio(path, size[bad], bad / file_sr))
+    # Samples the dtype asked for cannot hold would become Inf (with a RuntimeWarning),
+    # then be blamed on the file as NaN or Inf: say what they are. A NaN fails neither
+    # test and is left to the caller's check.
+    largest = float(np.finfo(dtype).max)
+    if max(float(data.max()), -float(data.min())) > largest:
+        bad = int(np.flatnonzero((np.abs(data) > largest).any(axis=1))[0])
+        raise AudioError(f"{path}: a sample of magnitude {np.abs(data[bad]).max():.3g} at "
+                         f"{bad / file_sr:.2f} s, beyond what {np.dtype(dtype).name} holds")
     y = data.T  # (n_channels, n_samples)
     if mono:
         y = y.mean(axis=0, keepdims=True)
@@ -161,12 +165,14 @@ class Signal:
             else:
                 block = self._read_file(lo, hi)
                 out[:, lo - start : lo - start + block.shape[1]] = block
-            size = np.abs(out[:, lo - start : hi - start]).max(axis=0)  # NaN stays NaN
-            if not np.all(size <= MAX_SAMPLE):
-                bad = int(np.argmax(~(size <= MAX_SAMPLE)))
+            part = out[:, lo - start : hi - start]
+            if not max(part.max(), -part.min()) <= MAX_SAMPLE:  # also NaN
+                bad = int(np.flatnonzero(~(np.abs(part) <= MAX_SAMPLE).all(axis=0))[0])
                 seconds = (lo + bad) / self.sr
-                if np.isfinite(size[bad]):
-                    raise AudioError(beyond_audio(self.name, size[bad], seconds))
+                size = np.abs(part[:, bad]).max()
+                if np.isfinite(size):
+                    raise AudioError(f"{self.name}: a sample of magnitude {size:.3g} at {seconds:.2f} s, "
+                                     f"beyond what audio holds ({MAX_SAMPLE:.0e} at most)")
                 raise AudioError(f"{self.name}: NaN or Inf samples (the first at {seconds:.2f} s)")
         return out
 

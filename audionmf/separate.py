@@ -14,15 +14,16 @@ Steps 4 and, for long signals, 2 go a block of frames at a time (see
 length of the signal.
 
 Because the masks sum to one and the inverse STFT is linear, the sources sum
-back to the input; the round-off left by the inverse transform (about 1e-7 of
-full scale in float32) is shared equally among the sources, so the sum is exact
-to float precision.
+back to the input; the round-off of the single-precision transforms and masks
+(about 1e-7 of the signal's level) is shared equally among the sources, so the
+sum is exact to the precision of the input.
 """
 import os
 
 import numpy as np
 
 from ._validation import (
+    MAX_SAMPLE,
     AudioError,
     ParameterError,
     beta_to_float,
@@ -194,7 +195,7 @@ def separate(
     >>> bool(np.allclose(sum(sources.values()), y))
     True
     """
-    y = check_audio(y, "the audio")
+    y = check_audio(y, "the audio", loudest=MAX_SAMPLE)
     plan = _plan(sr, n_sources=n_sources, models=models, free_components=free_components,
                  n_components=n_components, groups=groups, two_stems=two_stems, beta=beta,
                  power=power, n_fft=n_fft,
@@ -307,7 +308,7 @@ def _missing_folders(folder):
 
 
 #: Spectrogram values per block when a signal is masked and resynthesized: about
-#: 2**20 (for 1025 bins, a thousand frames: 16 MB of complex128 per channel and source).
+#: 2**20 (for 1025 bins, a thousand frames: 8 MB of complex64 per channel and source).
 BLOCK_VALUES = 2**20
 #: Most spectrogram values the factorization is fitted on at once (64 MB of
 #: float32). A longer signal is fitted on excerpts spread evenly over it, and
@@ -684,7 +685,7 @@ def _stft(segment, params):
     more: a 3-minute stereo song at 44.1 kHz spent 0.7 s less in its transforms
     and masks than in double (2.6 -> 1.9 s), and its sources still sum to the
     input exactly (the round-off is shared out in :func:`_run`). Samples are at
-    most :data:`audionmf._validation.MAX_SAMPLE`, so no spectrum overflows.
+    most :data:`audionmf._validation.MAX_SAMPLE`, so no spectrum overflows (for power <= 2).
     """
     return stft_frames(segment.astype(np.float32), params)
 

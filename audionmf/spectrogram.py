@@ -103,6 +103,8 @@ def stft_frames(segment, params):
         without copying them.
     """
     n_fft, hop = params.n_fft, params.hop_length
+    if segment.dtype != np.float32:  # float16 too: scipy would transform it in float32
+        segment = segment.astype(np.float64, copy=False)
     frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
     dtype = np.complex64 if segment.dtype == np.float32 else np.complex128
     window = _window(params.window, n_fft).astype(segment.dtype, copy=False)
@@ -224,8 +226,14 @@ class OverlapAdd:
         return y.astype(self.dtype, copy=False)
 
 
+#: Threads for each transform; None: the cores this process may run on. A batch
+#: worker process sets 1, as its siblings run on the other cores (where it is pinned
+#: to one core, Linux, the count is 1 anyway).
+FFT_WORKERS = None
+
+
 def _fft():
-    """scipy.fft, imported on first use (about 0.1 s, and not needed by ``--help``).
+    """scipy.fft, imported on first use (about 0.15 s, and not needed by ``--help``).
 
     Not numpy.fft: scipy's transforms share the frames among the cores
     (``workers``), and numpy 2.4's single-precision rfft is slow. On 60 s of
@@ -238,8 +246,9 @@ def _fft():
 
 
 def _workers():
-    """Threads for a transform: the cores this process may run on (a batch worker
-    process is pinned to one)."""
+    """Threads for a transform: :data:`FFT_WORKERS`, or the cores this process may run on."""
+    if FFT_WORKERS:
+        return FFT_WORKERS
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

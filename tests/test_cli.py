@@ -88,6 +88,16 @@ def test_version_and_help(capsys):
     assert "--sources" in text and "examples:" in text and "exit status" in text
 
 
+def test_help_imports_neither_scipy_nor_numba():
+    """``audionmf --help`` stays fast: the heavy modules come with the first transform or fit."""
+    import subprocess
+
+    code = ("import sys\nfrom audionmf.cli import main\ntry:\n    main(['separate', '--help'])\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in ('scipy', 'numba', 'librosa') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def make_bad_inputs(folder):
     """name -> (path, text the error must contain)."""
     folder.mkdir()

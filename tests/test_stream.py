@@ -54,6 +54,34 @@ def test_blockwise_stft_and_istft_equal_whole(rng, n_fft, hop, block, channels):
                                rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("block", [1, 7, 300])
+def test_single_precision_spectra_are_the_same_in_any_block(rng, block):
+    """The separation transforms float32 blocks: a frame's spectrum must not depend
+    on the block around it, nor on the number of FFT threads."""
+    import audionmf.spectrogram as spectrogram
+
+    y = rng.standard_normal((2, 20000)).astype(np.float32)
+    params = STFTParams(512, 128)
+    S = stft(y, n_fft=512, hop_length=128)
+    assert S.dtype == np.complex64
+    for workers in (1, 3):
+        spectrogram.FFT_WORKERS = workers
+        try:
+            for t0 in range(0, S.shape[-1], block):
+                t1 = min(S.shape[-1], t0 + block)
+                np.testing.assert_array_equal(stft_frames(read_block(y, t0, t1, params), params),
+                                              S[..., t0:t1])
+        finally:
+            spectrogram.FFT_WORKERS = None
+
+
+def test_half_precision_is_transformed_in_double(rng):
+    y = rng.standard_normal(3000).astype(np.float16)
+    S = stft(y, n_fft=256)
+    assert S.dtype == np.complex128
+    np.testing.assert_array_equal(S, stft(y.astype(np.float64), n_fft=256))
+
+
 def test_overlap_add_pieces_are_final(rng):
     """A piece, once returned, is never changed by later frames: the output of
     the first blocks does not depend on what comes after."""
@@ -184,23 +212,65 @@ def test_samples_beyond_audio_are_refused_in_one_line(tmp_path, capsys):
         f"audionmf: error: {path}: a sample of magnitude 3e+10 at 2.00 s, beyond what audio "
         "holds (1e+10 at most)"]
     assert sorted(os.listdir(tmp_path)) == ["loud.wav"]
-    with pytest.raises(ParameterError, match=r"the audio: a sample of magnitude 3e\+10, beyond"):
+    with pytest.raises(ParameterError, match=r"the audio has a sample of magnitude 3e\+10, beyond"):
         separate(y, SR, random_state=0)
-    with pytest.raises(AudioError, match=r"loud\.wav: a sample of magnitude 3e\+10 at 2\.00 s"):
-        audionmf.load(path)
+    assert cli.main(["decompose", str(path), "-o", str(tmp_path / "d.npz")]) != 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"audionmf: error: {path}: the audio has a sample of magnitude 3e+10, beyond what audio "
+        "holds (1e+10 at most)"]
+    assert sorted(os.listdir(tmp_path)) == ["loud.wav"]
     with Signal.open(path) as signal:  # files too long to load are checked as they are read
         signal.read(0, SR)
         with pytest.raises(AudioError, match=r"loud\.wav: a sample of magnitude 3e\+10 at 2\.00 s"):
             signal.read(SR, 3 * SR)
 
 
-def test_the_loudest_audio_separates_into_finite_sources_that_sum_to_it():
-    # Unscaled 32-bit PCM reaches 2.1e9: single-precision spectra of it must not overflow.
+@pytest.mark.parametrize("options", [{"n_sources": 2}, {"two_stems": "drums"}])
+def test_the_loudest_audio_separates_into_finite_sources_that_sum_to_it(options):
+    from audionmf._validation import MAX_SAMPLE
+
+    # The loudest sample accepted: its single-precision spectra must not overflow.
     a, b = mixture(3.0)
-    y = (a + b) / np.abs(a + b).max() * 2.1e9
-    sources = np.array(list(separate(y, SR, n_sources=2, random_state=0).values()))
-    assert np.all(np.isfinite(sources)) and min(np.abs(s).max() for s in sources) > 1e8
-    np.testing.assert_allclose(sources.sum(axis=0), y, rtol=0, atol=1e-6 * 2.1e9)
+    y = (a + b) / np.abs(a + b).max() * MAX_SAMPLE
+    sources = np.array(list(separate(y, SR, random_state=0, **options).values()))
+    assert np.all(np.isfinite(sources)) and min(np.abs(s).max() for s in sources) > 1e-3 * MAX_SAMPLE
+    np.testing.assert_allclose(sources.sum(axis=0), y, rtol=0, atol=1e-12 * MAX_SAMPLE)
+
+
+def test_single_precision_spectra_change_the_sources_only_by_round_off(monkeypatch):
+    import audionmf.spectrogram as spectrogram
+
+    stream = sys.modules["audionmf.separate"]
+    a, b = mixture(3.0)
+    y = a + b
+    single = separate(y, SR, n_sources=2, random_state=0)
+    monkeypatch.setattr(stream, "_stft", lambda segment, params: spectrogram.stft_frames(segment, params))
+    double = separate(y, SR, n_sources=2, random_state=0)
+    for name in single:  # the same fit (to float32 spectrogram round-off), then the same masks
+        error = np.linalg.norm(single[name] - double[name]) / np.linalg.norm(double[name])
+        assert error < 1e-4, (name, error)
+
+
+def test_double_precision_functions_take_any_finite_samples():
+    # The sample limit is for single-precision spectra only: stft and evaluate work in double.
+    from audionmf._validation import MAX_SAMPLE
+
+    a, b = mixture(1.0)
+    loud = 1e3 * MAX_SAMPLE * a
+    assert np.all(np.isfinite(stft(loud, n_fft=512)))
+    scores = audionmf.evaluate({"a": a, "b": b}, {"a": loud, "b": b}, SR)
+    assert np.isfinite(scores["sources"]["b"]["sdr"])
+
+
+def test_load_refuses_only_what_its_dtype_cannot_hold(tmp_path):
+    path = tmp_path / "huge.wav"
+    y = np.zeros(SR)
+    y[SR // 2] = 1e200
+    sf.write(path, y, SR, subtype="DOUBLE")
+    with pytest.raises(AudioError, match=r"huge\.wav: a sample of magnitude 1e\+200 at 0\.50 s, "
+                                         r"beyond what float32 holds"):
+        audionmf.load(path, dtype=np.float32)
+    assert audionmf.load(path, dtype=np.float64)[0][SR // 2] == 1e200  # float64 holds it
 
 
 def test_silent_long_file_is_refused(tmp_path, monkeypatch):
