@@ -50,7 +50,7 @@ def template_features(W, *, sr, n_fft, n_mels=40, n_coeffs=13):
     return cepstra[1 : n_coeffs + 1].T
 
 
-def activation_features(H, *, sr, hop_length):
+def activation_features(H, *, sr, hop_length, segment=None):
     """Rhythm features of activations: how each component comes and goes.
 
     The share of each activation's (mean-removed, peak-normalized) energy in
@@ -59,15 +59,30 @@ def activation_features(H, *, sr, hop_length):
     around 4 Hz; drum hits spread their energy up to the fastest band and are
     sparse.
 
+    Parameters
+    ----------
+    H : np.ndarray [shape=(K, n_frames)]
+    sr, hop_length : int
+        The frame rate of ``H`` is ``sr / hop_length``.
+    segment : int or None
+        ``H`` is excerpts of this many frames laid side by side (a long signal
+        fitted on excerpts): the modulation spectrum is that of each excerpt
+        (its own mean removed), summed, so the jumps at the seams, which no
+        component makes, spread no energy over the bands.
+
     Returns
     -------
     features : np.ndarray [shape=(K, 5)]
     """
     H = np.asarray(H, dtype=np.float64)
-    n_frames = H.shape[1]
+    K, n_frames = H.shape
     rows = H / (H.max(axis=1, keepdims=True) + 1e-300)
-    power = np.abs(np.fft.rfft(rows - rows.mean(axis=1, keepdims=True), axis=1)) ** 2
-    freqs = np.fft.rfftfreq(n_frames, hop_length / sr)
+    length = n_frames if segment is None else check_positive_int(segment, "segment")
+    if n_frames % length:
+        raise ParameterError(f"segment={segment}: {n_frames} frames are not whole excerpts of it")
+    pieces = rows.reshape(K, n_frames // length, length)
+    power = (np.abs(np.fft.rfft(pieces - pieces.mean(axis=2, keepdims=True), axis=2)) ** 2).sum(axis=1)
+    freqs = np.fft.rfftfreq(length, hop_length / sr)
     bands = np.stack([power[:, (freqs >= lo) & (freqs < hi)].sum(axis=1)
                       for lo, hi in ((0, 1), (1, 4), (4, 10), (10, np.inf))], axis=1)
     shares = np.log(bands / (bands.sum(axis=1, keepdims=True) + 1e-300) + 1e-6)
@@ -271,9 +286,9 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
     ``rhythm_weight > 0``, the rhythm of their activations
     (:func:`activation_features`, each feature standardized) weighted by it,
     and with ``attack_weight > 0``, how their activations rise and fall
-    (:func:`attack_asymmetry`, standardized; ``segment_frames``: ``H`` is
-    excerpts of that many frames side by side, whose seams it leaves out)
-    weighted by that. Sources are numbered by decreasing energy of their
+    (:func:`attack_asymmetry`, standardized) weighted by that.
+    ``segment_frames``: ``H`` is excerpts of that many frames side by side,
+    whose seams both activation measures leave out. Sources are numbered by decreasing energy of their
     part of ``W @ H``.
 
     Rhythm is a trade-off, hence off by default here, and turned on by
@@ -305,7 +320,7 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
     timbre = timbre - timbre.mean(axis=0)
     features = timbre / (np.sqrt(np.mean(timbre**2)) + 1e-12)
     if rhythm_weight:
-        rhythm = activation_features(H, sr=sr, hop_length=hop_length)
+        rhythm = activation_features(H, sr=sr, hop_length=hop_length, segment=segment_frames)
         rhythm = (rhythm - rhythm.mean(axis=0)) / (rhythm.std(axis=0) + 1e-12)
         features = np.hstack([features, rhythm_weight * rhythm])
     if attack_weight:

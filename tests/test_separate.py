@@ -168,6 +168,23 @@ def test_activation_features_tell_hits_from_notes(rng):
     assert F[1, 4] > F[0, 4]  # sparseness
 
 
+def test_activation_features_leave_out_excerpt_seams(rng):
+    """Excerpts side by side, the same swell in each at another level: the modulation
+    bands are those of one swell, as if the levels were one; the jumps at the seams
+    would count without ``segment``."""
+    swell = 1 + np.sin(2 * np.pi * np.arange(50) / 25)
+    levels = np.concatenate([level * swell for level in rng.uniform(0.2, 1.0, 6)])
+    even = np.tile(swell, 6)
+    bands = slice(0, 4)  # the sparseness (column 4) is of the whole row, levels and all
+    F = activation_features(levels[None], sr=SR, hop_length=128, segment=50)
+    reference = activation_features(even[None], sr=SR, hop_length=128, segment=50)
+    np.testing.assert_allclose(F[:, bands], reference[:, bands], atol=1e-9)
+    seamed = activation_features(levels[None], sr=SR, hop_length=128)
+    assert np.abs(seamed[:, bands] - reference[:, bands]).max() > 1
+    with pytest.raises(ParameterError, match="not whole excerpts"):
+        activation_features(levels[None], sr=SR, hop_length=128, segment=70)
+
+
 def test_rhythm_weight_groups_by_how_components_move(rng):
     """Templates alike two by two in timbre, but with crossed rhythms: rhythm decides."""
     freqs = np.arange(513)
