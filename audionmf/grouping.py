@@ -288,8 +288,8 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
     and with ``attack_weight > 0``, how their activations rise and fall
     (:func:`attack_asymmetry`, standardized) weighted by that.
     ``segment_frames``: ``H`` is excerpts of that many frames side by side,
-    whose seams both activation measures leave out. Sources are numbered by decreasing energy of their
-    part of ``W @ H``.
+    whose seams both activation measures leave out. Sources are numbered by
+    decreasing energy of their part of ``W @ H``.
 
     Rhythm is a trade-off, hence off by default here, and turned on by
     :func:`separate` only for percussive mixtures (see

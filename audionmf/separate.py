@@ -685,7 +685,8 @@ def _stft(segment, params):
     more: a 3-minute stereo song at 44.1 kHz spent 0.7 s less in its transforms
     and masks than in double (2.6 -> 1.9 s), and its sources still sum to the
     input exactly (the round-off is shared out in :func:`_run`). Samples are at
-    most :data:`audionmf._validation.MAX_SAMPLE`, so no spectrum overflows (for power <= 2).
+    most :data:`audionmf._validation.MAX_SAMPLE`, so no spectrum overflows (for
+    power <= 2).
     """
     return stft_frames(segment.astype(np.float32), params)
 

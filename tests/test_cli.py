@@ -93,7 +93,8 @@ def test_help_imports_neither_scipy_nor_numba():
     import subprocess
 
     code = ("import sys\nfrom audionmf.cli import main\ntry:\n    main(['separate', '--help'])\n"
-            "except SystemExit:\n    pass\nprint(sorted(m for m in ('scipy', 'numba', 'librosa') if m in sys.modules))")
+            "except SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('scipy', 'numba', 'librosa') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
