@@ -205,7 +205,7 @@ def _sigint_held():
 
 
 def _start_worker(pids, cancelled):
-    """Set up a worker process: its own core, one BLAS thread and one FFT thread
+    """Set up a worker process: its own core, one BLAS thread, one NMF and FFT thread
     (workers must not fight over the cores: OpenBLAS threads spin while they
     wait), SIGINT left to the parent, SIGTERM to abandon the file in progress,
     and an end when the parent ends."""
@@ -213,7 +213,7 @@ def _start_worker(pids, cancelled):
 
     from threadpoolctl import threadpool_limits
 
-    from . import spectrogram
+    from . import _cores
 
     WORKER["in_worker"] = True
     WORKER["cancelled"] = cancelled
@@ -222,7 +222,7 @@ def _start_worker(pids, cancelled):
     sys.unraisablehook = _quiet_about_termination
     threading.Thread(target=_exit_with_parent, name="audionmf-parent-watch", daemon=True).start()
     threadpool_limits(limits=1)  # for the life of this worker process
-    spectrogram.FFT_WORKERS = 1
+    _cores.LIMIT = 1  # the NMF engine's threads and the FFTs' (a no-op where pinned below)
     with pids.get_lock():
         index = next(i for i, pid in enumerate(pids) if pid == 0)
         pids[index] = os.getpid()

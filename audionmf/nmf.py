@@ -68,6 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._cores import available_cores
 from ._validation import (
     ParameterError,
     beta_to_float,
@@ -570,7 +571,7 @@ class _Engine:
         starts = list(range(0, n_frames, width))
         self.blocks = [(c, min(c + width, n_frames)) for c in starts]
         if n_threads is None:
-            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            n_threads = available_cores()
         # Runs of GROUP consecutive blocks: each run's partial sums, then their total,
         # add up in one fixed order whatever the number of threads (same seed, same result).
         self.groups = [list(range(g, min(g + self.GROUP, len(self.blocks))))

@@ -11,11 +11,11 @@ mel filter bank.
 A spectrogram has shape ``(n_freq, n_frames)`` with ``n_freq = n_fft // 2 + 1``;
 multichannel signals give ``(n_channels, n_freq, n_frames)``.
 """
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._cores import available_cores
 from ._validation import ParameterError, check_audio, check_positive_int
 
 __all__ = ["STFTParams", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",
@@ -106,9 +106,8 @@ def stft_frames(segment, params):
     if segment.dtype != np.float32:  # float16 too: scipy would transform it in float32
         segment = segment.astype(np.float64, copy=False)
     frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
-    dtype = np.complex64 if segment.dtype == np.float32 else np.complex128
     window = _window(params.window, n_fft).astype(segment.dtype, copy=False)
-    S = _fft().rfft(frames * window, axis=-1, workers=_workers()).astype(dtype, copy=False)
+    S = _fft().rfft(frames * window, axis=-1, workers=available_cores())  # complex64 or complex128
     return np.swapaxes(S, -1, -2)  # a view: the frames stay contiguous in memory
 
 
@@ -184,7 +183,7 @@ class OverlapAdd:
         S = S[..., : max(0, self.n_frames - self.next_frame)]
         n_block = S.shape[-1]
         if n_block:
-            frames = _fft().irfft(np.swapaxes(S, -1, -2), n=n_fft, axis=-1, workers=_workers())
+            frames = _fft().irfft(np.swapaxes(S, -1, -2), n=n_fft, axis=-1, workers=available_cores())
             frames *= self.window
             first = self.next_frame * hop - self.start
             end = first + n_fft + hop * (n_block - 1)
@@ -226,12 +225,6 @@ class OverlapAdd:
         return y.astype(self.dtype, copy=False)
 
 
-#: Threads for each transform; None: the cores this process may run on. A batch
-#: worker process sets 1, as its siblings run on the other cores (where it is pinned
-#: to one core, Linux, the count is 1 anyway).
-FFT_WORKERS = None
-
-
 def _fft():
     """scipy.fft, imported on first use (about 0.15 s, and not needed by ``--help``).
 
@@ -243,13 +236,6 @@ def _fft():
     import scipy.fft
 
     return scipy.fft
-
-
-def _workers():
-    """Threads for a transform: :data:`FFT_WORKERS`, or the cores this process may run on."""
-    if FFT_WORKERS:
-        return FFT_WORKERS
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _window(name, n_fft):
