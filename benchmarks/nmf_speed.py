@@ -8,7 +8,13 @@ read as mono at 22050 Hz; |STFT| with n_fft=2048, hop=512 gives F=1025 rows and
 
 For K in {8, 32, 128}, float32 and float64, KL and IS, in this one process:
   - ms per iteration of audionmf.nmf and of sklearn.decomposition.non_negative_factorization
-    (solver="mu") from the same initialization, and their ratio;
+    (solver="mu") from the same initialization, and their ratio. A fit of n iterations costs
+    a + b n: b is the iteration, a what a fit costs once (checking and copying the input,
+    and for audionmf the loss at the start and the end, which scikit-learn's fit does not
+    compute with tol=0). Each side's b is measured as the slope between fits of n/4 and n
+    iterations. The ratio of the whole n-iteration fits, where a weighs in, is printed
+    too ("fit ratio"). (a itself, the intercept, is left out: a few milliseconds, it is
+    smaller than the run-to-run noise of scikit-learn's fits);
   - the GEMM lower bound: the matrix products one alternating KL iteration needs
     (W@H, W.T@R, W@H, R@H.T), timed with numpy at the same shapes, and audionmf's
     ratio to it; Itakura-Saito needs two more (W.T@B, B@H.T for the denominators),
@@ -19,11 +25,12 @@ scikit-learn reaches in 200 iterations (both measured by audionmf.beta_divergenc
 from the start of seed 0 and then from 5 starts (seeds 0-4, median ratio), since
 where a fit settles depends on its start.
 Ratios in one run are what count: absolute times drift with the machine's load. So that
-drift hits both sides alike, each case is timed in rounds (audionmf, then scikit-learn)
-and each side's median over the rounds is printed. Before every timed fit the script
-waits SETTLE seconds: after a multi-threaded product, OpenBLAS's idle worker threads keep
-spinning for about 0.1 s (2**28 cycles, OPENBLAS_THREAD_TIMEOUT), and a fit that runs
-its own threads beside them then loses up to a third of its speed for that time.
+drift hits both sides alike, each case is timed in rounds (audionmf, then scikit-learn,
+each at both lengths) and the slopes come from each side's medians over the rounds.
+Before every timed fit the script waits SETTLE seconds: after a multi-threaded product,
+OpenBLAS's idle worker threads keep spinning for about 0.1 s (2**28 cycles,
+OPENBLAS_THREAD_TIMEOUT), and a fit that runs its own threads beside them then loses up
+to a third of its speed for that time.
 scikit-learn's fit, which runs on those same workers, is not slowed by them.
 """
 import argparse
@@ -63,11 +70,12 @@ def initial_factors(V, K, seed=0):
 
 
 def time_audionmf(V, W, H, beta, n_iter):
+    """Seconds for a whole fit of ``n_iter`` iterations (loss checked at the start and the end only)."""
     audionmf.nmf(V, W.shape[1], W=W, H=H, beta=beta, max_iter=2, tol=0)  # compile and warm up
     time.sleep(SETTLE)
     t0 = time.perf_counter()
     audionmf.nmf(V, W.shape[1], W=W, H=H, beta=beta, max_iter=n_iter, tol=0, check_every=n_iter + 1)
-    return (time.perf_counter() - t0) / n_iter
+    return time.perf_counter() - t0
 
 
 def sklearn_fit(V, W, H, beta, n_iter):
@@ -83,11 +91,24 @@ def sklearn_fit(V, W, H, beta, n_iter):
 
 
 def time_sklearn(V, W, H, beta, n_iter):
+    """Seconds for a whole fit of ``n_iter`` iterations."""
     sklearn_fit(V, W, H, beta, 2)
     time.sleep(SETTLE)
     t0 = time.perf_counter()
     sklearn_fit(V, W, H, beta, n_iter)
-    return (time.perf_counter() - t0) / n_iter
+    return time.perf_counter() - t0
+
+
+def per_iteration(time_fit, n_short, n_long, rounds):
+    """``time_fit(n)`` for the fits of both sizes in alternating rounds: ``(b, whole)``, the
+    seconds per iteration (slope of the medians) and of the ``n_long``-iteration fit, each
+    per side (arrays over the sides ``time_fit`` returns)."""
+    short, long = [], []
+    for _ in range(rounds):
+        short.append(time_fit(n_short))
+        long.append(time_fit(n_long))
+    short, long = np.median(short, axis=0), np.median(long, axis=0)
+    return (long - short) / (n_long - n_short), long
 
 
 def time_gemm(V, W, H, repeats, n_products=4):
@@ -142,36 +163,40 @@ def main(argv=None):
     parser.add_argument("audio", nargs="?", default=DEFAULT_AUDIO)
     parser.add_argument("--quick", action="store_true", help="60 s and K=32 only")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating timings per case; each side's median is printed")
-    parser.add_argument("--iterations", type=int, default=20,
-                        help="timed iterations per case (each fit's set-up and final loss included)")
+                        help="alternating timings per case and length; each side's medians are used")
+    parser.add_argument("--iterations", type=int, default=40,
+                        help="n: each case is timed at n/4 and n iterations (at least 4)")
     args = parser.parse_args(argv)
     durations = [60] if args.quick else [10, 60, 300]
     ranks = [32] if args.quick else [8, 32, 128]
     specs = spectrograms(args.audio, durations)
+    n_long = max(4, args.iterations)
+    n_short = n_long // 4
+    print(f"ms per iteration: slope between fits of {n_short} and {n_long} iterations; "
+          f"fit ratio: of the whole {n_long}-iteration fits")
     print(f"{'T':>6} {'K':>4} {'dtype':>7} {'loss':>4} | {'audionmf':>9} {'sklearn':>9} {'ratio':>6} | "
-          f"{'GEMM':>7} {'ratio':>6} | {'own':>7} {'ratio':>6} | {'mem a/V':>7} {'mem s/V':>7}")
-    print("-" * 113)
+          f"{'GEMM':>7} {'ratio':>6} | {'own':>7} {'ratio':>6} | {'fit ratio':>9} | {'mem a/V':>7} {'mem s/V':>7}")
+    print("-" * 125)
     for seconds in durations:
         for K in ranks:
             for dtype in (np.float32, np.float64):
                 V = specs[seconds].astype(dtype)
                 W, H = initial_factors(V, K)
-                n = args.iterations if V.shape[1] * K < 2_000_000 else max(3, args.iterations // 3)
-                gemm = time_gemm(V, W, H, n)
-                gemm6 = time_gemm(V, W, H, n, n_products=6)
+                gemm = time_gemm(V, W, H, n_long)
+                gemm6 = time_gemm(V, W, H, n_long, n_products=6)
                 for beta, name in ((1, "KL"), (0, "IS")):
                     own = gemm if beta else gemm6
                     Vb = V if beta else V**2  # Itakura-Saito on the power spectrogram
-                    rounds = [(time_audionmf(Vb, W, H, beta, n), time_sklearn(Vb, W, H, beta, n))
-                              for _ in range(args.rounds)]
-                    ours, theirs = np.median(rounds, axis=0)
+                    (ours, theirs), (whole_ours, whole_theirs) = per_iteration(
+                        lambda n: (time_audionmf(Vb, W, H, beta, n), time_sklearn(Vb, W, H, beta, n)),
+                        n_short, n_long, args.rounds)
                     mem_ours = peak_copies(lambda: audionmf.nmf(Vb, K, W=W, H=H, beta=beta, max_iter=3, tol=0))
                     mem_theirs = peak_copies(lambda: sklearn_fit(Vb, W, H, beta, 3))
                     print(f"{V.shape[1]:6d} {K:4d} {np.dtype(dtype).name:>7} {name:>4} | "
                           f"{ours * 1e3:7.1f}ms {theirs * 1e3:7.1f}ms {theirs / ours:5.2f}x | "
                           f"{gemm * 1e3:5.1f}ms {ours / gemm:5.2f}x | "
                           f"{own * 1e3:5.1f}ms {ours / own:5.2f}x | "
+                          f"{whole_theirs / whole_ours:8.2f}x | "
                           f"{mem_ours / V.nbytes:7.2f} {mem_theirs / V.nbytes:7.2f}", flush=True)
     # Time to a common loss: scikit-learn's 200-iteration KL divergence, same start.
     V = specs[60].astype(np.float32)
