@@ -465,7 +465,6 @@ def _run_separate(args):
         _report(f"{args.out}: {problem}")
         return EXIT_BAD_FILE
 
-    from . import _batch
     from ._validation import ParameterError
     from .models import ModelError, SourceModel, check_models
 
@@ -491,7 +490,33 @@ def _run_separate(args):
     else:
         todo = inputs
     task = _SeparateTask(args, protected=inputs + args.model)
-    failed, done = [], []
+    created = []
+    if len(todo) > 1:
+        # The shared output folder is made here, before any worker starts: a worker whose
+        # file fails removes the folders it made, and must not find this one among them
+        # (it could remove it while another worker is about to write into it).
+        from .io import missing_folders
+
+        created = missing_folders(args.out)
+        try:
+            os.makedirs(args.out, exist_ok=True)
+        except OSError as exc:
+            _report(f"{args.out}: cannot create folder ({exc.strerror or exc})")
+            return EXIT_BAD_FILE
+    try:
+        return _separate_all(task, todo, args)
+    finally:
+        if created:  # when no file was separated, nothing of ours stays behind
+            from .io import remove_empty_folders
+
+            remove_empty_folders(created)
+
+
+def _separate_all(task, todo, args):
+    """The batch of :func:`_run_separate`; returns the exit status."""
+    from . import _batch
+
+    failed = []
     started = time.time()
     try:
         if args.scheduler:
@@ -500,7 +525,6 @@ def _run_separate(args):
             results = _batch.run_local(task, todo, args.jobs, args.quiet)
         for path, written, error in results:
             if error is None:
-                done.append(path)
                 if not args.quiet:
                     print(f"{path} -> {written}", file=sys.stderr)
                 continue

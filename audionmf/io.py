@@ -381,6 +381,34 @@ def output_format(path, subtype=None):
     return fmt, subtype
 
 
+def missing_folders(folder):
+    """The folders that ``os.makedirs(folder)`` would create, deepest first.
+
+    Spelled as in ``folder``, as makedirs follows it: in ``new/../out`` it
+    creates ``new`` as well as ``out``.
+    """
+    missing = []
+    while folder and not os.path.isdir(folder):
+        head, tail = os.path.split(folder)
+        if not tail:  # a trailing separator
+            head, tail = os.path.split(head)
+        if tail not in (os.curdir, os.pardir):
+            missing.append(folder)
+        if head == folder:
+            break
+        folder = head
+    return missing
+
+
+def remove_empty_folders(created):
+    """Remove the folders of :func:`missing_folders` (deepest first) while they are empty."""
+    for made in created:
+        try:
+            os.rmdir(made)
+        except OSError:  # not empty (another file's outputs), or already gone
+            break
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """A binary handle on a hidden temporary file beside ``path``, renamed to it on success.

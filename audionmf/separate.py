@@ -39,7 +39,7 @@ from .grouping import (
     labels_from_groups,
     percussive_share,
 )
-from .io import OutputFiles, Signal
+from .io import OutputFiles, Signal, missing_folders, remove_empty_folders
 from .nmf import _serial_blas, nmf
 from .spectrogram import (
     OverlapAdd,
@@ -265,7 +265,7 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
                                  f"need at least n_fft={plan.params.n_fft}")
         folder = os.fspath(folder)
         targets = {name: os.path.join(folder, f"{name}.{format}") for name in plan.names}
-        created = _missing_folders(folder)
+        created = missing_folders(folder)
         try:
             try:
                 os.makedirs(folder, exist_ok=True)
@@ -279,32 +279,9 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
                             if figure is not None else [])
                 files.commit(pictures)
         except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
-            for made in created:
-                try:
-                    os.rmdir(made)
-                except OSError:  # not empty (another file's outputs), or already gone
-                    break
+            remove_empty_folders(created)
             raise
     return targets
-
-
-def _missing_folders(folder):
-    """The folders that ``os.makedirs(folder)`` would create, deepest first.
-
-    Spelled as in ``folder``, as makedirs follows it: in ``new/../out`` it
-    creates ``new`` as well as ``out``.
-    """
-    missing = []
-    while folder and not os.path.isdir(folder):
-        head, tail = os.path.split(folder)
-        if not tail:  # a trailing separator
-            head, tail = os.path.split(head)
-        if tail not in (os.curdir, os.pardir):
-            missing.append(folder)
-        if head == folder:
-            break
-        folder = head
-    return missing
 
 
 #: Spectrogram values per block when a signal is masked and resynthesized: about

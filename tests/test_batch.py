@@ -24,6 +24,11 @@ def album(tmp_path):
     return folder
 
 
+def started_files(out):
+    """Whether a file's own folder has appeared in the batch's output folder."""
+    return out.is_dir() and any(out.iterdir())
+
+
 def outputs(out):
     return sorted(os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(out) for f in fs)
 
@@ -75,6 +80,39 @@ def test_jobs_give_the_same_files_and_report_bad_ones(tmp_path, album):
     assert outputs(one) == outputs(two) == [f"{s}/source{i}.wav" for s in "abc" for i in (1, 2)]
     for name in outputs(one):  # same seed, same result, in parallel too
         np.testing.assert_array_equal(sf.read(one / name)[0], sf.read(two / name)[0])
+
+
+def test_a_batch_makes_its_output_folder_before_the_files(tmp_path, album, monkeypatch):
+    """Each file's worker finds the shared folder made, so a failing one removes only
+    the folder it made itself, never the one another worker is about to write into."""
+    import audionmf.cli as cli
+    from audionmf._validation import AudioError
+    from audionmf.io import missing_folders
+
+    out = tmp_path / "new" / "out"
+    seen = []
+
+    def fake(path, args, protected):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        seen.append(missing_folders(os.path.join(args.out, stem)))
+        if stem == "a":
+            raise AudioError(f"{path}: refused by the test")
+        return os.path.join(args.out, stem)
+
+    monkeypatch.setattr(cli, "_separate_one", fake)
+    assert main(["separate", str(album / "a.wav"), str(album / "c.wav"), "-o", str(out), "-q",
+                 "--jobs", "1"]) == 1
+    assert seen == [[str(out / "a")], [str(out / "c")]]
+    assert not (tmp_path / "new").exists()  # no file written: the folders made for the batch are gone
+
+
+def test_a_batch_that_writes_nothing_leaves_no_folder(tmp_path):
+    for name in ("x.wav", "y.wav"):
+        (tmp_path / name).write_bytes(b"RIFF broken")
+    out = tmp_path / "deep" / "out"
+    assert main(["separate", str(tmp_path / "x.wav"), str(tmp_path / "y.wav"), "-o", str(out), "-q",
+                 "--jobs", "2"]) == 1
+    assert sorted(os.listdir(tmp_path)) == ["x.wav", "y.wav"]
 
 
 def test_a_missing_input_beside_existing_outputs(tmp_path, album, capsys):
@@ -237,7 +275,7 @@ def test_ctrl_c_with_jobs_stops_at_once(tmp_path, album):
     proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", str(album), "-o", str(out), "--jobs", "2"],
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
-    while not out.exists() and time.time() < deadline:
+    while not started_files(out) and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
@@ -266,7 +304,7 @@ def test_a_batch_that_is_stopped_hard(tmp_path, album, how):
         proc.communicate()
         pytest.skip("needs /proc/PID/task/PID/children (Linux) to see the workers")
     deadline = time.time() + 120
-    while not out.exists() and time.time() < deadline:  # the first files are being separated
+    while not started_files(out) and time.time() < deadline:  # the first files are being separated
         time.sleep(0.05)
     time.sleep(0.5)
     started = workers(proc.pid)
