@@ -159,10 +159,10 @@ def separate(
         factorization is fitted on), else 0. At 0, the grouping is the one
         for sustained notes: timbre and how notes start
         (:data:`ATTACK_WEIGHT`), then, where the mixture is plainly sustained
-        (:data:`REFINE_BELOW_PERCUSSIVE_SHARE`) and its spectrogram fitted
-        whole and small enough (:data:`REFINE_VALUES`), refined: a second
-        fit with :data:`REFINE_COMPONENTS` times the components, each given
-        to a source by the masks of the first (:func:`assign_by_masks`); the
+        (:data:`REFINE_BELOW_PERCUSSIVE_SHARE`), refined: a second fit with
+        :data:`REFINE_COMPONENTS` times the components (of stretches of a
+        spectrogram larger than :data:`REFINE_VALUES`), each given to a
+        source by the masks of the first (:func:`assign_by_masks`); the
         ``callback`` then sees both fits.
 
     Returns
@@ -347,10 +347,17 @@ ATTACK_WEIGHT = 1.5
 #: two_instruments, 5 seeds, and 11.5 against 12.7 on the sustained held-out mixtures, 2
 #: seeds).
 REFINE_COMPONENTS = 2
-#: The refinement runs on spectrograms up to this many values (about 47 s of 44.1 kHz
-#: audio, 95 s at 22.05 kHz, with the default n_fft and hop): it costs about 2.5 times
-#: the first fit (the finer one needs its 200 iterations: 60 or 100 lost 0.6-1.3 dB),
-#: so longer signals keep the single fit, and take the time they took without it.
+#: The refinement's finer fit is fitted on at most this many values (about 47 s of
+#: 44.1 kHz audio, 95 s at 22.05 kHz, with the default n_fft and hop): on a whole
+#: spectrogram it costs about 2.5 times the first fit (the finer one needs its 200
+#: iterations: 60 or 100 lost 0.6-1.3 dB). A larger spectrogram gives it evenly spread
+#: stretches of :data:`EXCERPT_FRAMES` frames (:func:`_refined_frames`), and its templates
+#: then give the activations of all the frames, templates fixed, so its cost stays about
+#: that of 47 s: a 3-minute stereo song at 44.1 kHz of sustained notes took 7.8 -> 10.8 s.
+#: On long sustained mixtures of bench-dev's clips at 22.05 kHz (5 seeds): flute over
+#: piano, organ and bass, and music, 130 s, 7.21 dB without the refinement, 7.96 with it
+#: on stretches (7.94 on the whole spectrogram, 2 seeds, in 5.1 s against 4.5); flute
+#: over organ and bass and music, tiled to 120 s, 4.43 -> 4.49 (4.93 whole, 2 seeds).
 REFINE_VALUES = 2**22
 #: ... and on mixtures plainly of sustained notes: a percussive share
 #: (:func:`percussive_share`) under this. It was measured on such mixtures only (their
@@ -732,18 +739,24 @@ def _learn(signal, plan, n_frames, whole):
                                       segment_frames=None if whole else EXCERPT_FRAMES,
                                       random_state=plan.rng)
             n_finer = REFINE_COMPONENTS * plan.n_components
-            if not weight and whole and plan.n_sources > 1 and V.size <= REFINE_VALUES and \
-                    n_finer <= min(V.shape) and \
+            frames = _refined_frames(V.shape)
+            if not weight and plan.n_sources > 1 and n_finer <= min(V.shape[0], len(frames)) and \
                     (share if share is not None else percussive()) < REFINE_BELOW_PERCUSSIVE_SHARE:
                 # Over-relaxed steps here (nmf's default): see REFINE_COMPONENTS.
-                finer = nmf(V, n_finer, init=plan.init, **fit)
+                all_frames = len(frames) == V.shape[1]
+                finer = nmf(V if all_frames else V[:, frames], n_finer, init=plan.init, **fit)
                 # A source that no finer component prefers still gets the one that leans its
                 # way most (assign_by_masks). Keeping the first fit instead, in that case,
                 # was tried: of the 27 mixtures of bench-dev and blind_heldout.py it arose in
                 # one (flute + organ and bass), which it took from 2.68 to 1.51 dB.
-                labels = assign_by_masks(finer.W, finer.H, result.W, result.H, labels,
+                labels = assign_by_masks(finer.W, finer.H, result.W,
+                                         result.H if all_frames else result.H[:, frames], labels,
                                          mask_power=plan.mask_power)
-                result = finer
+                if all_frames or not whole:
+                    result = finer
+                else:  # fitted on stretches: the activations of all frames, templates fixed
+                    fit["callback"] = None  # (block by block, as in _activations)
+                    result = nmf(V, n_finer, W=finer.W, update_W=False, **fit)
     elif not plan.n_free:  # nothing to learn: the activations of the whole signal
         # No progress callback: with one, nmf would sweep all frames per iteration and stop
         # on the whole matrix instead of block by block, so the result would depend on it.
@@ -757,6 +770,21 @@ def _learn(signal, plan, n_frames, whole):
         result = nmf(V, W.shape[1], W=W, update_W=update, over_relaxation=MIXTURE_OVER_RELAXATION, **fit)
         labels = plan.labels
     return result.W, (result.H if whole else None), labels
+
+
+def _refined_frames(shape):
+    """Frames of a spectrogram of ``shape`` that the refinement's finer fit is fitted on:
+    all of them up to :data:`REFINE_VALUES` values, else stretches of
+    :data:`EXCERPT_FRAMES` frames spread evenly over it, as many as fit (aligned on
+    multiples of EXCERPT_FRAMES, so that on a spectrogram of excerpts they are
+    excerpts)."""
+    n_rows, n_frames = shape
+    if n_rows * n_frames <= REFINE_VALUES or n_frames < 2 * EXCERPT_FRAMES:
+        return np.arange(n_frames)
+    n_stretches = n_frames // EXCERPT_FRAMES
+    count = min(n_stretches, max(1, REFINE_VALUES // (n_rows * EXCERPT_FRAMES)))
+    chosen = np.unique(np.linspace(0, n_stretches - 1, count).round().astype(int))
+    return (chosen[:, None] * EXCERPT_FRAMES + np.arange(EXCERPT_FRAMES)).ravel()
 
 
 def _loudest_stretches(signal, hop_length, n_frames, count):

@@ -383,8 +383,7 @@ def refinements(monkeypatch):
 
 def test_sustained_notes_are_refined(monkeypatch, two_tones, tone_and_clicks):
     """Blind grouping of sustained notes is refined by a fit with twice the components,
-    whose sources sum to the mixture; not for a percussive mixture, with groups, or
-    past REFINE_VALUES."""
+    whose sources sum to the mixture; not for a percussive mixture or with groups."""
     module, seen = refinements(monkeypatch)
     a, b = two_tones
     sources = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
@@ -396,9 +395,40 @@ def test_sustained_notes_are_refined(monkeypatch, two_tones, tone_and_clicks):
     separate(notes + 3.0 * clicks, SR, n_sources=2, n_components=6, n_fft=512, random_state=0,
              rhythm_weight=0)  # timbre only, but plainly percussive: no refinement
     separate(a + b, SR, groups=[[0, 1, 2], [3, 4, 5]], n_fft=512, random_state=0)
-    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 180)
-    separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
-    assert seen == [6, 6, 6]
+    assert seen == [6, 6]
+
+
+def test_long_sustained_mixtures_are_refined_on_stretches(monkeypatch, two_tones):
+    """Past REFINE_VALUES the finer fit is fitted on evenly spread stretches of
+    EXCERPT_FRAMES frames, and gives its templates to a fit of all the frames'
+    activations; the sources are as good, and sum to the mixture."""
+    import sys
+
+    module = sys.modules["audionmf.separate"]
+    a, b = (np.tile(x, 4) for x in two_tones)  # 12 s: 751 frames of hop 128
+    fits, real_nmf = [], module.nmf
+
+    def spy(V, K, **options):
+        fits.append((K, V.shape[1], options.get("update_W", True)))
+        return real_nmf(V, K, **options)
+
+    monkeypatch.setattr(module, "nmf", spy)
+    whole = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    assert fits == [(6, 751, True), (12, 751, True)]
+    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 600)  # 2 stretches of the 2 there are
+    fits.clear()
+    stretches = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    assert fits == [(6, 751, True), (12, 512, True), (12, 751, False)]
+    assert best_match_error(stretches, (a, b)) < 0.05
+    assert best_match_error(whole, (a, b)) < 0.05
+    np.testing.assert_allclose(sum(stretches.values()), a + b, atol=1e-9)
+    np.testing.assert_array_equal(module._refined_frames((257, 751)), np.arange(512))
+    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 300)  # 1 stretch, from the start
+    np.testing.assert_array_equal(module._refined_frames((257, 751)), np.arange(256))
+    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 256 * 3)  # 3 of 7: first, middle, last
+    picked = module._refined_frames((257, 7 * 256 + 5))
+    np.testing.assert_array_equal(picked[::256], [0, 3 * 256, 6 * 256])
+    assert len(picked) == 3 * 256
 
 
 @pytest.mark.parametrize("percussive", [False, True])
