@@ -353,11 +353,14 @@ REFINE_COMPONENTS = 2
 #: iterations: 60 or 100 lost 0.6-1.3 dB). A larger spectrogram gives it evenly spread
 #: stretches of :data:`EXCERPT_FRAMES` frames (:func:`_refined_frames`), and its templates
 #: then give the activations of all the frames, templates fixed, so its cost stays about
-#: that of 47 s: a 3-minute stereo song at 44.1 kHz of sustained notes took 7.8 -> 10.8 s.
-#: On long sustained mixtures of bench-dev's clips at 22.05 kHz (5 seeds): flute over
-#: piano, organ and bass, and music, 130 s, 7.21 dB without the refinement, 7.96 with it
-#: on stretches (7.94 on the whole spectrogram, 2 seeds, in 5.1 s against 4.5); flute
-#: over organ and bass and music, tiled to 120 s, 4.43 -> 4.49 (4.93 whole, 2 seeds).
+#: that of 47 s. Measured on long sustained mixtures of bench-dev's clips at 22.05 kHz,
+#: without the refinement and with it on stretches: flute over piano, organ and bass, and
+#: music, 130 s, 7.21 -> 7.96 dB (5 seeds; the whole spectrogram refined: 7.94, 2 seeds);
+#: the same tiled to 3 minutes, stereo, 7.74 -> 8.14 (3 seeds), 3.5 -> 6.6 s; flute over
+#: organ and bass and music tiled to 120 s, 4.43 -> 4.49 (5 seeds); tiled to 10 minutes
+#: (fitted on excerpts), 3.49 -> 3.56, 11.6 -> 12.3 s. The same 3-minute song at 44.1 kHz,
+#: refined by force (its percussive share, 0.042, is above the threshold below), lost
+#: 0.6 dB (0.17 -> -0.5: its grouping fails there), in 10.8 s instead of 7.8.
 REFINE_VALUES = 2**22
 #: ... and on mixtures plainly of sustained notes: a percussive share
 #: (:func:`percussive_share`) under this. It was measured on such mixtures only (their
