@@ -498,12 +498,13 @@ def _run_separate(args):
         from .io import missing_folders
 
         created = missing_folders(args.out)
-        try:
-            os.makedirs(args.out, exist_ok=True)
-        except OSError as exc:
-            _report(f"{args.out}: cannot create folder ({exc.strerror or exc})")
-            return EXIT_BAD_FILE
     try:
+        if created:
+            try:
+                os.makedirs(args.out, exist_ok=True)
+            except OSError as exc:  # (the folders it made before failing are removed below)
+                _report(f"{args.out}: cannot create folder ({exc.strerror or exc})")
+                return EXIT_BAD_FILE
         return _separate_all(task, todo, args)
     finally:
         if created:  # when no file was separated, nothing of ours stays behind

@@ -401,11 +401,16 @@ def missing_folders(folder):
 
 
 def remove_empty_folders(created):
-    """Remove the folders of :func:`missing_folders` (deepest first) while they are empty."""
+    """Remove the folders of :func:`missing_folders` (deepest first) while they are empty.
+
+    One that is not there (never made: ``makedirs`` failed before it) is passed over.
+    """
     for made in created:
+        if not os.path.isdir(made):
+            continue
         try:
             os.rmdir(made)
-        except OSError:  # not empty (another file's outputs), or already gone
+        except OSError:  # not empty (another file's outputs)
             break
 
 

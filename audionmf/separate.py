@@ -160,10 +160,12 @@ def separate(
         for sustained notes: timbre and how notes start
         (:data:`ATTACK_WEIGHT`), then, where the mixture is plainly sustained
         (:data:`REFINE_BELOW_PERCUSSIVE_SHARE`), refined: a second fit with
-        :data:`REFINE_COMPONENTS` times the components (of stretches of a
-        spectrogram larger than :data:`REFINE_VALUES`), each given to a
-        source by the masks of the first (:func:`assign_by_masks`); the
-        ``callback`` then sees both fits.
+        :data:`REFINE_COMPONENTS` times the components, each given to a source
+        by the masks of the first (:func:`assign_by_masks`); the ``callback``
+        then sees both fits. On a spectrogram larger than
+        :data:`REFINE_VALUES` the second fit is of stretches of it, and its
+        templates then give the activations of every frame (a third fit,
+        templates fixed, that the ``callback`` does not see).
 
     Returns
     -------
@@ -347,20 +349,22 @@ ATTACK_WEIGHT = 1.5
 #: two_instruments, 5 seeds, and 11.5 against 12.7 on the sustained held-out mixtures, 2
 #: seeds).
 REFINE_COMPONENTS = 2
-#: The refinement's finer fit is fitted on at most this many values (about 47 s of
-#: 44.1 kHz audio, 95 s at 22.05 kHz, with the default n_fft and hop): on a whole
-#: spectrogram it costs about 2.5 times the first fit (the finer one needs its 200
-#: iterations: 60 or 100 lost 0.6-1.3 dB). A larger spectrogram gives it evenly spread
-#: stretches of :data:`EXCERPT_FRAMES` frames (:func:`_refined_frames`), and its templates
-#: then give the activations of all the frames, templates fixed, so its cost stays about
-#: that of 47 s. Measured on long sustained mixtures of bench-dev's clips at 22.05 kHz,
-#: without the refinement and with it on stretches: flute over piano, organ and bass, and
-#: music, 130 s, 7.21 -> 7.96 dB (5 seeds; the whole spectrogram refined: 7.94, 2 seeds);
-#: the same tiled to 3 minutes, stereo, 7.74 -> 8.14 (3 seeds), 3.5 -> 6.6 s; flute over
-#: organ and bass and music tiled to 120 s, 4.43 -> 4.49 (5 seeds); tiled to 10 minutes
-#: (fitted on excerpts), 3.49 -> 3.56, 11.6 -> 12.3 s. The same 3-minute song at 44.1 kHz,
-#: refined by force (its percussive share, 0.042, is above the threshold below), lost
-#: 0.6 dB (0.17 -> -0.5: its grouping fails there), in 10.8 s instead of 7.8.
+#: The refinement's finer fit is fitted on at most this many values (about 47 s of 44.1
+#: kHz audio, 95 s at 22.05 kHz, with the default n_fft and hop): on a whole spectrogram
+#: it costs about 2.5 times the first fit (the finer one needs its 200 iterations: 60 or
+#: 100 lost 0.6-1.3 dB). A larger spectrogram gives it evenly spread stretches of
+#: :data:`EXCERPT_FRAMES` frames that hold sound (:func:`_refined_frames`), so the finer
+#: fit costs no more than on 47 s; its templates then give the activations of all the
+#: frames (a fit with the templates fixed, block by block, which grows with the length as
+#: the rest of the separation does; on a file fitted on excerpts, the blocks' activations
+#: have twice the components). Measured on long sustained mixtures of bench-dev's clips at
+#: 22.05 kHz, without the refinement and with it on stretches: flute over piano, organ and
+#: bass, and music, 130 s, 7.21 -> 7.96 dB (5 seeds; the whole spectrogram refined: 7.94,
+#: 2 seeds); the same tiled to 3 minutes, stereo, 7.74 -> 8.14 (3 seeds), 3.5 -> 6.6 s;
+#: flute over organ and bass and music tiled to 120 s, 4.43 -> 4.49 (5 seeds); tiled to 10
+#: minutes (fitted on excerpts), 3.49 -> 3.56, 11.6 -> 12.3 s. The same 3-minute song at
+#: 44.1 kHz, refined by force (its percussive share, 0.042, is above the threshold below),
+#: lost 0.6 dB (0.17 -> -0.5: its grouping fails there), in 10.8 s instead of 7.8.
 REFINE_VALUES = 2**22
 #: ... and on mixtures plainly of sustained notes: a percussive share
 #: (:func:`percussive_share`) under this. It was measured on such mixtures only (their
@@ -742,7 +746,7 @@ def _learn(signal, plan, n_frames, whole):
                                       segment_frames=None if whole else EXCERPT_FRAMES,
                                       random_state=plan.rng)
             n_finer = REFINE_COMPONENTS * plan.n_components
-            frames = _refined_frames(V.shape)
+            frames = _refined_frames(V)
             if not weight and plan.n_sources > 1 and n_finer <= min(V.shape[0], len(frames)) and \
                     (share if share is not None else percussive()) < REFINE_BELOW_PERCUSSIVE_SHARE:
                 # Over-relaxed steps here (nmf's default): see REFINE_COMPONENTS.
@@ -775,18 +779,25 @@ def _learn(signal, plan, n_frames, whole):
     return result.W, (result.H if whole else None), labels
 
 
-def _refined_frames(shape):
-    """Frames of a spectrogram of ``shape`` that the refinement's finer fit is fitted on:
-    all of them up to :data:`REFINE_VALUES` values, else stretches of
-    :data:`EXCERPT_FRAMES` frames spread evenly over it, as many as fit (aligned on
-    multiples of EXCERPT_FRAMES, so that on a spectrogram of excerpts they are
-    excerpts)."""
-    n_rows, n_frames = shape
-    if n_rows * n_frames <= REFINE_VALUES or n_frames < 2 * EXCERPT_FRAMES:
+def _refined_frames(V):
+    """Frames of the spectrogram ``V`` that the refinement's finer fit is fitted on.
+
+    All of them up to :data:`REFINE_VALUES` values; else as many stretches of
+    :data:`EXCERPT_FRAMES` frames as fit in that many values, spread evenly over
+    the stretches that hold any sound (aligned on multiples of EXCERPT_FRAMES, so
+    that on a spectrogram of excerpts they are excerpts); none (no refinement)
+    where not even one stretch fits or none holds sound.
+    """
+    n_rows, n_frames = V.shape
+    if V.size <= REFINE_VALUES:
         return np.arange(n_frames)
+    count = REFINE_VALUES // (n_rows * EXCERPT_FRAMES)
     n_stretches = n_frames // EXCERPT_FRAMES
-    count = min(n_stretches, max(1, REFINE_VALUES // (n_rows * EXCERPT_FRAMES)))
-    chosen = np.unique(np.linspace(0, n_stretches - 1, count).round().astype(int))
+    heard = np.flatnonzero([np.any(V[:, i * EXCERPT_FRAMES:(i + 1) * EXCERPT_FRAMES])
+                            for i in range(n_stretches)])
+    if not count or not len(heard):
+        return np.arange(0)
+    chosen = heard[np.unique(np.linspace(0, len(heard) - 1, min(count, len(heard))).round().astype(int))]
     return (chosen[:, None] * EXCERPT_FRAMES + np.arange(EXCERPT_FRAMES)).ravel()
 
 

@@ -10,11 +10,13 @@ For K in {8, 32, 128}, float32 and float64, KL and IS, in this one process:
   - ms per iteration of audionmf.nmf and of sklearn.decomposition.non_negative_factorization
     (solver="mu") from the same initialization, and their ratio. A fit of n iterations costs
     a + b n: b is the iteration, a what a fit costs once (checking and copying the input,
-    and for audionmf the loss at the start and the end, which scikit-learn's fit does not
-    compute with tol=0). Each side's b is measured as the slope between fits of n/4 and n
-    iterations. The ratio of the whole n-iteration fits, where a weighs in, is printed
-    too ("fit ratio"). (a itself, the intercept, is left out: a few milliseconds, it is
-    smaller than the run-to-run noise of scikit-learn's fits);
+    the loss at the start, and for audionmf the loss at the end, which scikit-learn's fit
+    does not compute with tol=0; for audionmf at 60 s and K=32 about 17 ms for KL and
+    20-40 ms for IS, 3-5 iterations). Each side's b is measured as the slope between fits
+    of n/4 and n iterations. The ratio of the whole n-iteration fits, where a weighs in,
+    is printed too ("fit ratio"). a itself, the intercept, is left out: the difference of
+    two noisy times, it came out negative for scikit-learn in some cases. A slope that is
+    not positive (noise larger than the iterations' time) is printed as "noise";
   - the GEMM lower bound: the matrix products one alternating KL iteration needs
     (W@H, W.T@R, W@H, R@H.T), timed with numpy at the same shapes, and audionmf's
     ratio to it; Itakura-Saito needs two more (W.T@B, B@H.T for the denominators),
@@ -25,8 +27,9 @@ scikit-learn reaches in 200 iterations (both measured by audionmf.beta_divergenc
 from the start of seed 0 and then from 5 starts (seeds 0-4, median ratio), since
 where a fit settles depends on its start.
 Ratios in one run are what count: absolute times drift with the machine's load. So that
-drift hits both sides alike, each case is timed in rounds (audionmf, then scikit-learn,
-each at both lengths) and the slopes come from each side's medians over the rounds.
+drift hits both sides alike, each case is timed in rounds (audionmf then scikit-learn at
+n/4 iterations, then both at n) and the slopes come from each side's medians over the
+rounds.
 Before every timed fit the script waits SETTLE seconds: after a multi-threaded product,
 OpenBLAS's idle worker threads keep spinning for about 0.1 s (2**28 cycles,
 OPENBLAS_THREAD_TIMEOUT), and a fit that runs its own threads beside them then loses up
@@ -174,9 +177,10 @@ def main(argv=None):
     n_short = n_long // 4
     print(f"ms per iteration: slope between fits of {n_short} and {n_long} iterations; "
           f"fit ratio: of the whole {n_long}-iteration fits")
-    print(f"{'T':>6} {'K':>4} {'dtype':>7} {'loss':>4} | {'audionmf':>9} {'sklearn':>9} {'ratio':>6} | "
-          f"{'GEMM':>7} {'ratio':>6} | {'own':>7} {'ratio':>6} | {'fit ratio':>9} | {'mem a/V':>7} {'mem s/V':>7}")
-    print("-" * 125)
+    header = (f"{'T':>6} {'K':>4} {'dtype':>7} {'loss':>4} | {'audionmf':>9} {'sklearn':>9} {'ratio':>6} | "
+              f"{'GEMM':>7} {'ratio':>6} | {'own':>7} {'ratio':>6} | {'fit ratio':>9} | {'mem a/V':>7} {'mem s/V':>7}")
+    print(header)
+    print("-" * len(header))
     for seconds in durations:
         for K in ranks:
             for dtype in (np.float32, np.float64):
@@ -192,6 +196,10 @@ def main(argv=None):
                         n_short, n_long, args.rounds)
                     mem_ours = peak_copies(lambda: audionmf.nmf(Vb, K, W=W, H=H, beta=beta, max_iter=3, tol=0))
                     mem_theirs = peak_copies(lambda: sklearn_fit(Vb, W, H, beta, 3))
+                    if min(ours, theirs) <= 0:
+                        print(f"{V.shape[1]:6d} {K:4d} {np.dtype(dtype).name:>7} {name:>4} | noise: "
+                              f"{ours * 1e3:.2f} and {theirs * 1e3:.2f} ms per iteration; try more --rounds")
+                        continue
                     print(f"{V.shape[1]:6d} {K:4d} {np.dtype(dtype).name:>7} {name:>4} | "
                           f"{ours * 1e3:7.1f}ms {theirs * 1e3:7.1f}ms {theirs / ours:5.2f}x | "
                           f"{gemm * 1e3:5.1f}ms {ours / gemm:5.2f}x | "

@@ -422,13 +422,49 @@ def test_long_sustained_mixtures_are_refined_on_stretches(monkeypatch, two_tones
     assert best_match_error(stretches, (a, b)) < 0.05
     assert best_match_error(whole, (a, b)) < 0.05
     np.testing.assert_allclose(sum(stretches.values()), a + b, atol=1e-9)
-    np.testing.assert_array_equal(module._refined_frames((257, 751)), np.arange(512))
+    V = np.ones((257, 751))
+    np.testing.assert_array_equal(module._refined_frames(V), np.arange(512))
     monkeypatch.setattr(module, "REFINE_VALUES", 257 * 300)  # 1 stretch, from the start
-    np.testing.assert_array_equal(module._refined_frames((257, 751)), np.arange(256))
+    np.testing.assert_array_equal(module._refined_frames(V), np.arange(256))
     monkeypatch.setattr(module, "REFINE_VALUES", 257 * 256 * 3)  # 3 of 7: first, middle, last
-    picked = module._refined_frames((257, 7 * 256 + 5))
+    picked = module._refined_frames(np.ones((257, 7 * 256 + 5)))
     np.testing.assert_array_equal(picked[::256], [0, 3 * 256, 6 * 256])
     assert len(picked) == 3 * 256
+    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 255)  # not even one stretch: none
+    assert module._refined_frames(V).size == 0
+
+
+def test_refinement_stretches_hold_sound(monkeypatch, two_tones):
+    """The stretches of a long file are chosen among those that hold sound: a file
+    silent but for one passage is refined on that passage (and separates), one whose
+    sound lies only beyond the last whole stretch keeps the single fit."""
+    import sys
+
+    module = sys.modules["audionmf.separate"]
+    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 256 * 2)
+    V = np.zeros((257, 8 * 256 + 100))
+    V[:, 5 * 256 + 10] = 1.0  # one sound, in the sixth stretch
+    np.testing.assert_array_equal(module._refined_frames(V), 5 * 256 + np.arange(256))
+    V[:, 2 * 256 + 3] = V[:, 7 * 256 + 9] = 1.0
+    np.testing.assert_array_equal(module._refined_frames(V)[::256], [2 * 256, 7 * 256])
+    V[:] = 0.0
+    V[:, -5] = 1.0  # after the last whole stretch
+    assert module._refined_frames(V).size == 0
+    a, b = two_tones  # 3 s of two tones in 15 s of silence: stretches 1 and 2 of 0-2 heard
+    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 256)  # one stretch: the first heard
+    quiet = np.zeros(15 * SR)
+    quiet[6 * SR:9 * SR] = a + b
+    fits, real_nmf = [], module.nmf
+
+    def spy(V, K, **options):
+        fits.append((K, V.shape[1], options.get("update_W", True)))
+        return real_nmf(V, K, **options)
+
+    monkeypatch.setattr(module, "nmf", spy)
+    sources = separate(quiet, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    assert fits == [(6, 938, True), (12, 256, True), (12, 938, False)]
+    np.testing.assert_allclose(sum(sources.values()), quiet, atol=1e-9)
+    assert best_match_error({k: v[6 * SR:9 * SR] for k, v in sources.items()}, (a, b)) < 0.1
 
 
 @pytest.mark.parametrize("percussive", [False, True])
