@@ -11,8 +11,8 @@ For K in {8, 32, 128}, float32 and float64, KL and IS, in this one process:
     (solver="mu") from the same initialization, and their ratio. A fit of n iterations costs
     a + b n: b is the iteration, a what a fit costs once (checking and copying the input,
     the loss at the start, and for audionmf the loss at the end, which scikit-learn's fit
-    does not compute with tol=0; for audionmf at 60 s and K=32 about 17 ms for KL and
-    20-40 ms for IS, 3-5 iterations). Each side's b is measured as the slope between fits
+    does not compute with tol=0; for audionmf at 60 s and K=32 a few iterations' worth,
+    more after the pause below). Each side's b is measured as the slope between fits
     of n/4 and n iterations. The ratio of the whole n-iteration fits, where a weighs in,
     is printed too ("fit ratio"). a itself, the intercept, is left out: the difference of
     two noisy times, it came out negative for scikit-learn in some cases. A slope that is
