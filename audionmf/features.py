@@ -322,7 +322,7 @@ def decompose(
     V = V**power
     if V.ndim == 3:
         V = V.sum(axis=0)
-    V = V.astype(np.float32)
+    V = V.astype(np.float32, copy=False)
     scale = V.max()
     result = nmf(stack_frames(V / scale, context), n_components, beta=beta, W=W,
                  update_W=W is None, max_iter=max_iter, tol=tol, random_state=random_state,

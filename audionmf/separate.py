@@ -625,7 +625,7 @@ def _spectrogram(X, plan, context=None):
     if plan.pool is not None:
         with _serial_blas():  # a fit follows
             V = plan.pool @ V
-    return stack_frames(V.astype(np.float32), plan.context if context is None else context)
+    return stack_frames(V.astype(np.float32, copy=False), plan.context if context is None else context)
 
 
 def _drum_like_combs(H, plan):
@@ -746,8 +746,8 @@ def _learn(signal, plan, n_frames, whole):
                                       segment_frames=None if whole else EXCERPT_FRAMES,
                                       random_state=plan.rng)
             n_finer = REFINE_COMPONENTS * plan.n_components
-            frames = _refined_frames(V)
-            if not weight and plan.n_sources > 1 and n_finer <= min(V.shape[0], len(frames)) and \
+            frames = _refined_frames(V) if not weight and plan.n_sources > 1 else ()
+            if n_finer <= min(V.shape[0], len(frames)) and \
                     (share if share is not None else percussive()) < REFINE_BELOW_PERCUSSIVE_SHARE:
                 # Over-relaxed steps here (nmf's default): see REFINE_COMPONENTS.
                 all_frames = len(frames) == V.shape[1]
