@@ -23,11 +23,11 @@ BETA_NAMES = {
 
 #: Largest sample magnitude that separation and decomposition accept. They work on
 #: spectra in single precision (as the sources are written): with samples up to this,
-#: a magnitude or power spectrogram (power <= 2), even summed over all its bins, stays
-#: far below float32's largest value (3.4e38), while anything audio holds fits
-#: (integer PCM read unscaled reaches 2.1e9; a louder sample is a mistake, refused in
-#: one line). Functions that work in double precision (stft, evaluate) take any
-#: finite samples.
+#: a magnitude or power spectrogram (power <= 2, as check_spectrogram_power requires),
+#: even summed over all its bins, stays far below float32's largest value (3.4e38),
+#: while anything audio holds fits (integer PCM read unscaled reaches 2.1e9; a louder
+#: sample is a mistake, refused in one line). Functions that work in double precision
+#: (stft, evaluate) take any finite samples.
 MAX_SAMPLE = 1e10
 
 
@@ -78,6 +78,19 @@ def check_nonnegative_real(value, name, allow_zero=True):
         bound = "non-negative" if allow_zero else "positive"
         raise ParameterError(f"{name}={value!r}: must be finite and {bound}")
     return value
+
+
+def check_spectrogram_power(power):
+    """Return the exponent of a spectrogram, ``|X| ** power``, which must lie in (0, 2].
+
+    Spectra are single precision: with samples up to :data:`MAX_SAMPLE`, a power of
+    2 stays far below float32's largest value, a power of 3 or more does not.
+    """
+    power = check_nonnegative_real(power, "power", allow_zero=False)
+    if power > 2:
+        raise ParameterError(f"power={power!r}: must be at most 2 (magnitude: 1, power "
+                             "spectrogram: 2); higher powers overflow single-precision spectra")
+    return power
 
 
 def check_nonnegative_matrix(X, name, dtype=None):

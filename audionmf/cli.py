@@ -205,8 +205,8 @@ def get_parser():
                           "when grouping them (default: 2.5 when at least 6%% of the mixture's "
                           "energy is percussive, as with speech over music or drums over notes; "
                           "else 0); 0: the grouping for sustained notes (timbre and how notes "
-                          "start, refined by a finer fit where the mixture is plainly sustained "
-                          "and up to about 47 s at 44.1 kHz)")
+                          "start, refined by a finer fit where the mixture is plainly sustained; "
+                          "past about 47 s at 44.1 kHz, fitted on stretches of it)")
     _add_analysis_options(sep, "blind: ")
     sep.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
                      help="maximum NMF iterations (default: 200; 60 with --two-stems, 50 with "

@@ -15,8 +15,8 @@ from ._validation import (
     ParameterError,
     beta_to_float,
     check_audio,
-    check_nonnegative_real,
     check_positive_int,
+    check_spectrogram_power,
 )
 from .spectrogram import STFTParams, stack_frames, stft
 
@@ -102,7 +102,7 @@ class SourceModel:
     beta : float
         Divergence used to learn them, and to be used with them.
     power : float
-        Spectrogram exponent (1 magnitude, 2 power).
+        Spectrogram exponent, in (0, 2] (1 magnitude, 2 power).
     context : int
         Frames of context on each side: each template spans ``2 * context + 1``
         consecutive frames (:func:`audionmf.stack_frames`), so it describes
@@ -128,7 +128,7 @@ class SourceModel:
         object.__setattr__(self, "hop_length", params.hop_length)
         check_positive_int(self.sr, "sr")
         object.__setattr__(self, "beta", beta_to_float(self.beta))
-        object.__setattr__(self, "power", check_nonnegative_real(self.power, "power", allow_zero=False))
+        object.__setattr__(self, "power", check_spectrogram_power(self.power))
         check_positive_int(self.context, "context", minimum=0)
         W = np.asarray(self.templates)
         rows = (self.n_fft // 2 + 1) * (2 * self.context + 1)
@@ -229,7 +229,7 @@ class SourceModel:
         if not items:
             raise ParameterError("learn needs at least one example recording")
         beta = beta_to_float(beta)
-        power = default_power(beta) if power is None else power
+        power = default_power(beta) if power is None else check_spectrogram_power(power)
         params = STFTParams(n_fft, hop_length, window)
         n_components = check_positive_int(n_components, "n_components")
         context = check_positive_int(context, "context", minimum=0)

@@ -30,6 +30,7 @@ from ._validation import (
     check_audio,
     check_nonnegative_real,
     check_positive_int,
+    check_spectrogram_power,
 )
 from .drums import HPSS_KERNEL
 from .grouping import (
@@ -134,7 +135,8 @@ def separate(
     beta : float or {"kl", "is", "euclidean"} or None
         Divergence; default "kl", or the models'.
     power : float or None
-        Spectrogram exponent; default :func:`default_power` (beta), or the models'.
+        Spectrogram exponent, in (0, 2]; default :func:`default_power` (beta), or the
+        models'.
     n_fft, hop_length, window
         STFT parameters; default 2048, ``n_fft // 4``, "hann", or the models'.
     mask_power : float or None
@@ -857,8 +859,7 @@ def _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window):
         "sr": sr,
         "params": STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann"),
         "beta": beta,
-        "power": default_power(beta) if power is None else check_nonnegative_real(
-            power, "power", allow_zero=False),
+        "power": default_power(beta) if power is None else check_spectrogram_power(power),
         "context": 0,
     }
 

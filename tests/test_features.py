@@ -206,6 +206,7 @@ def test_callback_sees_every_iteration(signals):
         (np.ones(SR), dict(n_components=0), "n_components"),
         (np.ones(SR), dict(beta="nope"), "beta"),
         (np.ones(SR), dict(hop_length=N_FFT + 1), "hop_length"),
+        (np.ones(SR), dict(power=3), "power=3.0: must be at most 2"),
     ],
 )
 def test_bad_input_is_refused(y, kwargs, match):

@@ -138,6 +138,7 @@ def valid_fields(model):
         (lambda f: f.update(templates=f["templates"][:100]), "templates have shape"),
         (lambda f: f.update(templates=np.full((257, 2), np.nan)), "finite"),
         (lambda f: f.update(n_fft=np.int64(-4)), "n_fft"),
+        (lambda f: f.update(power=np.float64(4)), "power=4.0: must be at most 2"),
         (lambda f: f.update(sr=np.array([1, 2])), "scalars"),
         (lambda f: f.update(format_version=np.array([1, 2])), "not a readable model file"),
         (lambda f: f.update(templates=np.array(["a", "b"])), "templates"),
@@ -210,6 +211,8 @@ def test_learning_refuses_bad_examples():
         SourceModel.learn(np.ones(SR), name="x")
     with pytest.raises(ParameterError, match="file name"):
         SourceModel.learn(low_voice(), SR, name="a/b", n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="power=2.5: must be at most 2"):
+        SourceModel.learn(low_voice(), SR, name="x", n_fft=N_FFT, power=2.5)
 
 
 # ------------------------------------------------------------------ command line

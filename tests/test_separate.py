@@ -148,6 +148,7 @@ def test_template_features_ignore_level(rng):
         (np.r_[np.ones(5000), np.nan], {}, "NaN"),
         (np.ones(5000), {"n_sources": 3, "n_components": 2}, "n_components=2 is smaller"),
         (np.ones(5000), {"mask_power": 0}, "mask_power"),
+        (np.ones(5000), {"power": 3}, r"power=3.0: must be at most 2"),
         (np.ones(5000), {"beta": "hellinger"}, "beta"),
         (np.ones((2, 3, 5000)), {}, "shape"),
     ],
