@@ -246,7 +246,7 @@ def decompose(
     n_fft, hop_length, window
         STFT parameters; default 2048, ``n_fft // 4``, "hann", or the model's.
     power : float or None
-        Spectrogram exponent; default
+        Spectrogram exponent, in (0, 2]; default
         :func:`audionmf.separate.default_power` (beta), or the model's.
     templates : SourceModel or np.ndarray [shape=(n_freq * (2 * c + 1), K)], optional
         A fixed dictionary: only the activations are estimated (supervised
