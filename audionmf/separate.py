@@ -269,6 +269,11 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
                                  f"need at least n_fft={plan.params.n_fft}")
         folder = os.fspath(folder)
         targets = {name: os.path.join(folder, f"{name}.{format}") for name in plan.names}
+        picture = os.path.join(folder, "separation.png")
+        for target in list(targets.values()) + ([picture] if figure is not None else []):
+            if _same_file(target, path):
+                raise AudioError(f"{signal.name}: output {target} is the input file; "
+                                 "choose another folder")
         created = missing_folders(folder)
         try:
             try:
@@ -278,14 +283,22 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
             with OutputFiles(list(targets.values()), signal.sr, signal.n_channels) as files:
                 summary = SpectraSummary(plan, signal) if figure is not None else None
                 _run(signal, plan, files.write, summary=summary, progress=progress)
-                pictures = ([(os.path.join(folder, "separation.png"),
-                              figure(summary.spectra(), signal.sr, summary.hop_length, plan.params.n_fft))]
+                pictures = ([(picture, figure(summary.spectra(), signal.sr, summary.hop_length,
+                                              plan.params.n_fft))]
                             if figure is not None else [])
                 files.commit(pictures)
         except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
             remove_empty_folders(created)
             raise
     return targets
+
+
+def _same_file(a, b):
+    """Whether two paths name one existing file (through links too)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist
+        return False
 
 
 #: Spectrogram values per block when a signal is masked and resynthesized: about

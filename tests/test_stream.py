@@ -162,6 +162,25 @@ def test_separate_file_equals_separate(tmp_path):
         np.testing.assert_allclose(data.T, in_memory[name], atol=1e-6)
 
 
+@pytest.mark.parametrize("link", [False, True])
+def test_separate_file_never_overwrites_its_input(tmp_path, link):
+    """As the command line refuses it: a mixture named like one of its sources, in
+    the folder the sources go to (or reached there through a link)."""
+    a, b = mixture()
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    path = folder / "source1.wav"
+    sf.write(path, (a + b).astype(np.float32), SR, subtype="FLOAT")
+    before = path.read_bytes()
+    if link:
+        (tmp_path / "mix.wav").symlink_to(path)
+        path = tmp_path / "mix.wav"
+    with pytest.raises(AudioError, match="source1.wav is the input file"):
+        separate_file(path, folder, n_fft=512, random_state=0)
+    assert (folder / "source1.wav").read_bytes() == before
+    assert sorted(os.listdir(folder)) == ["source1.wav"]
+
+
 def test_separate_file_reads_a_block_at_a_time(tmp_path, monkeypatch):
     a, b = mixture(20.0)
     path = tmp_path / "long.flac"
