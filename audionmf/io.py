@@ -439,7 +439,10 @@ def _temporary_beside(path):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+    except OSError as exc:  # a folder we may not write in, a name too long, no file handles left
+        raise AudioError(f"{path}: cannot write ({exc.strerror or _detail(exc)})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle, tmp

@@ -81,6 +81,16 @@ def test_output_files_write_nothing_if_one_fails(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_output_files_whose_temporary_file_cannot_be_made(tmp_path):
+    """A name that is legal but leaves no room for the hidden temporary name (or a
+    folder we may not write in) is a file error naming the output, not an OSError."""
+    long_name = tmp_path / ("a" * 248 + ".wav")
+    with pytest.raises(AudioError, match=r"a\.wav: cannot write \(File name too long\)"):
+        with OutputFiles([tmp_path / "b.wav", long_name], 8000, 1):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(AudioError, match="missing.wav: no such file"):
         load(tmp_path / "missing.wav")
