@@ -2,10 +2,12 @@
 
 Exit status: 0 success; 1 an input or output file could not be used (each
 failure is one line on stderr naming the file); 2 bad usage (unknown option,
-bad value); 130 interrupted.
+bad value); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM, as ``kill`` and
+``timeout`` send), which stops the work and cleans up as Ctrl-C does.
 """
 import argparse
 import os
+import signal
 import sys
 import time
 import traceback
@@ -13,6 +15,7 @@ import traceback
 from ._version import __version__
 
 EXIT_OK, EXIT_BAD_FILE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 DESCRIPTION = """\
 Separate audio into sources with non-negative matrix factorization (NMF).
@@ -323,9 +326,25 @@ def console():
 
     A batch stopped by Ctrl-C leaves SIGINT ignored (see :mod:`audionmf._batch`)
     until the process has exited: a further Ctrl-C during the exit, while worker
-    processes are reaped, would print a traceback.
+    processes are reaped, would print a traceback. SIGTERM does what Ctrl-C does,
+    and the exit status is then 143.
     """
-    sys.exit(_main())
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        # What Ctrl-C would do at this moment: raise KeyboardInterrupt, set a batch's
+        # flag, or nothing once the work is being left.
+        terminated.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        status = _main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.exit(EXIT_TERMINATED if terminated and status == EXIT_INTERRUPTED else status)
 
 
 def _main(argv=None):

@@ -295,6 +295,34 @@ def test_ctrl_c_with_jobs_stops_at_once(tmp_path, album):
     complete_sets_only(out)  # and no temporary files
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigterm_stops_and_cleans_up_as_ctrl_c_does(tmp_path, album, jobs):
+    """kill, timeout and schedulers send SIGTERM: the file in progress is abandoned,
+    its temporary files removed, and the exit status is 143, with no traceback (nor,
+    with worker processes, warnings of leaked semaphores)."""
+    import signal
+    import time
+
+    mix, sr = sf.read(SAMPLE)
+    for i in range(4):
+        sf.write(album / f"long{i}.wav", np.tile(mix, 6), sr)
+    out = tmp_path / "out"
+    source = str(album) if jobs == "2" else str(album / "long0.wav")
+    proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", source, "-o", str(out), "--jobs", jobs],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not started_files(out) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "interrupted" in err and "Traceback" not in err and "leaked" not in err
+    if jobs == "1":
+        assert not out.exists()
+    complete_sets_only(out)  # and no temporary files
+
+
 @pytest.mark.parametrize("how", ["second Ctrl-C", "parent killed"])
 def test_a_batch_that_is_stopped_hard(tmp_path, album, how):
     """A second Ctrl-C while the workers abandon their files changes nothing (no
