@@ -6,6 +6,7 @@ bad value); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM, as ``kill`` and
 ``timeout`` send), which stops the work and cleans up as Ctrl-C does.
 """
 import argparse
+import math
 import os
 import signal
 import sys
@@ -740,10 +741,23 @@ def _run_evaluate(args):
         _report(message)
         return EXIT_BAD_FILE
     if args.json:
-        print(json.dumps(result, indent=2))
+        # Strict JSON has no Infinity: a score that is infinite (the SIR of a lone
+        # source, which has no interference to measure) is written as null.
+        print(json.dumps(_finite_or_null(result), indent=2, allow_nan=False))
     else:
         print(_score_table(result))
     return EXIT_OK
+
+
+def _finite_or_null(value):
+    """``value`` with every float that is not finite replaced by None, in nested dicts and lists."""
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _score_table(result):

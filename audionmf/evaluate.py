@@ -121,6 +121,10 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
         mix = _fit_length(_as_channels(mixture, "the mixture"), length)
         if mix.shape[0] != n_channels:
             raise ParameterError(f"the mixture has {mix.shape[0]} channels, the references {n_channels}")
+        silent = [c for c in range(n_channels) if not np.any(mix[c])]
+        if silent:
+            where = "" if n_channels == 1 else f" in channel {silent[0] + 1} of {n_channels}"
+            raise ParameterError(f"the mixture is silent{where}: BSS Eval is undefined for it")
         mix_sdr, _, _, _ = _bss_eval_per_channel(ref_stack, np.stack([mix] * len(ref_names)), False)
         for i, name in enumerate(ref_names):
             scores[name]["sdr_mix"] = mix_sdr[i]

@@ -161,6 +161,27 @@ def test_cli_json_agrees_with_mir_eval(tmp_path, sources, rng, capsys):
     assert result["mixture"] == "mix.wav"
 
 
+def test_cli_json_is_strict_when_a_score_is_infinite(tmp_path, sources, rng, capsys):
+    """A source scored alone has no interference: its SIR is infinite, which strict
+    JSON cannot hold (json.dumps would write Infinity): it is written as null."""
+    write_folder(tmp_path / "ref", sources)
+    write_folder(tmp_path / "est", {"tone": estimates_of(sources, rng)["tone"]})
+    assert main(["evaluate", str(tmp_path / "ref"), str(tmp_path / "est"), "--json"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert result["sources"]["tone"]["sir"] is None and result["mean"]["sir"] is None
+    assert np.isfinite(result["sources"]["tone"]["sdr"])
+
+
+def test_a_silent_mixture_is_refused(sources, rng):
+    ests = estimates_of(sources, rng)
+    with pytest.raises(ParameterError, match="the mixture is silent: BSS Eval is undefined"):
+        evaluate(sources, ests, SR, mixture=np.zeros_like(sources["tone"]))
+
+
 def test_cli_table(tmp_path, sources, rng, capsys):
     write_folder(tmp_path / "ref", dict(sources, mix=sources["tone"] + sources["noise"]))
     write_folder(tmp_path / "est", dict(estimates_of(sources, rng), extra=sources["tone"]))
