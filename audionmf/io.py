@@ -8,6 +8,7 @@ under the name a user asked for.
 """
 import contextlib
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -69,6 +70,9 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{path}: not a readable audio file ({_detail(exc)})") from None
         file_sr = f.samplerate
+        error = _short_read(f, path, f.frames, data.shape[0])
+        if error is not None:
+            raise error
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no samples")
     # Samples the dtype asked for cannot hold would become Inf (with a RuntimeWarning),
@@ -97,11 +101,32 @@ def _open(path):
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory, not an audio file")
     try:
-        return sf.SoundFile(path)
+        handle = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"{path}: not a readable audio file ({_detail(exc)})") from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    # libsndfile reads a WAV (or AIFF...) file cut short as if it were complete, shorter:
+    # its log tells, as "data : <declared> (should be <held>)". A declared size of 0 or
+    # near 4 GB is the placeholder of a writer that streamed, not a cut.
+    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", handle.extra_info, re.M)
+    if match:
+        declared, held = map(int, match.groups())
+        if held < declared < 0x7FFF0000:
+            handle.close()
+            raise AudioError(f"{path}: truncated: its header declares {declared} bytes of "
+                             f"samples, the file holds {held}")
+    return handle
+
+
+def _short_read(handle, path, expected, got):
+    """AudioError if ``got`` samples could be read where the header gives ``expected``
+    (a file cut short). MP3 headers may estimate the length: 1% short is let pass."""
+    slack = expected // 100 if handle.format == "MP3" else 0
+    if got < expected - slack:
+        return AudioError(f"{path}: truncated: {got} of the {expected} samples its header "
+                          "gives could be read")
+    return None
 
 
 def _detail(exc):
@@ -199,6 +224,10 @@ class Signal:
                     self._file.seek(lo)
                 parts.append(self._file.read(hi - lo, dtype="float64", always_2d=True).T)
                 self._position = lo + parts[-1].shape[1]
+                if self._position < hi:  # the file ends before its header says
+                    error = _short_read(self._file, self.name, self.n_samples, self._position)
+                    if error is not None:
+                        raise error
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{self.name}: not a readable audio file ({_detail(exc)})") from None
         except OSError as exc:

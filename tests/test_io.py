@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from audionmf import AudioError, ParameterError, load, save
-from audionmf.io import OutputFiles
+from audionmf.io import OutputFiles, Signal
 
 from conftest import SAMPLE
 
@@ -114,6 +114,49 @@ def test_truncated_file(tmp_path, rng):
     bad.write_bytes(data[:200])
     with pytest.raises(AudioError, match="bad.flac"):
         load(bad)
+
+
+def _cut(path, n_bytes, to):
+    to.write_bytes(path.read_bytes()[:n_bytes])
+    return to
+
+
+def test_a_wav_cut_short_is_refused(tmp_path, rng):
+    """libsndfile reads a WAV cut short as a complete, shorter one; its header says otherwise."""
+    good = tmp_path / "good.wav"
+    save(good, rng.uniform(-0.5, 0.5, 20000), 8000)
+    bad = _cut(good, good.stat().st_size // 2, tmp_path / "bad.wav")
+    with pytest.raises(AudioError, match=r"bad\.wav: truncated: its header declares 80000 bytes"):
+        load(bad)
+    with pytest.raises(AudioError, match=r"bad\.wav: truncated"):
+        Signal.open(bad)
+
+
+def test_a_wav_streamed_with_no_length_is_read(tmp_path, rng):
+    """Writers that stream (to a pipe) put 0 or 0xFFFFFFFF as the data size: not a cut."""
+    y = rng.uniform(-0.5, 0.5, 2000)
+    path = tmp_path / "streamed.wav"
+    save(path, y, 8000)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    np.testing.assert_allclose(load(path)[0], y, atol=1e-7)
+
+
+def test_an_mp3_cut_short_is_refused(tmp_path, rng):
+    """An MP3's header gives its length; separate read zeros past the cut, decompose less."""
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile writes no MP3")
+    good = tmp_path / "good.mp3"
+    t = np.arange(44100) / 22050
+    sf.write(good, 0.3 * np.sin(2 * np.pi * 440 * t), 22050)
+    bad = _cut(good, good.stat().st_size // 2, tmp_path / "bad.mp3")
+    with pytest.raises(AudioError, match=r"bad\.mp3: truncated: \d+ of the 44100 samples"):
+        load(bad)
+    with Signal.open(bad) as signal:
+        with pytest.raises(AudioError, match=r"bad\.mp3: truncated"):
+            signal.read(0, signal.n_samples)
 
 
 def test_integer_formats_refuse_to_clip(tmp_path):
