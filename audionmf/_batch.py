@@ -12,7 +12,8 @@ import sys
 import threading
 
 #: State of a worker process (in the main process, in_worker stays False).
-WORKER = {"in_worker": False, "busy": False, "stop": False, "cancelled": None}
+WORKER = {"in_worker": False, "busy": False, "stop": False, "cancelled": None, "slot": None,
+          "current": None}
 
 
 def stopping():
@@ -33,33 +34,54 @@ def run_local(task, paths, jobs, quiet):
     cannot raise it (a callback) finishes its file instead, committed whole, and
     the batch waits for it. (On Windows SIGTERM ends a worker at once, and the
     file it was writing may leave its temporary files behind.) A worker whose
-    parent dies abandons its file the same way and exits.
+    parent dies abandons its file the same way and exits. A worker that dies
+    (killed, out of memory) fails the file it was on; the others go on in a new
+    pool.
     """
     if jobs == 1 or len(paths) < 2:
         for path in paths:
             yield task(path)
         return
     import multiprocessing
+
+    task.args.quiet = True  # one progress bar for the batch, not one per file
+    context = multiprocessing.get_context("spawn")
+    bar = _batch_progress(len(paths), quiet)
+    interrupted = {"flag": False}  # not an Event: its lock is not safe in a signal handler
+    # The flag outlives the pools: a second Ctrl-C while a pool shuts down (the
+    # workers abandoning their files) must not interrupt that wait either.
+    try:
+        with _interrupt_flag(interrupted):
+            while paths:  # a worker that dies takes down its pool: the rest go on in a new one
+                paths = yield from _run_pool(task, paths, min(jobs, len(paths)), context, bar, interrupted)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _run_pool(task, paths, n_workers, context, bar, interrupted):
+    """Yield the results of ``paths`` from a pool of ``n_workers`` processes.
+
+    Returns the paths left to run in a new pool: where a worker died (killed, out
+    of memory), the pool is broken and every file not done fails with it, so the
+    file that worker was on is reported failed (and its temporary files removed:
+    ``task.abandoned(path)``), and the others come back. Where no file can be
+    blamed (a worker died between files), they all fail.
+    """
     import signal
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    task.args.quiet = True  # one progress bar for the batch, not one per file
-    context = multiprocessing.get_context("spawn")
-    n_workers = min(jobs, len(paths))
     pids = context.Array("i", n_workers)
+    current = context.Array("i", [-1] * n_workers)  # per worker: the index of its file, or -1
     cancelled = context.RawValue("b", 0)  # seen by workers that start after the Ctrl-C
-    bar = _batch_progress(len(paths), quiet)
-    interrupted = {"flag": False}  # not an Event: its lock is not safe in a signal handler
-    # The flag outlives the pool: a second Ctrl-C while the pool shuts down (the
-    # workers abandoning their files) must not interrupt that wait either.
-    with _interrupt_flag(interrupted), \
-            ProcessPoolExecutor(max_workers=n_workers, mp_context=context,
-                                initializer=_start_worker, initargs=(pids, cancelled)) as pool:
+    done, broken = set(), False
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context,
+                             initializer=_start_worker, initargs=(pids, current, cancelled)) as pool:
         # The workers start (all of them, on the first submits) without SIGINT: a
         # Ctrl-C while they import is the parent's alone.
         with _sigint_held():
-            futures = {pool.submit(task, path): path for path in paths}
+            futures = {pool.submit(_tracked, task, index, path): index for index, path in enumerate(paths)}
         try:
             pending = set(futures)
             while pending:
@@ -69,13 +91,15 @@ def run_local(task, paths, jobs, quiet):
                 if interrupted["flag"]:
                     raise KeyboardInterrupt
                 for future in finished:
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        continue
+                    done.add(futures[future])
                     if bar is not None:
                         bar.update(1)
-                    try:
-                        yield future.result()
-                    except BrokenProcessPool:
-                        yield futures[future], None, ("a worker process died (out of memory?) "
-                                                      "before this file was done; nothing written", "")
+                    yield result
                     if interrupted["flag"]:
                         raise KeyboardInterrupt
         except BaseException:
@@ -89,9 +113,31 @@ def run_local(task, paths, jobs, quiet):
                     except OSError:
                         pass
             raise
-        finally:
-            if bar is not None:
-                bar.close()
+    if not broken:
+        return []
+    # The pool has shut down: the workers that lived left their files (unwinding
+    # them, which clears their mark); the one that died still marks its own.
+    unfinished = [index for index in range(len(paths)) if index not in done]
+    blamed = [index for index in current[:] if index >= 0] or unfinished
+    cleanup = getattr(task, "abandoned", None)
+    for index in blamed:
+        if cleanup is not None:
+            cleanup(paths[index])
+        if bar is not None:
+            bar.update(1)
+        yield paths[index], None, ("a worker process died (out of memory?) while this file was "
+                                   "being separated; nothing written", "")
+    return [paths[index] for index in unfinished if index not in blamed]
+
+
+def _tracked(task, index, path):
+    """``task(path)`` in a worker, marked as this worker's file while it runs."""
+    slot = WORKER["slot"]
+    WORKER["current"][slot] = index
+    try:
+        return task(path)
+    finally:
+        WORKER["current"][slot] = -1
 
 
 class ClusterError(Exception):
@@ -204,7 +250,7 @@ def _sigint_held():
         yield
 
 
-def _start_worker(pids, cancelled):
+def _start_worker(pids, current, cancelled):
     """Set up a worker process: its own core, one BLAS thread, one NMF and FFT thread
     (workers must not fight over the cores: OpenBLAS threads spin while they
     wait), SIGINT left to the parent, SIGTERM to abandon the file in progress,
@@ -226,6 +272,7 @@ def _start_worker(pids, cancelled):
     with pids.get_lock():
         index = next(i for i, pid in enumerate(pids) if pid == 0)
         pids[index] = os.getpid()
+    WORKER["slot"], WORKER["current"] = index, current
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[index % len(cpus)]})
@@ -254,10 +301,12 @@ def _exit_with_parent():
 
 
 def _quiet_about_termination(unraisable):
-    """A KeyboardInterrupt from _on_terminate that landed where Python cannot raise it
-    (a callback, a finalizer) is dropped without a traceback: the file in progress then
-    finishes, and is committed whole, and the worker starts no other."""
-    if isinstance(unraisable.exc_value, KeyboardInterrupt) and WORKER["stop"]:
+    """Once the worker is told to stop, errors that Python cannot raise are dropped
+    without a traceback. A KeyboardInterrupt from _on_terminate that landed in a
+    callback or a finalizer: the file in progress then finishes, and is committed
+    whole, and the worker starts no other. Or the finalizer of an object whose
+    construction that interrupt cut short (llvmlite's, while numba loads a kernel)."""
+    if WORKER["stop"]:
         return
     sys.__unraisablehook__(unraisable)
 

@@ -656,6 +656,26 @@ class _SeparateTask:
             WORKER["busy"] = False
 
 
+    def abandoned(self, path):
+        """Remove what a worker that died on ``path`` left: its temporary files (only
+        ours: hidden, named after an output, ending in .part), then its folder if empty."""
+        import glob
+
+        stem = os.path.splitext(os.path.basename(path))[0]
+        folder = os.path.join(self.args.out, stem)
+        names = [f"{name}.{self.args.format}" for name in _expected_names(self.args)] + ["separation.png"]
+        for name in names:
+            for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.part")):
+                try:
+                    os.remove(leftover)
+                except OSError:
+                    pass
+        try:
+            os.rmdir(folder)
+        except OSError:  # holds other files, or was never made
+            pass
+
+
 def _check_features(sub, args):
     ext = os.path.splitext(args.out)[1].lower()
     allowed = FEATURE_FORMATS[args.command]

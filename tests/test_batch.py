@@ -323,6 +323,57 @@ def test_sigterm_stops_and_cleans_up_as_ctrl_c_does(tmp_path, album, jobs):
     complete_sets_only(out)  # and no temporary files
 
 
+def _workers_of(pid):
+    """PIDs of the worker processes of the batch run by process ``pid`` (Linux)."""
+    workers = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmd:
+                cmdline = cmd.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            workers.append(int(entry))
+    return workers
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers in /proc")
+def test_a_worker_that_dies_fails_its_file_not_the_batch(tmp_path, album):
+    """A worker killed outright (as by the out-of-memory killer) breaks its process
+    pool, which fails every file not done; the file it was on is reported failed,
+    its temporary files removed, and the others are separated in a new pool."""
+    import signal
+    import time
+
+    mix, sr = sf.read(SAMPLE)
+    for path in album.rglob("*.*"):
+        path.unlink()
+    for i in range(4):
+        sf.write(album / f"long{i}.wav", np.tile(mix, 4), sr)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", str(album), "-o", str(out),
+                             "--jobs", "2", "--iterations", "20"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out.is_dir() and len(list(out.iterdir())) == 2) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    workers = _workers_of(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    died = [line for line in err.splitlines() if "a worker process died" in line]
+    assert len(died) == 1 and "Traceback" not in err, err
+    assert "1 of 4 inputs failed" in err
+    done = sorted(folder.name for folder in out.iterdir())
+    assert len(done) == 3
+    complete_sets_only(out)  # and no temporary files: not even in the dead worker's folder
+
+
 @pytest.mark.parametrize("how", ["second Ctrl-C", "parent killed"])
 def test_a_batch_that_is_stopped_hard(tmp_path, album, how):
     """A second Ctrl-C while the workers abandon their files changes nothing (no
