@@ -325,8 +325,11 @@ class OutputFiles:
         try:
             for path in map(os.fspath, paths):
                 fmt, kind = output_format(path, subtype)
-                with _temporary_beside(path) as (_, tmp):
-                    pass  # reserve the name; soundfile reopens it
+                try:
+                    with _temporary_beside(path) as (_, tmp):
+                        pass  # reserve the name; soundfile reopens it
+                except OSError as exc:  # a folder we may not write in, a name too long...
+                    raise AudioError(f"{path}: cannot write ({exc.strerror or _detail(exc)})") from None
                 self._pending.append((tmp, path))
                 try:
                     handle = sf.SoundFile(tmp, "w", samplerate=check_positive_int(sr, "sr"),
@@ -468,10 +471,7 @@ def _temporary_beside(path):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
-    except OSError as exc:  # a folder we may not write in, a name too long, no file handles left
-        raise AudioError(f"{path}: cannot write ({exc.strerror or _detail(exc)})") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle, tmp
