@@ -31,6 +31,11 @@ BETA_NAMES = {
 MAX_SAMPLE = 1e10
 
 
+#: Largest magnitude of beta taken. The divergences in use lie in [0, 2]; far beyond,
+#: powers of the data overflow (|beta| of 20 or more, or 50 on loud audio, did).
+MAX_BETA = 10.0
+
+
 class ParameterError(ValueError):
     """A function was called with an argument it cannot work with."""
 
@@ -57,6 +62,9 @@ def beta_to_float(beta):
         raise ParameterError(f"beta={beta!r}: expected a loss name or a real number")
     if not np.isfinite(value):
         raise ParameterError(f"beta={beta!r}: must be finite")
+    if abs(value) > MAX_BETA:
+        raise ParameterError(f"beta={beta!r}: must lie in [-{MAX_BETA:g}, {MAX_BETA:g}] "
+                             "(0: Itakura-Saito, 1: Kullback-Leibler, 2: Euclidean)")
     return value
 
 

@@ -115,8 +115,8 @@ def _add_analysis_options(parser, prefix):
                         help=f"{prefix}STFT hop in samples (default: n-fft / 4)")
 
 
-def _number(convert, minimum, what):
-    """An argparse type: ``convert(text)``, finite and at least ``minimum``."""
+def _number(convert, minimum, what, maximum=None):
+    """An argparse type: ``convert(text)``, finite, at least ``minimum`` (and at most ``maximum``)."""
     def parse(text):
         try:
             value = convert(text)
@@ -124,6 +124,8 @@ def _number(convert, minimum, what):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if not minimum <= value < float("inf"):
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
         return value
 
     return parse
@@ -148,6 +150,7 @@ def _component_list(text):
 _positive_int = _number(int, 1, "a whole number")
 _nonnegative_int = _number(int, 0, "a whole number")
 _nonnegative_float = _number(float, 0, "a number")
+_feature_weight = _number(float, 0, "a number", maximum=1000.0)  # grouping.MAX_WEIGHT
 
 
 def _beta(text):
@@ -155,10 +158,13 @@ def _beta(text):
 
     try:
         return beta_to_float(text)
-    except ParameterError:
-        raise argparse.ArgumentTypeError(
-            f"expected kl, is, euclidean or a number, got {text!r}"
-        ) from None
+    except ParameterError as exc:
+        try:
+            float(text)
+        except ValueError:  # not a name nor a number
+            raise argparse.ArgumentTypeError(
+                f"expected kl, is, euclidean or a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None  # a number out of range
 
 
 def get_parser():
@@ -204,7 +210,7 @@ def get_parser():
                           "source; ranges such as 0-3 allowed): the components 'audionmf plot' "
                           "shows with the same --components, analysis options and --seed (files "
                           "up to about 3 minutes at 44.1 kHz)")
-    sep.add_argument("--rhythm", type=_nonnegative_float, default=None, metavar="W",
+    sep.add_argument("--rhythm", type=_feature_weight, default=None, metavar="W",
                      help="blind: weight of how components move over time beside their timbre "
                           "when grouping them (default: 2.5 when at least 6%% of the mixture's "
                           "energy is percussive, as with speech over music or drums over notes; "

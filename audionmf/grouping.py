@@ -275,6 +275,19 @@ def labels_from_groups(groups, n_components=None):
     return labels
 
 
+#: Largest weight of the rhythm or attack features beside timbre. At 1000 timbre no
+#: longer counts; far beyond, the squared distances overflow.
+MAX_WEIGHT = 1000.0
+
+
+def check_feature_weight(value, name):
+    """A weight of features beside timbre: a real number in [0, MAX_WEIGHT]."""
+    value = check_nonnegative_real(value, name)
+    if value > MAX_WEIGHT:
+        raise ParameterError(f"{name}={value!r}: must be at most {MAX_WEIGHT:g}")
+    return value
+
+
 def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weight=0.0,
                      attack_weight=0.0, segment_frames=None, random_state=None, n_init=10):
     """Assign each of K components to one of N sources, unsupervised.
@@ -309,8 +322,8 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
     if K < n_sources:
         raise ParameterError(f"cannot make {n_sources} sources from {K} components")
     rng = np.random.default_rng(random_state)
-    rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
-    attack_weight = check_nonnegative_real(attack_weight, "attack_weight")
+    rhythm_weight = check_feature_weight(rhythm_weight, "rhythm_weight")
+    attack_weight = check_feature_weight(attack_weight, "attack_weight")
     hop_length = check_positive_int(n_fft // 4 if hop_length is None else hop_length, "hop_length")
 
     # Timbre: the cepstral distance, scaled as a whole (each coefficient keeps its own

@@ -550,6 +550,9 @@ class _Engine:
         self.relax = (over_relaxation, *_safe_steps(beta, over_relaxation))
         self.floor, self.ceiling = floor, ceiling
         self.sparsity = sparsity
+        # What the update adds to H's denominator: a weight beyond the dtype's range would
+        # overflow there (so large a one drives every activation to the floor either way).
+        self._penalty_step = min(sparsity, float(np.finfo(V.dtype).max) / 4)
         self.normalize = normalize
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
         n_freq, n_frames = V.shape
@@ -751,7 +754,7 @@ class _Engine:
                 part["loss"] += k.divergence(Vb, Y, 2.0, 0.0)
             if update_H:
                 den = shared["WtW"] @ Hb
-                self._step(Hb, W.T @ Vb, den + self.sparsity if self.sparsity else den)
+                self._step(Hb, W.T @ Vb, den + self._penalty_step if self.sparsity else den)
             if free is not None:
                 Hf = Hb if len(free) == len(Hb) else Hb[free]
                 part["num"] = part["num"] + Vb @ Hf.T
@@ -763,7 +766,7 @@ class _Engine:
         if update_H:
             num = W.T @ Y
             den = shared["colsum"] if B is None else W.T @ B
-            self._step(Hb, num, den + self.sparsity if self.sparsity else den)
+            self._step(Hb, num, den + self._penalty_step if self.sparsity else den)
         if free is not None:
             if update_H or not with_loss:  # the terms must follow the current H
                 np.matmul(W, Hb, out=Y)

@@ -36,6 +36,7 @@ from .drums import HPSS_KERNEL
 from .grouping import (
     _by_energy,
     _fill_empty_groups,
+    check_feature_weight,
     group_components,
     labels_from_groups,
     percussive_share,
@@ -421,7 +422,7 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
         mask_power = 2.0 if two_stems is None else TWO_STEMS_MASK_POWER
     mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
     if rhythm_weight is not None:
-        rhythm_weight = check_nonnegative_real(rhythm_weight, "rhythm_weight")
+        rhythm_weight = check_feature_weight(rhythm_weight, "rhythm_weight")
     if max_iter is None:
         max_iter = default_max_iter(two_stems, models is not None, free_components)
     max_iter = check_positive_int(max_iter, "max_iter")

@@ -225,6 +225,8 @@ def test_more_components_than_rows_work(rng):
         ({"n_components": 0}, "n_components=0"),
         ({"n_components": 2.5}, "n_components=2.5"),
         ({"beta": "hellinger"}, "beta='hellinger'"),
+        ({"beta": 10.5}, r"beta=10.5: must lie in \[-10, 10\]"),
+        ({"beta": -50}, r"beta=-50: must lie in \[-10, 10\]"),
         ({"init": "svd"}, "init='svd'"),
         ({"max_iter": -1}, "max_iter=-1"),
         ({"tol": -1.0}, "tol=-1.0"),
@@ -241,6 +243,16 @@ def test_bad_arguments_are_refused(kwargs, match):
     kwargs = {"n_components": 2, **kwargs}
     with pytest.raises(ParameterError, match=match):
         nmf(V, **kwargs)
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_huge_sparsity_weight_overflows_nothing():
+    """Weights beyond float32's range drive every activation to the floor, quietly."""
+    V = np.random.default_rng(0).random((16, 40)).astype(np.float32)
+    res = nmf(V, 3, sparsity=1e300, max_iter=5, random_state=0)
+    assert res.H.dtype == np.float32 and np.all(np.isfinite(res.H)) and np.all(np.isfinite(res.W))
+    fixed = nmf(V, 3, W=res.W, update_W=False, sparsity=1e300, max_iter=5)
+    assert fixed.H.max() <= 1e-3 * V.mean()
 
 
 def test_nan_input_is_refused():

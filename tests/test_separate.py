@@ -505,6 +505,11 @@ def test_rhythm_weight_is_checked(rng):
             group_components(W, H, 2, sr=SR, n_fft=512, rhythm_weight=bad)
     with pytest.raises(ParameterError, match="rhythm_weight"):
         separate(np.ones(5000), SR, n_fft=512, rhythm_weight=-1)
+    # far beyond where timbre stops counting, squared distances overflowed into NaN
+    with pytest.raises(ParameterError, match="rhythm_weight=1e\\+300: must be at most 1000"):
+        separate(np.ones(5000), SR, n_fft=512, rhythm_weight=1e300)
+    with pytest.raises(ParameterError, match="attack_weight=2000.0: must be at most 1000"):
+        group_components(W, H, 2, sr=SR, n_fft=512, attack_weight=2000.0)
 
 
 def test_groups_by_hand_pick_the_components(two_tones):
