@@ -247,7 +247,7 @@ def nmf(
     n_components : int
         K, the number of templates.
     beta : float or {"euclidean", "kl", "is"}
-        2 (Euclidean), 1 (Kullback-Leibler), 0 (Itakura-Saito), or any real.
+        2 (Euclidean), 1 (Kullback-Leibler), 0 (Itakura-Saito), or any real in [-10, 10].
     init : {None, "random", "nndsvda"}
         Starting point for the factors not given. ``None``: "nndsvda" when
         K <= min(V.shape), else "random".
