@@ -18,7 +18,7 @@ from ._validation import (
     check_positive_int,
     check_spectrogram_power,
 )
-from .spectrogram import STFTParams, stack_frames, stft
+from .spectrogram import STFTParams, _window, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models"]
 
@@ -122,9 +122,14 @@ class SourceModel:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
             raise ParameterError(f"name={self.name!r}: a model needs a non-empty name")
-        if any(c in self.name for c in "/\\\0") or self.name in (".", ".."):
-            raise ParameterError(f"name={self.name!r}: must be usable as a file name")
+        if any(c in self.name for c in "/\\\0") or self.name.startswith("."):
+            raise ParameterError(f"name={self.name!r}: must be usable as a file name, "
+                                 "and not a hidden one")
+        if self.name == "residual":
+            raise ParameterError("name='residual' is reserved for the templates learned on the "
+                                 "mixture (free_components, --free): choose another")
         params = STFTParams(self.n_fft, self.hop_length, self.window)
+        _window(params.window, params.n_fft)  # a name scipy knows (ParameterError if not)
         object.__setattr__(self, "hop_length", params.hop_length)
         check_positive_int(self.sr, "sr")
         object.__setattr__(self, "beta", beta_to_float(self.beta))
@@ -139,6 +144,9 @@ class SourceModel:
             )
         if not np.issubdtype(W.dtype, np.floating) or not np.all(np.isfinite(W)) or W.min() < 0:
             raise ParameterError("templates must be finite, non-negative floating-point numbers")
+        silent = np.flatnonzero(~W.any(axis=0))
+        if len(silent):
+            raise ParameterError(f"template {silent[0]} of {W.shape[1]} is all zeros: it models nothing")
         W = np.array(W, dtype=np.float32)  # our own read-only copy
         W.setflags(write=False)
         object.__setattr__(self, "templates", W)

@@ -139,6 +139,9 @@ def valid_fields(model):
         (lambda f: f.update(templates=np.full((257, 2), np.nan)), "finite"),
         (lambda f: f.update(n_fft=np.int64(-4)), "n_fft"),
         (lambda f: f.update(power=np.float64(4)), "power=4.0: must be at most 2"),
+        (lambda f: f.update(window=np.str_("bogus")), "window='bogus'"),
+        (lambda f: f.update(templates=np.hstack([f["templates"], 0 * f["templates"][:, :1]])),
+         r"template \d+ of \d+ is all zeros"),
         (lambda f: f.update(sr=np.array([1, 2])), "scalars"),
         (lambda f: f.update(format_version=np.array([1, 2])), "not a readable model file"),
         (lambda f: f.update(templates=np.array(["a", "b"])), "templates"),
@@ -211,6 +214,10 @@ def test_learning_refuses_bad_examples():
         SourceModel.learn(np.ones(SR), name="x")
     with pytest.raises(ParameterError, match="file name"):
         SourceModel.learn(low_voice(), SR, name="a/b", n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="not a hidden one"):  # its output would be .x.wav
+        SourceModel.learn(low_voice(), SR, name=".x", n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="'residual' is reserved"):  # no separation could use it
+        SourceModel.learn(low_voice(), SR, name="residual", n_fft=N_FFT)
     with pytest.raises(ParameterError, match="power=2.5: must be at most 2"):
         SourceModel.learn(low_voice(), SR, name="x", n_fft=N_FFT, power=2.5)
 
