@@ -30,8 +30,9 @@ soft masks split the mixture, so the sources sum back to the input.
 SEPARATE_EPILOG = """\
 output:
   OUTDIR/<input file stem>/<source>.wav, at the input's sample rate and channel
-  count. Blind: source1 ... sourceN, loudest first. With --model: the models'
-  names (plus 'residual' with --free). With --two-stems drums: drums and
+  count. Blind: source1 ... sourceN, the source whose model spectrogram holds
+  the most energy first. With --model: the models' names (plus 'residual' with
+  --free). With --two-stems drums: drums and
   no_drums. WAV files are 32-bit float, so the sources add up to the input
   exactly.
 
