@@ -100,6 +100,8 @@ def _open(path):
         raise AudioError(f"{path}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if not os.access(path, os.R_OK):  # libsndfile would only say "System error"
+        raise AudioError(f"{path}: cannot be read (Permission denied)")
     try:
         handle = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -324,7 +326,7 @@ class OutputFiles:
         self._pending = []
         try:
             for path in map(os.fspath, paths):
-                fmt, kind = output_format(path, subtype)
+                fmt, kind = output_format(path, subtype, n_channels)
                 try:
                     with _temporary_beside(path) as (_, tmp):
                         pass  # reserve the name; soundfile reopens it
@@ -398,8 +400,12 @@ class OutputFiles:
             self.discard()
 
 
-def output_format(path, subtype=None):
-    """Return ``(format, subtype)`` for an output path, or raise ParameterError."""
+#: Most channels a FLAC file holds.
+FLAC_CHANNELS = 8
+
+
+def output_format(path, subtype=None, n_channels=1):
+    """Return ``(format, subtype)`` for an output path of ``n_channels``, or raise ParameterError."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in WRITE_FORMATS:
         raise ParameterError(
@@ -410,6 +416,9 @@ def output_format(path, subtype=None):
     subtype = default_subtype if subtype is None else subtype
     if not sf.check_format(fmt, subtype):
         raise ParameterError(f"{os.fspath(path)}: {fmt} cannot hold sample format {subtype!r}")
+    if fmt == "FLAC" and n_channels > FLAC_CHANNELS:
+        raise ParameterError(f"{os.fspath(path)}: FLAC holds at most {FLAC_CHANNELS} channels, "
+                             f"not {n_channels}; write WAV")
     return fmt, subtype
 
 
@@ -483,11 +492,14 @@ def _temporary_beside(path):
 
 def _write_temporary(path, y, sr, subtype):
     path = os.fspath(path)
-    fmt, subtype = output_format(path, subtype)
     sr = check_positive_int(sr, "sr")
     y = np.asarray(y)
     if y.ndim not in (1, 2) or y.shape[-1] == 0:
         raise ParameterError(f"{path}: cannot write a signal of shape {y.shape}")
+    if y.ndim == 2 and y.shape[0] > y.shape[1]:
+        raise ParameterError(f"{path}: a signal of shape {y.shape} has more channels than samples; "
+                             "the layout is (n_channels, n_samples): pass y.T")
+    fmt, subtype = output_format(path, subtype, 1 if y.ndim == 1 else y.shape[0])
     if not np.all(np.isfinite(y)):
         raise ParameterError(f"{path}: refusing to write NaN or Inf samples")
     data = np.atleast_2d(y).T

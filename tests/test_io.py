@@ -91,6 +91,27 @@ def test_output_files_whose_temporary_file_cannot_be_made(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unreadable_file_says_so(tmp_path, monkeypatch):
+    import audionmf.io as io
+
+    path = tmp_path / "locked.wav"
+    save(path, np.zeros(100), 8000)
+    monkeypatch.setattr(io.os, "access", lambda p, mode: False)  # (root reads anything)
+    with pytest.raises(AudioError, match=r"locked\.wav: cannot be read \(Permission denied\)"):
+        load(path)
+
+
+def test_save_refuses_a_transposed_signal_and_flac_beyond_8_channels(tmp_path):
+    with pytest.raises(ParameterError, match=r"more channels than samples.*pass y\.T"):
+        save(tmp_path / "x.wav", np.zeros((1000, 2)), 8000)  # soundfile's layout, not ours
+    with pytest.raises(ParameterError, match="FLAC holds at most 8 channels, not 10; write WAV"):
+        save(tmp_path / "x.flac", np.zeros((10, 1000)), 8000)
+    with pytest.raises(ParameterError, match="FLAC holds at most 8 channels"):
+        OutputFiles([tmp_path / "y.flac"], 8000, 10)
+    assert list(tmp_path.iterdir()) == []
+    save(tmp_path / "x.wav", np.zeros((10, 1000)), 8000)  # WAV holds them
+
+
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(AudioError, match="missing.wav: no such file"):
         load(tmp_path / "missing.wav")
