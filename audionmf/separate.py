@@ -263,6 +263,8 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
     >>> sorted(os.path.basename(path) for path in written.values())
     ['drums.wav', 'no_drums.wav']
     """
+    if format not in ("wav", "flac"):
+        raise ParameterError(f"format={format!r}: expected 'wav' or 'flac'")
     with Signal.open(path) as signal:
         plan = _plan(**{**options, "sr": signal.sr})
         if signal.n_samples < plan.params.n_fft:
@@ -449,6 +451,11 @@ def _plan(sr, *, n_sources=None, models=None, free_components=0, n_components=No
             raise ParameterError("groups cannot be used with models: the models are the groups")
         if rhythm_weight is not None:
             raise ParameterError("rhythm_weight cannot be used with models: the models are the groups")
+        if n_sources is not None or n_components is not None:
+            given = ", ".join(name for name, value in (("n_sources", n_sources), ("n_components", n_components))
+                              if value is not None)
+            raise ParameterError(f"{given} cannot be used with models: the models decide the sources "
+                                 "and their templates (free_components adds templates)")
         analysis = _analysis_from_models(models, beta, power, n_fft, hop_length, window)
         free_components = check_positive_int(free_components, "free_components", minimum=0)
         names = [m.name for m in models] + (["residual"] if free_components else [])

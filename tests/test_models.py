@@ -194,6 +194,11 @@ def test_incompatible_models_are_refused(models):
     for weight in (0, 5.0):  # the models group the components: no weight is used
         with pytest.raises(ParameterError, match="rhythm_weight cannot be used with models"):
             separate(low_voice(), SR, models=[low, high], rhythm_weight=weight)
+    # the models decide the sources (n_sources=3 was silently ignored), as the CLI says
+    with pytest.raises(ParameterError, match="n_sources cannot be used with models"):
+        separate(low_voice(), SR, models=[low, high], n_sources=3)
+    with pytest.raises(ParameterError, match="n_components cannot be used with models"):
+        separate(low_voice(), SR, models=[low, high], n_components=40)
 
 
 def test_learning_ignores_silence():

@@ -181,6 +181,14 @@ def test_separate_file_never_overwrites_its_input(tmp_path, link):
     assert sorted(os.listdir(folder)) == ["source1.wav"]
 
 
+def test_separate_file_checks_its_format(tmp_path):
+    path = tmp_path / "mix.wav"
+    sf.write(path, np.concatenate(mixture()), SR)
+    with pytest.raises(ParameterError, match="format='.wav': expected 'wav' or 'flac'"):
+        separate_file(path, tmp_path / "out", format=".wav", n_fft=512)
+    assert not (tmp_path / "out").exists()
+
+
 def test_separate_file_reads_a_block_at_a_time(tmp_path, monkeypatch):
     a, b = mixture(20.0)
     path = tmp_path / "long.flac"
