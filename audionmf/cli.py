@@ -396,6 +396,8 @@ def _refuse_with_model(sub, args, options, what, flag="--model"):
 
 def _check_separate(sub, args):
     """Usage errors that involve several options; exits 2 through ``sub.error``."""
+    if not args.out:
+        sub.error("-o: an empty folder name (use -o . for the current folder)")
     if args.model or args.two_stems:
         if args.model and args.two_stems:
             sub.error("--two-stems cannot be used with --model")

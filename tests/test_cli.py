@@ -194,6 +194,7 @@ def test_input_is_never_overwritten(tmp_path, capsys):
         (["separate", "x.wav", "--beta", "100"], "--beta: beta='100': must lie in [-10, 10]"),
         (["learn", "x", "x.wav", "-o", "m.npz", "--beta=-1e3"], "must lie in [-10, 10]"),
         (["separate", "x.wav", "--rhythm", "1e300"], "--rhythm: must be at most 1000"),
+        (["separate", "x.wav", "-o", ""], "-o: an empty folder name"),
         (["separate", "x.wav", "--sources", "3", "--components", "2"], "fewer than --sources"),
         (["separate", "x.wav", "--n-fft", "256", "--hop", "512"], "larger than --n-fft"),
         (["separate", "x.wav", "--format", "mp3"], "--format"),
