@@ -360,6 +360,7 @@ def nmf(
     eps = float(np.finfo(dtype).eps)
     floor, ceiling = eps, 1.0 / eps
 
+    H_given = H
     rng = np.random.default_rng(random_state)
     with _serial_blas():  # the start must not depend on the core count
         W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
@@ -375,7 +376,8 @@ def nmf(
                 engine, W, H, update_H, free, max_iter, tol, check_every,
                 callback and (lambda n, loss: callback(n, _in_units(loss, scale, beta))),
             )
-    H *= dtype.type(scale)
+    # Activations held fixed come back as given, not divided and multiplied by the scale.
+    H = H_given.copy() if not update_H else H * dtype.type(scale)
     return NMFResult(
         W=W,
         H=H,

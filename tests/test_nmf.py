@@ -187,8 +187,11 @@ def test_fixed_activations_stay_fixed(rng):
     V = W0 @ H0
     H_fixed = H0 + 0.5
     res = nmf(V, 3, H=H_fixed, update_H=False, max_iter=20)
-    np.testing.assert_allclose(res.H, H_fixed, rtol=1e-12)
+    np.testing.assert_array_equal(res.H, H_fixed)  # as given, to the last bit (as W held fixed)
+    assert res.H is not H_fixed
     assert res.losses[-1] <= res.losses[0]
+    V32, H32 = V.astype(np.float32) * 3.7, (H_fixed * 1.3).astype(np.float32)
+    np.testing.assert_array_equal(nmf(V32, 3, H=H32, update_H=False, max_iter=3).H, H32)
 
 
 def test_converges_early_with_tolerance(rng):
