@@ -424,7 +424,11 @@ def _check_separate(sub, args):
             sub.error("--jobs cannot be used with --scheduler: the cluster's workers run the files")
         if importlib.util.find_spec("distributed") is None:
             sub.error("--scheduler needs Dask's 'distributed' package: pip install 'audionmf[dask]'")
-    args.inputs = _expand_inputs(args.inputs)
+    args.inputs, found = _expand_inputs(args.inputs)
+    own = set(_own_outputs(args, found))
+    if own:
+        args.inputs = [path for path in args.inputs if path not in own] or sub.error(
+            f"the files found are this command's own outputs (under {args.out}): nothing to separate")
     stems = {}
     for path in args.inputs:
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -581,27 +585,50 @@ def _expand_inputs(items):
     """Files as given; folders to the audio files in them; glob patterns to their matches.
 
     A pattern that matches nothing stays as it is, to be reported as missing.
+    Returns the paths, and the set of those found in folders or by patterns.
     """
     import glob
 
     from .io import AUDIO_EXTENSIONS
 
-    paths = []
+    paths, found = [], set()
     for item in items:
         if os.path.isdir(item):
-            found = sorted(os.path.join(item, name) for name in os.listdir(item)
-                           if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith(".")
-                           and os.path.isfile(os.path.join(item, name)))
-            paths.extend(found or [item])  # an empty folder is reported as not audio
+            matches = sorted(os.path.join(item, name) for name in os.listdir(item)
+                             if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith(".")
+                             and os.path.isfile(os.path.join(item, name)))
+            paths.extend(matches or [item])  # an empty folder is reported as not audio
+            found.update(matches)
         elif not os.path.exists(item) and glob.has_magic(item):
-            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-            paths.extend(found or [item])
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            paths.extend(matches or [item])
+            found.update(matches)
         else:
             paths.append(item)
     unique = {}
     for path in paths:  # one entry per file, however it is spelled
         unique.setdefault(os.path.realpath(path), path)
-    return list(unique.values())
+    return list(unique.values()), found
+
+
+def _own_outputs(args, found):
+    """The inputs found in folders or by patterns that are outputs of this command,
+    ``OUTDIR/<stem>/<source>.<format>``: an earlier run wrote them ('album/**/*.wav'
+    with -o album/stems, run twice, would separate its own sources)."""
+    if args.model:  # their names: the models are checked (and loaded again) later
+        from .models import SourceModel
+
+        try:
+            names = [SourceModel.load(path).name for path in args.model]
+        except Exception:  # reported when the models are loaded for good
+            return []
+        names += ["residual"] if args.free else []
+    else:
+        names = _expected_names(args)
+    names = {f"{name}.{args.format}" for name in names}
+    folder = os.path.realpath(args.out)
+    return [path for path in args.inputs if path in found and os.path.basename(path) in names
+            and os.path.dirname(os.path.dirname(os.path.realpath(path))) == folder]
 
 
 def _identity(path):
@@ -618,7 +645,7 @@ def _expected_names(args):
         from .drums import TWO_STEMS
 
         return list(TWO_STEMS[args.two_stems])
-    if args.models:
+    if getattr(args, "models", None):  # (loaded after the checks)
         return [m.name for m in args.models] + (["residual"] if args.free else [])
     return [f"source{i + 1}" for i in range(args.sources)]
 

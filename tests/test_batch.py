@@ -65,6 +65,24 @@ def test_skip_existing_resumes(tmp_path, album, capsys):
     sf.read(out / "b" / "source1.wav")  # redone: a real audio file now
 
 
+def test_outputs_inside_the_inputs_tree_are_not_inputs(tmp_path, album, capsys):
+    """'album/**/*.wav' -o album/stems: the second run (resuming, say) must not take
+    the first run's sources for songs; an input that merely sits in a folder below
+    -o (here -o is the album's parent) is still one."""
+    out = album / "stems"
+    args = ["separate", str(album / "**" / "*.wav"), "-o", str(out), "--iterations", "5"]
+    assert main(args + ["-q"]) == 0
+    assert main(args + ["--skip-existing"]) == 0
+    assert "3 of 3 inputs already separated, skipped" in capsys.readouterr().err
+    assert outputs(out) == [f"{s}/source{i}.wav" for s in "acd" for i in (1, 2)]
+    assert main(["separate", str(out / "**" / "*.wav"), "-o", str(out)]) == 2
+    assert "this command's own outputs" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["separate", str(album / "disc2" / "*.wav"), "-o", str(tmp_path), "-q",
+                 "--iterations", "5"]) == 0  # album/disc2/d.wav: an input, not an output
+    assert (tmp_path / "d" / "source1.wav").is_file() and not elsewhere.exists()
+
+
 def test_jobs_give_the_same_files_and_report_bad_ones(tmp_path, album):
     (album / "broken.wav").write_bytes(b"RIFF broken")
     one, two = tmp_path / "one", tmp_path / "two"
