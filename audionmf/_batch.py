@@ -11,6 +11,10 @@ import os
 import sys
 import threading
 
+#: In the main process: the flag of the batch running (for SIGTERM to set, whatever
+#: SIGINT's handler), and whether an interrupted batch is being left.
+INTERRUPTS = {"flag": None, "leaving": False}
+
 #: State of a worker process (in the main process, in_worker stays False).
 WORKER = {"in_worker": False, "busy": False, "stop": False, "cancelled": None, "slot": None,
           "current": None}
@@ -53,6 +57,8 @@ def run_local(task, paths, jobs, quiet):
     try:
         with _interrupt_flag(interrupted):
             while paths:  # a worker that dies takes down its pool: the rest go on in a new one
+                if interrupted["flag"]:
+                    raise KeyboardInterrupt
                 paths = yield from _run_pool(task, paths, min(jobs, len(paths)), context, bar, interrupted)
     finally:
         if bar is not None:
@@ -73,7 +79,9 @@ def _run_pool(task, paths, n_workers, context, bar, interrupted):
     from concurrent.futures.process import BrokenProcessPool
 
     pids = context.Array("i", n_workers)
-    current = context.Array("i", [-1] * n_workers)  # per worker: the index of its file, or -1
+    # Per worker: the index of its file, or -1. Without a lock, which a worker killed
+    # while holding it would keep forever (one int per store; read once all have exited).
+    current = context.Array("i", [-1] * n_workers, lock=False)
     cancelled = context.RawValue("b", 0)  # seen by workers that start after the Ctrl-C
     done, broken = set(), False
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=context,
@@ -118,15 +126,17 @@ def _run_pool(task, paths, n_workers, context, bar, interrupted):
     # The pool has shut down: the workers that lived left their files (unwinding
     # them, which clears their mark); the one that died still marks its own.
     unfinished = [index for index in range(len(paths)) if index not in done]
-    blamed = [index for index in current[:] if index >= 0] or unfinished
+    blamed = [index for index in current[:] if index >= 0]
+    message = "a worker process died (out of memory?) while this file was being separated"
+    if not blamed and not done:  # no file to blame, and none done: this would go on forever
+        blamed, message = unfinished, "not done: a worker process died"
     cleanup = getattr(task, "abandoned", None)
     for index in blamed:
         if cleanup is not None:
             cleanup(paths[index])
         if bar is not None:
             bar.update(1)
-        yield paths[index], None, ("a worker process died (out of memory?) while this file was "
-                                   "being separated; nothing written", "")
+        yield paths[index], None, (f"{message}; nothing written", "")
     return [paths[index] for index in unfinished if index not in blamed]
 
 
@@ -200,10 +210,24 @@ def _interrupt_flag(state):
     """
     import signal
 
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    INTERRUPTS["flag"], INTERRUPTS["leaving"] = state, False
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+        else:
+            yield from _flag_sigint(state)
+    except KeyboardInterrupt:
+        INTERRUPTS["leaving"] = True
+        raise
+    finally:
+        INTERRUPTS["flag"] = None
+
+
+def _flag_sigint(state):
+    import signal
 
     def handler(signum, frame):
         state["flag"] = True  # no lock, no allocation: safe when it interrupts itself
@@ -311,14 +335,34 @@ def _quiet_about_termination(unraisable):
     sys.__unraisablehook__(unraisable)
 
 
+#: Seconds a worker told to stop waits, once it has left its file, for its pool to let
+#: it go, before it exits on its own.
+LEAVE_AFTER = 3.0
+
+
 def _on_terminate(signum, frame):
     first = not WORKER["stop"]
     WORKER["stop"] = True
+    if first:
+        threading.Thread(target=_leave_when_idle, name="audionmf-leave", daemon=True).start()
     if WORKER["busy"] and first:  # (a second SIGTERM must not cut the clean-up short)
         raise KeyboardInterrupt  # unwinds the file in progress, removing its temporary files
     # Idle: the files still queued come back "not started" at once, and the worker
     # leaves when the pool shuts down (a worker that exits here would break the pool,
     # and Python 3.11 then prints a traceback from its manager thread).
+
+
+def _leave_when_idle():
+    """Exit LEAVE_AFTER seconds after the file in progress is left, if the pool has not
+    let this worker go by then. A pool broken by a worker that died (killed, out of
+    memory) waits for the others to exit; one that died inside the queue's lock takes
+    the lock with it, and the others would wait for it forever."""
+    import time
+
+    while WORKER["busy"]:
+        time.sleep(0.02)
+    time.sleep(LEAVE_AFTER)
+    os._exit(1)
 
 
 def _batch_progress(total, quiet):

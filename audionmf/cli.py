@@ -337,15 +337,21 @@ def console():
     processes are reaped, would print a traceback. SIGTERM does what Ctrl-C does,
     and the exit status is then 143.
     """
+    from ._batch import INTERRUPTS
+
     terminated = []
 
     def on_sigterm(signum, frame):
-        # What Ctrl-C would do at this moment: raise KeyboardInterrupt, set a batch's
-        # flag, or nothing once the work is being left.
+        # What Ctrl-C does where SIGINT is Python's, whatever it is here (a job started
+        # in the background ignores SIGINT): set the running batch's flag, or raise
+        # KeyboardInterrupt; once, and not while an interrupted batch is being left.
+        if terminated or INTERRUPTS["leaving"]:
+            return
         terminated.append(signum)
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signal.SIGINT, frame)
+        if INTERRUPTS["flag"] is not None:
+            INTERRUPTS["flag"]["flag"] = True
+        else:
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:

@@ -313,11 +313,13 @@ def test_ctrl_c_with_jobs_stops_at_once(tmp_path, album):
     complete_sets_only(out)  # and no temporary files
 
 
+@pytest.mark.parametrize("background", [False, True])
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_sigterm_stops_and_cleans_up_as_ctrl_c_does(tmp_path, album, jobs):
+def test_sigterm_stops_and_cleans_up_as_ctrl_c_does(tmp_path, album, jobs, background):
     """kill, timeout and schedulers send SIGTERM: the file in progress is abandoned,
     its temporary files removed, and the exit status is 143, with no traceback (nor,
-    with worker processes, warnings of leaked semaphores)."""
+    with worker processes, warnings of leaked semaphores). Also for a job a shell
+    started in the background, which ignores SIGINT."""
     import signal
     import time
 
@@ -327,7 +329,8 @@ def test_sigterm_stops_and_cleans_up_as_ctrl_c_does(tmp_path, album, jobs):
     out = tmp_path / "out"
     source = str(album) if jobs == "2" else str(album / "long0.wav")
     proc = subprocess.Popen([sys.executable, "-m", "audionmf", "separate", source, "-o", str(out), "--jobs", jobs],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None)
     deadline = time.time() + 120
     while not started_files(out) and time.time() < deadline:
         time.sleep(0.05)
@@ -386,6 +389,7 @@ def test_a_worker_that_dies_fails_its_file_not_the_batch(tmp_path, album):
     assert proc.returncode == 1, err
     died = [line for line in err.splitlines() if "a worker process died" in line]
     assert len(died) == 1 and "Traceback" not in err, err
+    assert "long0.wav" in died[0] or "long1.wav" in died[0]  # one of the two being separated
     assert "1 of 4 inputs failed" in err
     done = sorted(folder.name for folder in out.iterdir())
     assert len(done) == 3
