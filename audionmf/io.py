@@ -100,32 +100,55 @@ def _open(path):
         raise AudioError(f"{path}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory, not an audio file")
-    if not os.access(path, os.R_OK):  # libsndfile would only say "System error"
-        raise AudioError(f"{path}: cannot be read (Permission denied)")
     try:
         handle = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        if not os.access(path, os.R_OK):  # libsndfile would only say "System error"
+            raise AudioError(f"{path}: cannot be read (Permission denied)") from None
         raise AudioError(f"{path}: not a readable audio file ({_detail(exc)})") from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    # libsndfile reads a WAV (or AIFF...) file cut short as if it were complete, shorter:
-    # its log tells, as "data : <declared> (should be <held>)". A declared size of 0 or
-    # near 4 GB is the placeholder of a writer that streamed, not a cut.
-    match = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", handle.extra_info, re.M)
-    if match:
-        declared, held = map(int, match.groups())
-        if held < declared < 0x7FFF0000:
-            handle.close()
-            raise AudioError(f"{path}: truncated: its header declares {declared} bytes of "
-                             f"samples, the file holds {held}")
+    declared = _declared_frames(handle)
+    if declared is not None and handle.frames < declared:
+        handle.close()
+        raise AudioError(f"{path}: truncated: its header declares {declared} samples, "
+                         f"the file holds {handle.frames}")
     return handle
+
+
+#: Where libsndfile's log of a file's header gives the size of its sample data: the
+#: entry, and the bytes of chunk header that size counts.
+_DATA_SIZE = {"WAV": ("data", 0), "WAVEX": ("data", 0), "RF64": ("Data size", 0),
+              "W64": ("data", 24), "AIFF": ("SSND", 8)}
+_SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3,
+                 "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def _declared_frames(handle):
+    """The number of samples (per channel) a WAV, RF64, W64 or AIFF header declares, or None.
+
+    libsndfile reads such a file cut short as a complete, shorter one. A declared size
+    of 0 or of 2 GB and more is taken for the placeholder of a writer that streamed
+    (to a pipe), not a length; so are compressed sample formats (no fixed frame size).
+    """
+    key, header = _DATA_SIZE.get(handle.format, (None, 0))
+    width = _SAMPLE_BYTES.get(handle.subtype)
+    if key is None or width is None:
+        return None
+    match = re.search(rf"^\s*{re.escape(key)}\s*:\s*(\d+)", handle.extra_info, re.M)
+    if not match:
+        return None
+    size = int(match.group(1)) - header
+    if not 0 < size < 0x7FFF0000:
+        return None
+    return size // (width * handle.channels)
 
 
 def _short_read(handle, path, expected, got):
     """AudioError if ``got`` samples could be read where the header gives ``expected``
-    (a file cut short). MP3 headers may estimate the length: 1% short is let pass."""
-    slack = expected // 100 if handle.format == "MP3" else 0
-    if got < expected - slack:
+    (a file cut short), or None. An MP3's length is an estimate (from the first frame's
+    bitrate where it has no Xing header): one that ends early is read as far as it goes."""
+    if got < expected and handle.format != "MP3":
         return AudioError(f"{path}: truncated: {got} of the {expected} samples its header "
                           "gives could be read")
     return None
