@@ -50,7 +50,8 @@ examples:
   audionmf evaluate truth/song separated/song --permutation   (score it)
 
 exit status: 0 all inputs done, 1 some input or output failed (named on
-stderr; the others are still processed), 2 bad usage.
+stderr; the others are still processed), 2 bad usage, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM); the file in progress then leaves nothing behind.
 """
 
 
@@ -619,22 +620,31 @@ def _expand_inputs(items):
 
 def _own_outputs(args, found):
     """The inputs found in folders or by patterns that are outputs of this command,
-    ``OUTDIR/<stem>/<source>.<format>``: an earlier run wrote them ('album/**/*.wav'
-    with -o album/stems, run twice, would separate its own sources)."""
+    ``OUTDIR/<stem>/<source>.wav|flac``: an earlier run wrote them ('album/**/*.wav'
+    with -o album/stems, run twice, would separate its own sources). That is, the
+    files found in ``OUTDIR/<stem>/`` where ``<stem>`` is another input's, whatever
+    the sources were called then, and those named as this run's sources."""
     if args.model:  # their names: the models are checked (and loaded again) later
         from .models import SourceModel
 
         try:
             names = [SourceModel.load(path).name for path in args.model]
         except Exception:  # reported when the models are loaded for good
-            return []
+            names = []
         names += ["residual"] if args.free else []
     else:
         names = _expected_names(args)
-    names = {f"{name}.{args.format}" for name in names}
+    names = {f"{name}.{fmt}" for name in names for fmt in ("wav", "flac")}
     folder = os.path.realpath(args.out)
-    return [path for path in args.inputs if path in found and os.path.basename(path) in names
-            and os.path.dirname(os.path.dirname(os.path.realpath(path))) == folder]
+
+    def in_output_folder(path):
+        return os.path.dirname(os.path.dirname(os.path.realpath(path))) == folder
+
+    stems = {os.path.splitext(os.path.basename(path))[0] for path in args.inputs
+             if not (path in found and in_output_folder(path))}
+    return [path for path in args.inputs if path in found and in_output_folder(path)
+            and path.lower().endswith((".wav", ".flac"))
+            and (os.path.basename(os.path.dirname(path)) in stems or os.path.basename(path) in names)]
 
 
 def _identity(path):

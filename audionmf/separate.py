@@ -263,8 +263,9 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, **o
     >>> sorted(os.path.basename(path) for path in written.values())
     ['drums.wav', 'no_drums.wav']
     """
-    if format not in ("wav", "flac"):
+    if not isinstance(format, str) or format.lower() not in ("wav", "flac"):
         raise ParameterError(f"format={format!r}: expected 'wav' or 'flac'")
+    format = format.lower()
     with Signal.open(path) as signal:
         plan = _plan(**{**options, "sr": signal.sr})
         if signal.n_samples < plan.params.n_fft:

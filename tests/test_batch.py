@@ -75,6 +75,12 @@ def test_outputs_inside_the_inputs_tree_are_not_inputs(tmp_path, album, capsys):
     assert main(args + ["--skip-existing"]) == 0
     assert "3 of 3 inputs already separated, skipped" in capsys.readouterr().err
     assert outputs(out) == [f"{s}/source{i}.wav" for s in "acd" for i in (1, 2)]
+    # whatever this run's sources are called: source3.wav is not the first run's
+    assert main(args + ["--sources", "3", "--format", "flac", "-q"]) == 0
+    assert outputs(out) == sorted([f"{s}/source{i}.wav" for s in "acd" for i in (1, 2)]
+                                  + [f"{s}/source{i}.flac" for s in "acd" for i in (1, 2, 3)])
+    assert main(args + ["--skip-existing"]) == 0
+    assert "3 of 3 inputs already separated, skipped" in capsys.readouterr().err
     assert main(["separate", str(out / "**" / "*.wav"), "-o", str(out)]) == 2
     assert "this command's own outputs" in capsys.readouterr().err
     elsewhere = tmp_path / "elsewhere"
