@@ -72,7 +72,8 @@ def _run_pool(task, paths, n_workers, context, bar, interrupted):
     of memory), the pool is broken and every file not done fails with it, so the
     file that worker was on is reported failed (and its temporary files removed:
     ``task.abandoned(path)``), and the others come back. Where no file can be
-    blamed (a worker died between files), they all fail.
+    blamed (a worker died between files), they all come back, unless the pool
+    finished none (a worker that dies on starting): then they all fail.
     """
     import signal
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -354,15 +355,19 @@ def _on_terminate(signum, frame):
 
 def _leave_when_idle():
     """Exit LEAVE_AFTER seconds after the file in progress is left, if the pool has not
-    let this worker go by then. A pool broken by a worker that died (killed, out of
-    memory) waits for the others to exit; one that died inside the queue's lock takes
-    the lock with it, and the others would wait for it forever."""
+    let this worker go by then and the stop was not the batch's own. A pool broken by
+    a worker that died (killed, out of memory) stops the others, then waits for them
+    to exit; one that died inside the queue's lock takes the lock with it, and the
+    others would wait for it forever. A batch stopped by Ctrl-C lets its idle workers
+    go once the busy ones have left their files, which may take longer."""
     import time
 
     while WORKER["busy"]:
         time.sleep(0.02)
     time.sleep(LEAVE_AFTER)
-    os._exit(1)
+    cancelled = WORKER["cancelled"]
+    if not (cancelled is not None and cancelled.value):
+        os._exit(1)
 
 
 def _batch_progress(total, quiet):
