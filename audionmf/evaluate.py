@@ -97,10 +97,7 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
     for kind, names, signals in (("reference", ref_names, refs), ("estimate", est_names, ests)):
         for name in names:
             y = signals[name]
-            silent = [c for c in range(n_channels) if not np.any(y[c])]
-            if silent:
-                where = "" if n_channels == 1 else f" in channel {silent[0] + 1} of {n_channels}"
-                raise ParameterError(f"{kind} {name!r} is silent{where}: BSS Eval is undefined for it")
+            _refuse_silence(y, f"{kind} {name!r}")
             if kind == "reference" and any(np.ptp(y[c]) == 0 for c in range(n_channels)):
                 raise ParameterError(f"reference {name!r} is constant: SI-SDR is undefined for it")
 
@@ -121,10 +118,7 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
         mix = _fit_length(_as_channels(mixture, "the mixture"), length)
         if mix.shape[0] != n_channels:
             raise ParameterError(f"the mixture has {mix.shape[0]} channels, the references {n_channels}")
-        silent = [c for c in range(n_channels) if not np.any(mix[c])]
-        if silent:
-            where = "" if n_channels == 1 else f" in channel {silent[0] + 1} of {n_channels}"
-            raise ParameterError(f"the mixture is silent{where}: BSS Eval is undefined for it")
+        _refuse_silence(mix, "the mixture")
         mix_sdr, _, _, _ = _bss_eval_per_channel(ref_stack, np.stack([mix] * len(ref_names)), False)
         for i, name in enumerate(ref_names):
             scores[name]["sdr_mix"] = mix_sdr[i]
@@ -132,6 +126,14 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
     keys = [k for k in scores[ref_names[0]] if k != "estimate"]
     mean = {k: float(np.mean([scores[n][k] for n in ref_names])) for k in keys}
     return {"sources": scores, "mean": mean, "ignored": ignored, "sample_rate": sr}
+
+
+def _refuse_silence(y, what):
+    """ParameterError if a channel of ``y`` (shape (n_channels, n_samples)) is all zeros."""
+    silent = [c for c in range(y.shape[0]) if not np.any(y[c])]
+    if silent:
+        where = "" if y.shape[0] == 1 else f" in channel {silent[0] + 1} of {y.shape[0]}"
+        raise ParameterError(f"{what} is silent{where}: BSS Eval is undefined for it")
 
 
 def evaluate_folders(reference_dir, estimate_dir, *, permutation=False):

@@ -70,9 +70,7 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{path}: not a readable audio file ({_detail(exc)})") from None
         file_sr = f.samplerate
-        error = _short_read(f, path, f.frames, data.shape[0])
-        if error is not None:
-            raise error
+        _check_length(f, path, f.frames, data.shape[0])
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no samples")
     # Samples the dtype asked for cannot hold would become Inf (with a RuntimeWarning),
@@ -144,14 +142,14 @@ def _declared_frames(handle):
     return size // (width * handle.channels)
 
 
-def _short_read(handle, path, expected, got):
-    """AudioError if ``got`` samples could be read where the header gives ``expected``
-    (a file cut short), or None. An MP3's length is an estimate (from the first frame's
-    bitrate where it has no Xing header): one that ends early is read as far as it goes."""
+def _check_length(handle, path, expected, got):
+    """Raise AudioError if ``got`` samples could be read where the header gives
+    ``expected`` (a file cut short). An MP3's length is an estimate (from the first
+    frame's bitrate where it has no Xing header): one that ends early is read as far
+    as it goes."""
     if got < expected and handle.format != "MP3":
-        return AudioError(f"{path}: truncated: {got} of the {expected} samples its header "
-                          "gives could be read")
-    return None
+        raise AudioError(f"{path}: truncated: {got} of the {expected} samples its header "
+                         "gives could be read")
 
 
 def _detail(exc):
@@ -250,9 +248,7 @@ class Signal:
                 parts.append(self._file.read(hi - lo, dtype="float64", always_2d=True).T)
                 self._position = lo + parts[-1].shape[1]
                 if self._position < hi:  # the file ends before its header says
-                    error = _short_read(self._file, self.name, self.n_samples, self._position)
-                    if error is not None:
-                        raise error
+                    _check_length(self._file, self.name, self.n_samples, self._position)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{self.name}: not a readable audio file ({_detail(exc)})") from None
         except OSError as exc:

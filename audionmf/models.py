@@ -18,7 +18,7 @@ from ._validation import (
     check_positive_int,
     check_spectrogram_power,
 )
-from .spectrogram import STFTParams, _window, stack_frames, stft
+from .spectrogram import STFTParams, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models"]
 
@@ -129,7 +129,6 @@ class SourceModel:
             raise ParameterError("name='residual' is reserved for the templates learned on the "
                                  "mixture (free_components, --free): choose another")
         params = STFTParams(self.n_fft, self.hop_length, self.window)
-        _window(params.window, params.n_fft)  # a name scipy knows (ParameterError if not)
         object.__setattr__(self, "hop_length", params.hop_length)
         check_positive_int(self.sr, "sr")
         object.__setattr__(self, "beta", beta_to_float(self.beta))

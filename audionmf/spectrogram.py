@@ -50,6 +50,8 @@ class STFTParams:
             )
         if not isinstance(self.window, str):
             raise ParameterError(f"window={self.window!r}: expected a window name")
+        if self.window != "hann":
+            _window(self.window, self.n_fft)  # a name scipy knows (ParameterError if not)
         object.__setattr__(self, "hop_length", int(hop))
 
 
