@@ -183,23 +183,24 @@ class AudionmfBlind:
         return None
 
     def run(self, state, mix, sr, stems):
-        return audionmf.separate(mix, sr, n_sources=2, random_state=0)
+        return audionmf.separate(mix, sr, n_sources=len(stems), random_state=0)
 
 
 class AudionmfBlindTimbre(AudionmfBlind):
     def run(self, state, mix, sr, stems):
-        return audionmf.separate(mix, sr, n_sources=2, rhythm_weight=0.0, random_state=0)
+        return audionmf.separate(mix, sr, n_sources=len(stems), rhythm_weight=0.0, random_state=0)
 
 
 class AudionmfBlindRhythm(AudionmfBlind):
     def run(self, state, mix, sr, stems):
-        return audionmf.separate(mix, sr, n_sources=2, rhythm_weight=2.5, random_state=0)
+        return audionmf.separate(mix, sr, n_sources=len(stems), rhythm_weight=2.5, random_state=0)
 
 
 class AudionmfTwoStems:
     """`separate --two-stems drums`: shipped drum templates against harmonic combs (blind)."""
 
     blind = True
+    n_sources = 2  # (not run on tasks of more sources)
 
     def prepare(self, task, sr):
         return None
@@ -247,6 +248,8 @@ def run(corpus, methods, log=sys.stderr):
         sr = mixtures[0][2]
         for method_name in methods:
             method = METHODS[method_name]()
+            if getattr(method, "n_sources", len(task["sources"])) != len(task["sources"]):
+                continue
             t0 = time.perf_counter()
             state = method.prepare(task, sr)
             train_seconds = time.perf_counter() - t0
@@ -281,10 +284,11 @@ def table(results):
                 lines.append(f"{task:16s} {source:9s} {method:20s} {s['sdr']:6.2f} {s['sir']:6.2f} "
                              f"{s['sar']:6.2f} {r['seconds_per_mixture']:6.2f}")
     lines.append("")
-    methods = list(next(iter(results.values())))
+    methods = list(dict.fromkeys(m for r in results.values() for m in r))
     lines.append("mean SDR (dB) | " + " | ".join(results))
     for method in methods:
-        lines.append(f"{method} | " + " | ".join(f"{results[t][method]['mean_sdr']:.2f}" for t in results))
+        lines.append(f"{method} | " + " | ".join(f"{results[t][method]['mean_sdr']:.2f}" if method in results[t]
+                                                 else "-" for t in results))
     return "\n".join(lines)
 
 
