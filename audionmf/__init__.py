@@ -15,7 +15,9 @@ from .grouping import group_components
 from .io import load, save
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
-from .separate import separate, separate_file, wiener_masks
+from .limits import Limits
+from .masks import wiener_masks
+from .separate import separate, separate_file
 from .spectrogram import (
     STFTParams,
     bin_frequencies,
@@ -51,4 +53,5 @@ __all__ = [
     "ModelError",
     "decompose",
     "Decomposition",
+    "Limits",
 ]

@@ -9,7 +9,7 @@ templates (a :class:`audionmf.SourceModel` or any array) signals can be
 compared through them.
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,10 +20,14 @@ from ._validation import (
     check_nonnegative_matrix,
     check_positive_int,
 )
-from .io import atomic_file, resample
+from ._blocks import whole_spectrogram
+from .analysis import Analysis
+from .io import Signal, atomic_file, resample
+from .limits import check_limits
+from .masks import wiener_masks
 from .models import SourceModel
+from .modes.blind import first_fit
 from .nmf import nmf
-from .separate import MIXTURE_OVER_RELAXATION, _analysis_from_arguments, _analysis_from_models, wiener_masks
 from .spectrogram import (
     bin_frequencies,
     frame_times,
@@ -226,6 +230,7 @@ def decompose(
     tol=1e-4,
     random_state=None,
     callback=None,
+    limits=None,
 ):
     """Factorize a signal's spectrogram into templates and activations.
 
@@ -247,7 +252,7 @@ def decompose(
         STFT parameters; default 2048, ``n_fft // 4``, "hann", or the model's.
     power : float or None
         Spectrogram exponent, in (0, 2]; default
-        :func:`audionmf.separate.default_power` (beta), or the model's.
+        :func:`audionmf.analysis.default_power` (beta), or the model's.
     templates : SourceModel or np.ndarray [shape=(n_freq * (2 * c + 1), K)], optional
         A fixed dictionary: only the activations are estimated (supervised
         NMF), so decompositions of different signals are comparable. A
@@ -287,23 +292,23 @@ def decompose(
     """
     y = check_audio(y, "the audio", loudest=MAX_SAMPLE)
     sr = check_positive_int(sr, "sr")
+    limits = check_limits(limits)
     if not np.any(y):
         raise ParameterError("the audio is silent: there is nothing to decompose")
     y = np.asarray(y, dtype=np.float64)
+    analysis_options = dict(beta=beta, power=power, n_fft=n_fft, hop_length=hop_length, window=window)
+    W = None
     if isinstance(templates, SourceModel):
-        analysis = _analysis_from_models([templates], beta, power, n_fft, hop_length, window)
-        params, beta, power, context = (analysis[key] for key in ("params", "beta", "power", "context"))
+        analysis = Analysis.from_models([templates], **analysis_options)
         W = templates.templates
-        if analysis["sr"] != sr:
-            y = resample(y, sr, analysis["sr"])
-            sr = analysis["sr"]
+        if analysis.sr != sr:
+            y = resample(y, sr, analysis.sr)
+            sr = analysis.sr
     else:
-        analysis = _analysis_from_arguments(sr, beta, power, n_fft, hop_length, window)
-        params, beta, power, context = (analysis[key] for key in ("params", "beta", "power", "context"))
-        W = None
+        analysis = Analysis.from_arguments(sr, **analysis_options)
         if templates is not None:
             W = check_nonnegative_matrix(templates, "templates", dtype=np.float32)
-            context = _context_of(W, params.n_fft)
+            analysis = replace(analysis, context=_context_of(W, analysis.stft.n_fft))
     if W is not None:
         if n_components is not None and n_components != W.shape[1]:
             raise ParameterError(
@@ -311,37 +316,35 @@ def decompose(
             )
         n_components = W.shape[1]
     n_components = check_positive_int(16 if n_components is None else n_components, "n_components")
+    params = analysis.stft
     if y.shape[-1] < params.n_fft:
         raise ParameterError(f"too short: {y.shape[-1]} samples, need at least n_fft={params.n_fft}")
 
-    # The fit of audionmf.separate, to the bit (so that its ``groups`` can name
-    # the components seen here): single-precision spectra, the float32
-    # spectrogram scaled to a maximum of 1.
-    V = np.abs(stft(y.astype(np.float32), n_fft=params.n_fft, hop_length=params.hop_length,
-                    window=params.window))
-    V = V**power
-    if V.ndim == 3:
-        V = V.sum(axis=0)
-    V = V.astype(np.float32, copy=False)
+    # The spectrogram and the fit of audionmf.separate's blind mode, by the same code
+    # (so that its ``groups`` can name the components seen here).
+    n_frames = 1 + y.shape[-1] // params.hop_length
+    V = whole_spectrogram(Signal(y, sr), analysis, n_frames, limits)
     scale = V.max()
-    result = nmf(stack_frames(V / scale, context), n_components, beta=beta, W=W,
-                 update_W=W is None, max_iter=max_iter, tol=tol, random_state=random_state,
-                 over_relaxation=MIXTURE_OVER_RELAXATION if W is None else None,
-                 callback=callback if W is None else None)
+    V = stack_frames(V / scale, analysis.context)
+    fit = dict(beta=analysis.beta, max_iter=max_iter, tol=tol, random_state=random_state)
+    if W is None:
+        result = first_fit(V, n_components, callback=callback, **fit)
+    else:
+        result = nmf(V, n_components, W=W, update_W=False, **fit)
     result.H *= scale  # back to the units of V, as the loss: D(sV | sWH) = s**beta D(V | WH)
     return Decomposition(
         templates=result.W if W is None else W,
         activations=result.H,
         frequencies=bin_frequencies(sr=sr, n_fft=params.n_fft),
-        times=frame_times(V.shape[1], sr=sr, hop_length=params.hop_length),
+        times=frame_times(n_frames, sr=sr, hop_length=params.hop_length),
         sr=sr,
         n_fft=params.n_fft,
         hop_length=params.hop_length,
         window=params.window,
-        beta=beta,
-        power=power,
-        loss=float(result.loss * float(scale) ** beta),
-        context=context,
+        beta=analysis.beta,
+        power=analysis.power,
+        loss=float(result.loss * float(scale) ** analysis.beta),
+        context=analysis.context,
     )
 
 

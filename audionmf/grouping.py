@@ -1,30 +1,28 @@
 """Which components make which source: features of templates and activations, and
 the clustering that groups components into sources blindly.
 
-Used by :func:`audionmf.separate` (:mod:`audionmf.separate`), where the blind
-defaults (when rhythm counts, the refinement of sustained notes) and their
-measurements live; :func:`group_components` is its grouping, and
-:func:`percussive_share` the measure its defaults are chosen by.
+Used by the blind mode of :func:`audionmf.separate` (:mod:`audionmf.modes.blind`,
+where its defaults live: when rhythm counts, the refinement of sustained notes);
+:func:`group_components` is its grouping, :func:`percussive_share` the measure
+its defaults are chosen by, and :func:`assign_by_masks` the refinement's grouping.
 """
 import numpy as np
 
 from ._validation import ParameterError, check_nonnegative_real, check_positive_int
-from .drums import HPSS_KERNEL
+from .limits import DEFAULT_LIMITS
+from .masks import HPSS_KERNEL, hpss_mask, wiener_masks
 from .spectrogram import mel_filters
 
 __all__ = ["group_components", "labels_from_groups", "template_features", "activation_features",
-           "attack_asymmetry", "percussive_share"]
+           "attack_asymmetry", "percussive_share", "assign_by_masks"]
 
 #: :func:`percussive_share`'s median filter across time, in seconds: HPSS's 31 frames
 #: at 22.05 kHz, hop 512, where the rhythm threshold of the blind default
-#: (:data:`audionmf.separate.RHYTHM_ABOVE_PERCUSSIVE_SHARE`) was measured.
+#: (:data:`audionmf.modes.blind.RHYTHM_ABOVE_PERCUSSIVE_SHARE`) was measured.
 PERCUSSIVE_SHARE_SECONDS = 31 * 512 / 22050
-#: The floor of :func:`attack_asymmetry` in :func:`group_components`, as a share of the components' mean
-#: step energy (activations scaled by their templates' sums): unfloored, the faint
-#: components of an over-complete fit, all noise, scored far out, and k-means made one
-#: of them a source of its own (three steady tones, K=24: one tone lost). Floors 0.01 /
-#: 0.05 / 0.2 all kept the tones apart and changed bench-dev little (two_instruments
-#: 7.33 / 7.31 / 7.21 dB over 5 seeds, 7.25 unfloored).
+#: The floor of :func:`attack_asymmetry` in :func:`group_components`, as a share of the
+#: components' mean step energy: unfloored, the faint components of an over-complete fit
+#: scored far out (docs/decisions.md, "Attacks in the grouping of sustained notes").
 ATTACK_FLOOR = 0.05
 
 
@@ -163,18 +161,16 @@ def percussive_share(S, *, sr, n_fft, hop_length=None, power=1.0, stretch=256, m
     bands (median filters 31 bands long across frequency and 0.72 s long
     across time, whatever the hop, but at most ``stretch`` and at least 3
     frames; soft masks, as
-    :func:`librosa.decompose.hpss`: :func:`audionmf.drums.hpss_mask`).
+    :func:`librosa.decompose.hpss`: :func:`audionmf.masks.hpss_mask`).
     Sustained notes score a few percent, speech over music or drums over
     notes ten times more.
 
-    The threshold of the blind default, :data:`RHYTHM_ABOVE_PERCUSSIVE_SHARE`,
-    was measured at 22.05 kHz with n_fft 2048 and hop 512. The same n_fft at
-    44.1 kHz has frames half as long, which show attacks sharper: the 27
-    mixtures of ``benchmarks/blind_heldout.py`` and bench-dev, resampled to
-    44.1 kHz, scored 0.8-2.5 times as much: struck or spoken ones 0.12-0.44,
-    sustained ones 0.017-0.074 where they had scored 0.010-0.035, one of 13
-    above the threshold. For sustained notes at such rates, pass
-    ``rhythm_weight=0`` (``--rhythm 0``).
+    The threshold of the blind default,
+    :data:`audionmf.modes.blind.RHYTHM_ABOVE_PERCUSSIVE_SHARE`, was measured at
+    22.05 kHz with n_fft 2048 and hop 512. The same n_fft at 44.1 kHz has frames
+    half as long, which show attacks sharper, and sustained notes score up to
+    twice as much: for sustained notes at such rates, pass ``rhythm_weight=0``
+    (``--rhythm 0``; docs/decisions.md, "Rhythm in the blind grouping").
 
     Parameters
     ----------
@@ -201,8 +197,6 @@ def percussive_share(S, *, sr, n_fft, hop_length=None, power=1.0, stretch=256, m
     share : float
         In [0, 1]; 0 for a silent spectrogram.
     """
-    from .drums import hpss_mask
-
     S = np.asarray(S)
     if S.ndim != 2 or S.shape[0] != n_fft // 2 + 1:
         raise ParameterError(f"S must have 1 + n_fft // 2 = {n_fft // 2 + 1} rows, got shape {S.shape}")
@@ -305,12 +299,9 @@ def group_components(W, H, n_sources, *, sr, n_fft, hop_length=None, rhythm_weig
     decreasing energy of their part of ``W @ H``.
 
     Rhythm is a trade-off, hence off by default here, and turned on by
-    :func:`separate` only for percussive mixtures (see
-    :data:`RHYTHM_ABOVE_PERCUSSIVE_SHARE`): on the development corpus,
-    ``rhythm_weight=2.5`` raised the mean SDR of two-source blind separation
-    from 1.3 to 5.8 dB on speech over music and from 2.6 to 3.6 dB on drums
-    with organ and bass, but lowered it from 5.4 to 0.9 dB on flute over piano:
-    it breaks apart steady tones that timbre alone groups right.
+    :func:`audionmf.separate` only for percussive mixtures: it helps where
+    something is struck or spoken, and breaks apart steady tones that timbre
+    alone groups right (docs/decisions.md, "Rhythm in the blind grouping").
 
     Returns
     -------
@@ -373,3 +364,48 @@ def _kmeans(X, k, rng, n_init, max_iter=100):
         if inertia < best_inertia:
             best, best_inertia = labels.copy(), inertia
     return best
+
+
+def assign_by_masks(W, H, W_coarse, H_coarse, labels_coarse, *, mask_power=2.0):
+    """Give the components of one factorization to the sources of another.
+
+    Each component ``W[:, k] H[k]`` goes to the source whose soft mask (of the
+    grouped factorization ``W_coarse``, ``H_coarse``, ``labels_coarse``, as
+    :func:`wiener_masks` makes it) keeps the largest share of it (summed over
+    the spectrogram's bins): a fit with more components than grouping can
+    sort reliably, grouped by the sources of one with fewer. Both
+    factorizations are of the same spectrogram. Sources keep their numbers,
+    then are renumbered by decreasing energy of their part of ``W @ H``, as
+    :func:`group_components` numbers them.
+
+    Returns
+    -------
+    labels : np.ndarray [shape=(K,), dtype=int]
+        Source index of each component; each source gets at least one
+        (where no component has its largest share there, the one with the
+        largest share there, taken from a source that has several).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    H = np.asarray(H, dtype=np.float64)
+    labels_coarse = np.asarray(labels_coarse)
+    mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
+    if labels_coarse.shape != (np.shape(W_coarse)[1],):
+        raise ParameterError(f"labels_coarse has {labels_coarse.size} labels for "
+                             f"{np.shape(W_coarse)[1]} coarse components")
+    n_sources = int(labels_coarse.max()) + 1
+    if W.shape[1] < n_sources:
+        raise ParameterError(f"cannot make {n_sources} sources from {W.shape[1]} components")
+    if H.shape[1] != np.shape(H_coarse)[1] or W.shape[0] != np.shape(W_coarse)[0]:
+        raise ParameterError(f"the factorizations are of different spectrograms: W {W.shape}, H "
+                             f"{H.shape} and W {np.shape(W_coarse)}, H {np.shape(H_coarse)}")
+    # kept[k, s]: the part of component k's spectrogram that source s's mask keeps,
+    # summed a block of frames at a time (the masks of a long signal are large).
+    kept = np.zeros((W.shape[1], n_sources))
+    step = max(1, DEFAULT_LIMITS.block_values // W.shape[0])
+    for t0 in range(0, H.shape[1], step):
+        masks = wiener_masks(W_coarse, H_coarse[:, t0:t0 + step], labels_coarse, mask_power=mask_power)
+        for s, mask in enumerate(masks):
+            kept[:, s] += np.sum(W * (mask @ H[:, t0:t0 + step].T), axis=0)
+    shares = kept / np.maximum(kept.sum(axis=1, keepdims=True), 1e-300)
+    labels = _fill_empty_groups(shares.argmax(axis=1), shares)
+    return _by_energy(W, H, labels, n_sources)

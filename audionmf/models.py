@@ -18,6 +18,9 @@ from ._validation import (
     check_positive_int,
     check_spectrogram_power,
 )
+from .analysis import Analysis
+from .io import atomic_file, load
+from .nmf import nmf
 from .spectrogram import STFTParams, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models"]
@@ -158,6 +161,11 @@ class SourceModel:
     def stft_params(self):
         return STFTParams(self.n_fft, self.hop_length, self.window)
 
+    @property
+    def analysis(self):
+        """The :class:`audionmf.analysis.Analysis` the templates belong to."""
+        return Analysis(self.sr, self.stft_params, self.beta, self.power, self.context)
+
     def compatible_with(self, other):
         """Why two models cannot be used in one factorization, or None."""
         for field in ("sr", "n_fft", "hop_length", "window", "beta", "power", "context"):
@@ -228,16 +236,12 @@ class SourceModel:
         -------
         SourceModel
         """
-        from .io import load
-        from .nmf import nmf
-        from .separate import default_power
-
         items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray)) else list(audio)
         if not items:
             raise ParameterError("learn needs at least one example recording")
-        beta = beta_to_float(beta)
-        power = default_power(beta) if power is None else check_spectrogram_power(power)
-        params = STFTParams(n_fft, hop_length, window)
+        analysis = Analysis.from_arguments(sr, beta=beta, power=power, n_fft=n_fft,
+                                           hop_length=hop_length, window=window)
+        params, beta, power = analysis.stft, analysis.beta, analysis.power
         n_components = check_positive_int(n_components, "n_components")
         context = check_positive_int(context, "context", minimum=0)
         semitones = _check_semitones(semitones)
@@ -289,8 +293,6 @@ class SourceModel:
         path = os.fspath(path)
         if not path.endswith(".npz"):
             raise ParameterError(f"{path}: model files end in .npz")
-        from .io import atomic_file
-
         try:
             with atomic_file(path) as handle:
                 np.savez_compressed(

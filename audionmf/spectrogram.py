@@ -231,9 +231,8 @@ def _fft():
     """scipy.fft, imported on first use (about 0.15 s, and not needed by ``--help``).
 
     Not numpy.fft: scipy's transforms share the frames among the cores
-    (``workers``), and numpy 2.4's single-precision rfft is slow. On 60 s of
-    stereo at 44.1 kHz, 2 cores: :func:`stft` of float32 samples 325 -> 100 ms,
-    of float64 177 -> 150 ms; :func:`istft` 228 -> 179 and 271 -> 208 ms.
+    (``workers``), and numpy's single-precision rfft is slow (docs/decisions.md,
+    "STFT with scipy.fft").
     """
     import scipy.fft
 

@@ -109,7 +109,7 @@ def test_jobs_give_the_same_files_and_report_bad_ones(tmp_path, album):
 def test_a_batch_makes_its_output_folder_before_the_files(tmp_path, album, monkeypatch):
     """Each file's worker finds the shared folder made, so a failing one removes only
     the folder it made itself, never the one another worker is about to write into."""
-    import audionmf.cli as cli
+    import audionmf.cli.separate as cli
     from audionmf._validation import AudioError
     from audionmf.io import missing_folders
 

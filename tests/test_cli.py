@@ -67,7 +67,7 @@ def test_options_reach_the_separation(tmp_path, monkeypatch):
         seen.update(kwargs)
         return {"source1": os.path.join(folder, "source1.wav")}
 
-    monkeypatch.setattr(sys.modules["audionmf.separate"], "separate_file", fake_separate_file)
+    monkeypatch.setattr(sys.modules["audionmf.cli.separate"], "separate_file", fake_separate_file)
     code = main(["separate", str(SAMPLE), "-o", str(tmp_path), "--sources", "3", "--components", "12",
                  "--beta", "is", "--iterations", "7", "--n-fft", "1024", "--hop", "128",
                  "--seed", "9", "--rhythm", "1.5", "-q"])
@@ -234,7 +234,7 @@ def test_groups_from_the_command_line(tmp_path):
 @pytest.mark.parametrize("options, message", [
     (["--group", "0,1", "--group", "1,2"], r"--group: components \[1\] are in more than one group"),
     (["--group", "0,1", "--group", "2", "--components", "4"], r"--group: .*missing \[3\]"),
-    (["--group", "0-1", "--group", "2", "--sources", "3"], "--sources 3 but 2 --group options"),
+    (["--group", "0-1", "--group", "2", "--sources", "3"], "--sources 3 but --group gives 2 sources"),
     (["--group", "0,x"], "expected component numbers such as 0,3,5"),
     (["--group", "3-1"], "bad component range '3-1'"),
     (["--group", "0", "--group", "1", "--rhythm", "1"], "--rhythm cannot be used with --group"),
@@ -253,7 +253,7 @@ def test_progress_bar_starts_over_for_a_second_fit(monkeypatch):
 
     import tqdm
 
-    from audionmf.cli import _progress
+    from audionmf.cli._common import progress as _progress
 
     class Terminal(io.StringIO):
         def isatty(self):

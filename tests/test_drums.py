@@ -8,8 +8,10 @@ import soundfile as sf
 
 from audionmf import ParameterError, evaluate, load, separate
 from audionmf.cli import main
-from audionmf.drums import (band_pooling, blend_masks, comb_pitches, comb_templates, drum_model,
-                             hpss_mask, short_note_part)
+from audionmf.limits import Limits
+from audionmf.masks import blend_masks, hpss_mask
+from audionmf.modes.drums import (MASK_POWER, band_pooling, comb_pitches, comb_templates, drum_model,
+                                  short_note_part)
 
 from conftest import SAMPLE, SAMPLE_STEMS
 
@@ -66,15 +68,12 @@ def test_comb_pitches_are_the_combs():
 
 
 @pytest.mark.parametrize("long", [False, True])
-def test_a_tuned_drum_goes_with_the_drums(long, monkeypatch):
+def test_a_tuned_drum_goes_with_the_drums(long):
     """Tom hits (a 150 Hz ring of 0.3 s, no broadband attack) over a held bass note:
     the combs explain a pitched ring better than the generic drum templates, and the
     short-note rule sends it to the drums (21 dB; 11 dB without the rule). ``long``:
     as a long file, whose activations are estimated a block at a time."""
-    if long:
-        module = sys.modules["audionmf.separate"]
-        monkeypatch.setattr(module, "FIT_VALUES", 1025 * 5 * 20)
-        monkeypatch.setattr(module, "BLOCK_VALUES", 1025 * 40)
+    limits = Limits(fit_values=1025 * 5 * 20, block_values=1025 * 40) if long else None
     sr = 22050
     t = np.arange(int(0.3 * sr)) / sr
     ring = np.sin(2 * np.pi * 150 * t) * np.exp(-t / 0.08) * np.hanning(2 * len(t))[len(t):]
@@ -85,7 +84,7 @@ def test_a_tuned_drum_goes_with_the_drums(long, monkeypatch):
     n = np.arange(6 * sr) / sr
     bass = 0.3 * sum(np.sin(2 * np.pi * k * 41.2 * n) / k**2 for k in range(1, 6))
     y = (tom + bass).astype(np.float32)
-    sources = separate(y, sr, two_stems="drums")
+    sources = separate(y, sr, two_stems="drums", limits=limits)
     np.testing.assert_allclose(sources["drums"] + sources["no_drums"], y, atol=1e-6)
     truth = {"drums": tom, "no_drums": bass}
     assert evaluate(truth, sources, sr)["mean"]["sdr"] > 16.0
@@ -140,13 +139,12 @@ def test_drums_come_apart_from_organ_and_bass(sample):
     assert ours > 9.0 and ours > hpss + 4.0, (ours, hpss)
 
 
-def test_two_stems_blocks_and_rates(sample, monkeypatch):
+def test_two_stems_blocks_and_rates(sample):
     import soxr
 
     y, sr, stems = sample
     whole = separate(y[: 4 * sr], sr, two_stems="drums")
-    monkeypatch.setattr(sys.modules["audionmf.separate"], "BLOCK_VALUES", 1025 * 37)
-    blocked = separate(y[: 4 * sr], sr, two_stems="drums")
+    blocked = separate(y[: 4 * sr], sr, two_stems="drums", limits=Limits(block_values=1025 * 37))
     for name in whole:  # the HPSS median filters see across block edges
         np.testing.assert_allclose(blocked[name], whole[name], atol=1e-6)
     y44 = soxr.resample(y, sr, 44100).astype(np.float32)
@@ -156,28 +154,24 @@ def test_two_stems_blocks_and_rates(sample, monkeypatch):
     assert evaluate(stems, back, sr)["mean"]["sdr"] > 9.0
 
 
-def test_two_stems_of_a_long_signal_a_block_at_a_time(sample, monkeypatch):
+def test_two_stems_of_a_long_signal_a_block_at_a_time(sample):
     """Too long for one fit: activations and the short-note rule work a block at a time."""
     y, sr, stems = sample
     y, stems = y[: 6 * sr], {name: s[: 6 * sr] for name, s in stems.items()}
     whole = evaluate(stems, separate(y, sr, two_stems="drums"), sr)["mean"]["sdr"]
-    module = sys.modules["audionmf.separate"]
-    monkeypatch.setattr(module, "FIT_VALUES", 1025 * 5 * 20)  # under 100 frames at once
-    monkeypatch.setattr(module, "BLOCK_VALUES", 1025 * 40)
-    streamed = separate(y, sr, two_stems="drums")
+    limits = Limits(fit_values=1025 * 5 * 20, block_values=1025 * 40)  # under 100 frames at once
+    streamed = separate(y, sr, two_stems="drums", limits=limits)
     np.testing.assert_allclose(sum(streamed.values()), y, atol=1e-6)
     assert abs(evaluate(stems, streamed, sr)["mean"]["sdr"] - whole) < 1.0
 
 
 def test_two_stems_masks_are_harder_by_default(sample):
-    from audionmf.separate import TWO_STEMS_MASK_POWER
-
     y, sr, _ = sample
     y = y[: 3 * sr]
     default = separate(y, sr, two_stems="drums")
     np.testing.assert_array_equal(default["drums"],
-                                  separate(y, sr, two_stems="drums", mask_power=TWO_STEMS_MASK_POWER)["drums"])
-    assert TWO_STEMS_MASK_POWER != 2.0
+                                  separate(y, sr, two_stems="drums", mask_power=MASK_POWER)["drums"])
+    assert MASK_POWER != 2.0
     assert not np.allclose(default["drums"], separate(y, sr, two_stems="drums", mask_power=2.0)["drums"])
     blind = separate(y, sr, n_sources=2, random_state=0)  # other separations keep Wiener's 2
     np.testing.assert_array_equal(blind["source1"],
@@ -185,9 +179,9 @@ def test_two_stems_masks_are_harder_by_default(sample):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"models": []}, "two_stems cannot be used with models"),
-    ({"groups": [[0], [1]], "n_sources": 2}, "two_stems cannot be used with groups, n_sources"),
-    ({"rhythm_weight": 1.0}, "two_stems cannot be used with rhythm_weight"),
+    ({"models": []}, "models cannot be used with two_stems: the drum templates decide"),
+    ({"groups": [[0], [1]], "n_sources": 2}, "n_sources, groups cannot be used with two_stems"),
+    ({"rhythm_weight": 1.0}, "rhythm_weight cannot be used with two_stems"),
     ({"two_stems": "vocals"}, r"two_stems='vocals': expected one of \['drums'\]"),
     ({"n_fft": 1024}, "n_fft=1024 differs from the models' 2048"),
 ])

@@ -72,14 +72,16 @@ def test_templates_learned_on_the_mixture_take_plain_steps(monkeypatch):
     not, nor is the finer fit that refines the grouping of sustained notes."""
     import sys
 
-    module = sys.modules["audionmf.separate"]
-    seen, real_nmf = [], module.nmf
+    from audionmf.modes.blind import MIXTURE_OVER_RELAXATION
+
+    seen, real_nmf = [], sys.modules["audionmf.modes.base"].nmf
 
     def spy(V, K, **options):
         seen.append((K, options.get("update_W", True), options.get("over_relaxation")))
         return real_nmf(V, K, **options)
 
-    monkeypatch.setattr(module, "nmf", spy)
+    for module in ("base", "blind", "supervised"):  # every fit of the modes
+        monkeypatch.setattr(sys.modules[f"audionmf.modes.{module}"], "nmf", spy)
     low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, context=0,
                             semitones=(0,), random_state=0)
     y = low_voice(offset=0.1) + high_voice()
@@ -87,7 +89,7 @@ def test_templates_learned_on_the_mixture_take_plain_steps(monkeypatch):
     separate(y, SR, n_sources=2, n_fft=N_FFT, random_state=0)
     separate(y, SR, models=[low], random_state=0)
     learned = [(K, relax) for K, update, relax in seen if update is not False]
-    assert learned == [(12, 1.0), (16, 1.0), (32, None)] and module.MIXTURE_OVER_RELAXATION == 1.0
+    assert learned == [(12, 1.0), (16, 1.0), (32, None)] and MIXTURE_OVER_RELAXATION == 1.0
     assert [relax for _, update, relax in seen if update is False] == [None]  # the engine's default
 
 

@@ -146,7 +146,7 @@ def test_template_features_ignore_level(rng):
         (np.zeros(5000), {}, "silent"),
         (np.ones(100), {}, "too short: 100 samples"),
         (np.r_[np.ones(5000), np.nan], {}, "NaN"),
-        (np.ones(5000), {"n_sources": 3, "n_components": 2}, "n_components=2 is smaller"),
+        (np.ones(5000), {"n_sources": 3, "n_components": 2}, "n_components=2 is fewer than n_sources=3"),
         (np.ones(5000), {"mask_power": 0}, "mask_power"),
         (np.ones(5000), {"power": 3}, r"power=3.0: must be at most 2"),
         (np.ones(5000), {"beta": "hellinger"}, "beta"),
@@ -211,7 +211,7 @@ def spectrum(y, n_fft=1024):
 
 def test_percussive_share_of_notes_and_clicks(tone_and_clicks, two_tones):
     from audionmf.grouping import percussive_share
-    from audionmf.separate import RHYTHM_ABOVE_PERCUSSIVE_SHARE
+    from audionmf.modes.blind import RHYTHM_ABOVE_PERCUSSIVE_SHARE
 
     notes, clicks = tone_and_clicks
     chord = notes + 0.2 * tone(880, SR, 3, (1, 0.5))
@@ -318,7 +318,7 @@ def test_grouping_by_attack_where_timbre_cannot_tell():
 def test_assign_by_masks_follows_the_coarse_sources():
     """Fine components each inside one coarse source's band go to that source;
     sources are then numbered loudest first, and none is left empty."""
-    from audionmf.separate import assign_by_masks
+    from audionmf.grouping import assign_by_masks
 
     rng = np.random.default_rng(0)
     n_frames = 50
@@ -368,10 +368,10 @@ def test_refinement_needs_room(monkeypatch, two_tones):
 
 
 def refinements(monkeypatch):
-    """The fits separate() runs: the n_components of each."""
+    """The fits the blind mode runs: the n_components of each."""
     import sys
 
-    module = sys.modules["audionmf.separate"]
+    module = sys.modules["audionmf.modes.blind"]
     seen, real_nmf = [], module.nmf
 
     def spy(V, K, **options):
@@ -405,7 +405,10 @@ def test_long_sustained_mixtures_are_refined_on_stretches(monkeypatch, two_tones
     activations; the sources are as good, and sum to the mixture."""
     import sys
 
-    module = sys.modules["audionmf.separate"]
+    from audionmf.limits import Limits
+    from audionmf.modes.blind import refined_frames
+
+    module = sys.modules["audionmf.modes.blind"]
     a, b = (np.tile(x, 4) for x in two_tones)  # 12 s: 751 frames of hop 128
     fits, real_nmf = [], module.nmf
 
@@ -416,23 +419,23 @@ def test_long_sustained_mixtures_are_refined_on_stretches(monkeypatch, two_tones
     monkeypatch.setattr(module, "nmf", spy)
     whole = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
     assert fits == [(6, 751, True), (12, 751, True)]
-    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 600)  # 2 stretches of the 2 there are
+    two = Limits(refine_values=257 * 600)  # 2 stretches of the 2 there are
     fits.clear()
-    stretches = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    stretches = separate(a + b, SR, n_sources=2, n_components=6, n_fft=512, random_state=0, limits=two)
     assert fits == [(6, 751, True), (12, 512, True), (12, 751, False)]
     assert best_match_error(stretches, (a, b)) < 0.05
     assert best_match_error(whole, (a, b)) < 0.05
     np.testing.assert_allclose(sum(stretches.values()), a + b, atol=1e-9)
     V = np.ones((257, 751))
-    np.testing.assert_array_equal(module._refined_frames(V), np.arange(512))
-    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 300)  # 1 stretch, from the start
-    np.testing.assert_array_equal(module._refined_frames(V), np.arange(256))
-    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 256 * 3)  # 3 of 7: first, middle, last
-    picked = module._refined_frames(np.ones((257, 7 * 256 + 5)))
+    np.testing.assert_array_equal(refined_frames(V, two), np.arange(512))
+    one = Limits(refine_values=257 * 300)  # 1 stretch, from the start
+    np.testing.assert_array_equal(refined_frames(V, one), np.arange(256))
+    three = Limits(refine_values=257 * 256 * 3)  # 3 of 7: first, middle, last
+    picked = refined_frames(np.ones((257, 7 * 256 + 5)), three)
     np.testing.assert_array_equal(picked[::256], [0, 3 * 256, 6 * 256])
     assert len(picked) == 3 * 256
-    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 255)  # not even one stretch: none
-    assert module._refined_frames(V).size == 0
+    none = Limits(refine_values=257 * 255)  # not even one stretch: none
+    assert refined_frames(V, none).size == 0
 
 
 def test_refinement_stretches_hold_sound(monkeypatch, two_tones):
@@ -441,18 +444,21 @@ def test_refinement_stretches_hold_sound(monkeypatch, two_tones):
     sound lies only beyond the last whole stretch keeps the single fit."""
     import sys
 
-    module = sys.modules["audionmf.separate"]
-    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 256 * 2)
+    from audionmf.limits import Limits
+    from audionmf.modes.blind import refined_frames
+
+    module = sys.modules["audionmf.modes.blind"]
+    two = Limits(refine_values=257 * 256 * 2)
     V = np.zeros((257, 8 * 256 + 100))
     V[:, 5 * 256 + 10] = 1.0  # one sound, in the sixth stretch
-    np.testing.assert_array_equal(module._refined_frames(V), 5 * 256 + np.arange(256))
+    np.testing.assert_array_equal(refined_frames(V, two), 5 * 256 + np.arange(256))
     V[:, 2 * 256 + 3] = V[:, 7 * 256 + 9] = 1.0
-    np.testing.assert_array_equal(module._refined_frames(V)[::256], [2 * 256, 7 * 256])
+    np.testing.assert_array_equal(refined_frames(V, two)[::256], [2 * 256, 7 * 256])
     V[:] = 0.0
     V[:, -5] = 1.0  # after the last whole stretch
-    assert module._refined_frames(V).size == 0
+    assert refined_frames(V, two).size == 0
     a, b = two_tones  # 3 s of two tones in 15 s of silence: stretches 1 and 2 of 0-2 heard
-    monkeypatch.setattr(module, "REFINE_VALUES", 257 * 256)  # one stretch: the first heard
+    one = Limits(refine_values=257 * 256)  # one stretch: the first heard
     quiet = np.zeros(15 * SR)
     quiet[6 * SR:9 * SR] = a + b
     fits, real_nmf = [], module.nmf
@@ -462,7 +468,7 @@ def test_refinement_stretches_hold_sound(monkeypatch, two_tones):
         return real_nmf(V, K, **options)
 
     monkeypatch.setattr(module, "nmf", spy)
-    sources = separate(quiet, SR, n_sources=2, n_components=6, n_fft=512, random_state=0)
+    sources = separate(quiet, SR, n_sources=2, n_components=6, n_fft=512, random_state=0, limits=one)
     assert fits == [(6, 938, True), (12, 256, True), (12, 938, False)]
     np.testing.assert_allclose(sum(sources.values()), quiet, atol=1e-9)
     assert best_match_error({k: v[6 * SR:9 * SR] for k, v in sources.items()}, (a, b)) < 0.1
@@ -472,7 +478,7 @@ def test_refinement_stretches_hold_sound(monkeypatch, two_tones):
 def test_rhythm_counts_by_default_where_the_mixture_is_percussive(monkeypatch, tone_and_clicks, percussive):
     import sys
 
-    module = sys.modules["audionmf.separate"]  # (the package's name "separate" is the function)
+    module = sys.modules["audionmf.modes.blind"]
     seen = []
     grouping = module.group_components
 
@@ -554,7 +560,7 @@ def test_decompose_fits_what_separate_fits(monkeypatch):
 
     from audionmf import decompose
 
-    stream = sys.modules["audionmf.separate"]
+    stream = sys.modules["audionmf.modes.blind"]
     y = np.vstack([tone(300, SR, 2, (1, 0.5)), gated(tone(900, SR, 2), SR, 0.4, 0.5)])
     fitted = []
     real_nmf = stream.nmf
@@ -574,16 +580,15 @@ def test_decompose_fits_what_separate_fits(monkeypatch):
 
 def test_groups_conflicts_are_refused(two_tones):
     y = sum(two_tones)
-    with pytest.raises(ParameterError, match="n_sources=3 but 2 groups"):
+    with pytest.raises(ParameterError, match="n_sources=3 but groups gives 2 sources"):
         separate(y, SR, groups=[[0], [1]], n_sources=3, n_fft=512)
     for weight in (0, 1.0):  # as the command line refuses --rhythm 0 with --group
         with pytest.raises(ParameterError, match="rhythm_weight cannot be used with groups"):
             separate(y, SR, groups=[[0], [1]], rhythm_weight=weight, n_fft=512)
 
 
-def test_groups_refuse_a_signal_fitted_on_excerpts(two_tones, monkeypatch):
-    import sys
+def test_groups_refuse_a_signal_fitted_on_excerpts(two_tones):
+    from audionmf.limits import Limits
 
-    monkeypatch.setattr(sys.modules["audionmf.separate"], "FIT_VALUES", 257 * 50)
     with pytest.raises(ParameterError, match=r"groups name the components of a fit of the whole"):
-        separate(sum(two_tones), SR, groups=[[0], [1]], n_fft=512)
+        separate(sum(two_tones), SR, groups=[[0], [1]], n_fft=512, limits=Limits(fit_values=257 * 50))

@@ -10,13 +10,13 @@ import soundfile as sf
 import audionmf
 from audionmf import AudioError, ParameterError, SourceModel, istft, separate, stft
 from audionmf.io import OutputFiles, Signal
-from audionmf.separate import SpectraSummary, _plan, separate_file
+from audionmf.limits import Limits
+from audionmf.separate import SpectraSummary, configure, separate_file
 from audionmf.spectrogram import OverlapAdd, STFTParams, frame_span, stft_frames
 
 from conftest import gated, tone
 
 SR = 8000
-STREAM = sys.modules["audionmf.separate"]
 
 
 def mixture(seconds=6.0):
@@ -97,12 +97,11 @@ def test_overlap_add_pieces_are_final(rng):
     assert len(first) == 20 * 64 - 128
 
 
-def test_block_size_does_not_change_the_sources(monkeypatch):
+def test_block_size_does_not_change_the_sources():
     a, b = mixture()
     y = np.vstack([a + b, 0.5 * a + b])
     reference = separate(y, SR, n_fft=512, random_state=0)
-    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 7)
-    blocked = separate(y, SR, n_fft=512, random_state=0)
+    blocked = separate(y, SR, n_fft=512, random_state=0, limits=Limits(block_values=257 * 7))
     for name in reference:
         np.testing.assert_allclose(blocked[name], reference[name], rtol=0, atol=1e-12)
     np.testing.assert_allclose(sum(blocked.values()), y, atol=1e-12)
@@ -112,18 +111,17 @@ def test_long_signal_learns_on_excerpts(monkeypatch):
     a, b = mixture(12.0)
     reference = separate(a + b, SR, n_fft=512, random_state=0)
     # Force the long-signal path: fit on 8 excerpts of 20 frames, activations per block.
-    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 20 * 8)
-    monkeypatch.setattr(STREAM, "EXCERPT_FRAMES", 20)
-    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 40)
+    limits = Limits(fit_values=257 * 20 * 8, excerpt_frames=20, block_values=257 * 40)
     calls = []
-    real_nmf = STREAM.nmf
+    real_nmf = audionmf.nmf
 
     def counting_nmf(V, *args, **kwargs):
         calls.append(V.shape[1])
         return real_nmf(V, *args, **kwargs)
 
-    monkeypatch.setattr(STREAM, "nmf", counting_nmf)
-    excerpts = separate(a + b, SR, n_fft=512, random_state=0)
+    for module in ("audionmf.modes.blind", "audionmf.modes.base"):  # the mode's fits, a block's
+        monkeypatch.setattr(sys.modules[module], "nmf", counting_nmf)
+    excerpts = separate(a + b, SR, n_fft=512, random_state=0, limits=limits)
     n_frames = 1 + len(a) // 128
     # One fit and, the notes being sustained, its refinement on the same excerpts; then each block.
     assert calls[:2] == [160, 160] and len(calls) == 2 + -(-n_frames // 40)
@@ -134,14 +132,13 @@ def test_long_signal_learns_on_excerpts(monkeypatch):
         assert error < 0.05, (name, error)
 
 
-def test_long_signal_with_models_and_context(monkeypatch):
+def test_long_signal_with_models_and_context():
     a, b = mixture(8.0)
     models = [SourceModel.learn(s, SR, name=n, n_components=3, n_fft=512, context=1, max_iter=60,
                                 random_state=0) for n, s in (("low", a), ("high", b))]
     reference = separate(a + b, SR, models=models)
-    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 3 * 40)
-    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 30)
-    streamed = separate(a + b, SR, models=models)
+    streamed = separate(a + b, SR, models=models,
+                        limits=Limits(fit_values=257 * 3 * 40, block_values=257 * 30))
     np.testing.assert_allclose(sum(streamed.values()), a + b, atol=1e-12)
     for name, truth in (("low", a), ("high", b)):
         # Activations of each frame do not depend on the block it falls in.
@@ -193,9 +190,7 @@ def test_separate_file_reads_a_block_at_a_time(tmp_path, monkeypatch):
     a, b = mixture(20.0)
     path = tmp_path / "long.flac"
     sf.write(path, (a + b) / 2, SR, subtype="PCM_24")
-    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 32 * 4)
-    monkeypatch.setattr(STREAM, "EXCERPT_FRAMES", 32)
-    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 64)
+    limits = Limits(fit_values=257 * 32 * 4, excerpt_frames=32, block_values=257 * 64)
     spans = []
     real_read = Signal.read
 
@@ -204,24 +199,22 @@ def test_separate_file_reads_a_block_at_a_time(tmp_path, monkeypatch):
         return real_read(self, start, stop)
 
     monkeypatch.setattr(Signal, "read", recording_read)
-    written = separate_file(path, tmp_path / "out", n_fft=512, random_state=0)
+    written = separate_file(path, tmp_path / "out", n_fft=512, random_state=0, limits=limits)
     block_samples = frame_span(0, 64, STFTParams(512))[1] - frame_span(0, 64, STFTParams(512))[0]
     assert max(spans) <= block_samples  # no read of more than one block of the 20 s
     total = sum(sf.read(f)[0] for f in written.values())
     np.testing.assert_allclose(total, sf.read(path)[0], atol=1e-6)
 
 
-def test_nan_in_the_middle_of_a_long_file_leaves_nothing(tmp_path, monkeypatch):
+def test_nan_in_the_middle_of_a_long_file_leaves_nothing(tmp_path):
     a, b = mixture(10.0)
     y = (a + b).astype(np.float32)
     y[7 * SR] = np.nan
     path = tmp_path / "bad.wav"
     sf.write(path, y, SR, subtype="FLOAT")
-    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 20 * 2)
-    monkeypatch.setattr(STREAM, "EXCERPT_FRAMES", 20)
-    monkeypatch.setattr(STREAM, "BLOCK_VALUES", 257 * 40)
+    limits = Limits(fit_values=257 * 20 * 2, excerpt_frames=20, block_values=257 * 40)
     with pytest.raises(AudioError, match=r"bad\.wav: NaN or Inf samples \(the first at 7\.00 s\)"):
-        separate_file(path, tmp_path / "out", n_fft=512)
+        separate_file(path, tmp_path / "out", n_fft=512, limits=limits)
     assert sorted(os.listdir(tmp_path)) == ["bad.wav"]
 
 
@@ -268,7 +261,7 @@ def test_the_loudest_audio_separates_into_finite_sources_that_sum_to_it(options)
 def test_single_precision_spectra_change_the_sources_only_by_round_off(monkeypatch):
     import audionmf.spectrogram as spectrogram
 
-    stream = sys.modules["audionmf.separate"]
+    stream = sys.modules["audionmf._blocks"]
     a, b = mixture(3.0)
     y = a + b
     single = separate(y, SR, n_sources=2, random_state=0)
@@ -301,20 +294,20 @@ def test_load_refuses_only_what_its_dtype_cannot_hold(tmp_path):
     assert audionmf.load(path, dtype=np.float64)[0][SR // 2] == 1e200  # float64 holds it
 
 
-def test_silent_long_file_is_refused(tmp_path, monkeypatch):
+def test_silent_long_file_is_refused(tmp_path):
     path = tmp_path / "quiet.wav"
     sf.write(path, np.zeros(10 * SR), SR)
-    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 40)
+    limits = Limits(fit_values=257 * 40)
     a = SourceModel.learn(mixture(2.0)[0], SR, name="a", n_components=2, n_fft=512, max_iter=20)
     b = SourceModel.learn(mixture(2.0)[1], SR, name="b", n_components=2, n_fft=512, max_iter=20)
     with pytest.raises(ParameterError, match=r"quiet\.wav: silent"):
-        separate_file(path, tmp_path / "out", models=[a, b])
+        separate_file(path, tmp_path / "out", models=[a, b], limits=limits)
     with pytest.raises(ParameterError, match=r"quiet\.wav: silent"):
-        separate_file(path, tmp_path / "out", n_fft=512)
+        separate_file(path, tmp_path / "out", n_fft=512, limits=limits)
     assert sorted(os.listdir(tmp_path)) == ["quiet.wav"]
 
 
-def test_sound_between_the_excerpts_is_found(tmp_path, monkeypatch):
+def test_sound_between_the_excerpts_is_found(tmp_path):
     """A long file whose only sound falls between the evenly spread excerpts is
     learned from its loudest stretches instead of being called silent."""
     a, b = mixture(2.0)
@@ -322,9 +315,8 @@ def test_sound_between_the_excerpts_is_found(tmp_path, monkeypatch):
     y[9 * SR : 11 * SR] = a + b  # the middle; two excerpts sit at the two ends
     path = tmp_path / "sparse.wav"
     sf.write(path, y, SR, subtype="FLOAT")
-    monkeypatch.setattr(STREAM, "FIT_VALUES", 257 * 20 * 2)
-    monkeypatch.setattr(STREAM, "EXCERPT_FRAMES", 20)
-    written = separate_file(path, tmp_path / "out", n_fft=512, random_state=0)
+    written = separate_file(path, tmp_path / "out", n_fft=512, random_state=0,
+                            limits=Limits(fit_values=257 * 20 * 2, excerpt_frames=20))
     parts = [sf.read(f)[0] for f in written.values()]
     np.testing.assert_allclose(sum(parts), y, atol=1e-6)
     middle = slice(9 * SR, 11 * SR)
@@ -360,15 +352,15 @@ def test_signal_reads_zeros_outside_and_checks_samples(tmp_path):
         Signal.open(tmp_path / "missing.wav")
 
 
-def test_spectra_summary_pools_power(monkeypatch):
+def test_spectra_summary_pools_power():
     a, b = mixture(3.0)
     y = a + b
-    plan = _plan(SR, n_fft=512)
+    mode = configure(SR, {"n_fft": 512})
     X = stft(y, n_fft=512)
     power = np.abs(X) ** 2
     n_frames = X.shape[1]
     masks = np.stack([np.full(X.shape, 0.25), np.full(X.shape, 0.75)])
-    summary = SpectraSummary(plan, Signal(y, SR), max_columns=n_frames // 4)
+    summary = SpectraSummary(mode, Signal(y, SR), max_columns=n_frames // 4)
     for t0 in range(0, n_frames, 10):
         summary.add(t0, X[:, t0 : t0 + 10], masks[:, :, t0 : t0 + 10])
     spectra = summary.spectra()

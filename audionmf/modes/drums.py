@@ -1,4 +1,4 @@
-"""Drums apart from the rest, blindly: the dictionary behind ``separate(two_stems="drums")``.
+"""Drums apart from the rest, blindly: ``separate(two_stems="drums")``.
 
 Nothing is learned on the mixture, so nothing learned on it can swallow the
 drums. Its spectrogram is explained by a fixed dictionary of two parts:
@@ -16,55 +16,45 @@ activity is nearly all short notes then count as drums
 pitched, and the generic drum templates cannot know the pitch of this kit's
 drums, but a drum never holds a note. Which combs those are is decided once
 for the whole signal (from the activations of its excerpts, for a long one).
-The drum mask this gives is then blended with
-the percussive mask of median-filtering HPSS (:func:`hpss_mask`, Fitzgerald
-2010) by a normalized geometric mean (:func:`blend_masks`): each catches drum
-energy the other misses. For speed the activations and the HPSS filters work
-on a spectrogram whose bins above 2 kHz are summed in 1/12-octave bands
-(:func:`band_pooling`); the masks are built at full resolution.
-
-On the development corpus (drums with piano, organ or bass; 4 mixtures of
-10 s) this gives 9.0 dB mean SDR against 4.9 dB for librosa's HPSS, with the
-masks of :func:`audionmf.separate` harder than Wiener's
-(:data:`audionmf.separate.TWO_STEMS_MASK_POWER`).
-
-References
-----------
-D. FitzGerald, "Harmonic/percussive separation using median filtering",
-DAFx 2010.
+The drum mask this gives is then blended with the percussive mask of
+median-filtering HPSS (:func:`audionmf.masks.hpss_mask`) by a normalized
+geometric mean (:func:`audionmf.masks.blend_masks`): each catches drum energy
+the other misses. For speed the activations and the HPSS filters work on a
+spectrogram whose bins above 2 kHz are summed in 1/12-octave bands
+(:func:`band_pooling`); the masks are built at full resolution, harder than
+Wiener's (:data:`MASK_POWER`). How it measures: ``docs/decisions.md``.
 """
 import functools
 import os
 
 import numpy as np
 
-from ._validation import ParameterError
+from ..analysis import Analysis, templates_at_rate
+from ..masks import HPSS_KERNEL, blend_masks, hpss_mask, wiener_masks
+from ..models import SourceModel
+from ..nmf import _serial_blas as serial_blas
+from .base import Fitted, Mode, keyword
 
-__all__ = ["TWO_STEMS", "drum_model", "comb_templates", "comb_pitches", "short_note_part", "hpss_mask",
-           "blend_masks", "band_pooling"]
+__all__ = ["Drums", "drum_model", "comb_templates", "comb_pitches", "short_note_part", "band_pooling"]
 
-#: The ``two_stems`` values :func:`audionmf.separate` knows, and their outputs.
-TWO_STEMS = {"drums": ("drums", "no_drums")}
-
-DRUM_MODEL_PATH = os.path.join(os.path.dirname(__file__), "data", "drums.npz")
-#: Kernel of the HPSS median filters, in frames and in (pooled) bins.
-HPSS_KERNEL = 31
+DRUM_MODEL_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "drums.npz")
 #: Bins above this frequency are summed in bands for the fit and the HPSS filters.
 POOL_ABOVE_HZ = 2000.0
-#: Pitches of the two-stems combs.
+#: Pitches of the combs.
 COMB_FMIN, COMB_FMAX = 27.5, 1800.0
 #: Combs below this pitch may be drums (toms, kick tails, snare bodies)...
 SHORT_NOTE_BELOW_HZ = 300.0
 #: ... when this share of their activity is in notes shorter than SHORT_NOTE_SECONDS.
 SHORT_NOTE_SHARE = 0.8
 SHORT_NOTE_SECONDS = 0.5
+#: Exponent of the masks: harder than Wiener's keeps more of the drums' low ring out
+#: of the other part (docs/decisions.md, "Two-stems mask power").
+MASK_POWER = 3.0
 
 
 @functools.lru_cache(maxsize=1)
 def drum_model():
     """The generic drum templates shipped with the package (a SourceModel)."""
-    from .models import SourceModel
-
     return SourceModel.load(DRUM_MODEL_PATH)
 
 
@@ -139,7 +129,7 @@ def short_note_part(H, width, share=SHORT_NOTE_SHARE):
     >>> short_note_part(H, 9).sum(axis=1)
     array([4., 0.])
     """
-    from scipy.ndimage import grey_opening
+    from scipy.ndimage import grey_opening  # (slow to import: on first use)
 
     H = np.asarray(H, dtype=np.float64)
     short = H - grey_opening(H, size=(1, max(1, int(width))), mode="nearest")
@@ -147,59 +137,6 @@ def short_note_part(H, width, share=SHORT_NOTE_SHARE):
     holds_notes = short.sum(axis=1) < share * H.sum(axis=1)
     short[holds_notes] = 0.0
     return short
-
-
-def hpss_mask(S, kernel=HPSS_KERNEL):
-    """Percussive soft mask of median-filtering HPSS: ``P**2 / (P**2 + H**2)``.
-
-    ``H`` is ``S`` median-filtered along time and ``P`` along frequency, with
-    ``kernel`` points each, or ``kernel = (across time, across frequency)``
-    (edges reflected), as :func:`librosa.decompose.hpss` computes them.
-
-    Parameters
-    ----------
-    S : np.ndarray [shape=(n_freq, n_frames)]
-        Magnitude spectrogram.
-    kernel : int > 0 or (int > 0, int > 0)
-        Median filter lengths, in frames and in bins.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_freq, n_frames)]
-        In [0, 1]; 1/2 where both filters give 0.
-    """
-    from scipy.ndimage import median_filter
-
-    import numbers
-
-    try:
-        rank = np.ndim(kernel)
-    except ValueError:  # ragged
-        rank = None
-    lengths = [kernel, kernel] if rank == 0 else list(kernel) if rank == 1 else []
-    if len(lengths) != 2 or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool)
-                                    and n >= 1 for n in lengths):
-        raise ParameterError(f"kernel={kernel!r}: expected one length or two (across time, "
-                             "across frequency), whole numbers of at least 1")
-    across_time, across_freq = (int(n) for n in lengths)
-    harmonic = median_filter(S, size=(1, across_time), mode="reflect") ** 2
-    percussive = median_filter(S, size=(across_freq, 1), mode="reflect") ** 2
-    total = harmonic + percussive
-    return np.divide(percussive, total, out=np.full(S.shape, 0.5), where=total > 0)
-
-
-def blend_masks(a, b):
-    """Normalized geometric mean of two soft masks of the same source:
-    ``sqrt(a b) / (sqrt(a b) + sqrt((1 - a)(1 - b)))``.
-
-    Where both agree it keeps their value; a sure mask (0 or 1) wins over any
-    other but the opposite certainty; masks that mirror each other (a and
-    1 - a) give 1/2. Blending the complements gives the complement.
-    """
-    yes = np.sqrt(a * b)
-    no = np.sqrt((1.0 - a) * (1.0 - b))
-    total = yes + no
-    return np.divide(yes, total, out=np.full(np.shape(total), 0.5), where=total > 0)
 
 
 def band_pooling(n_bins, *, sr, n_fft, above_hz=POOL_ABOVE_HZ, bands_per_octave=12):
@@ -223,16 +160,13 @@ def band_pooling(n_bins, *, sr, n_fft, above_hz=POOL_ABOVE_HZ, bands_per_octave=
     return P
 
 
-@functools.lru_cache(maxsize=4)
-def two_stems_dictionary(kind):
-    """``(templates, labels, names, model, low)`` for ``separate(two_stems=kind)``.
-
-    The drum model's templates and the harmonic combs, stacked over the
-    model's context frames (the same comb in every frame, divided among them);
-    ``low`` are the columns of the combs below :data:`SHORT_NOTE_BELOW_HZ`.
+@functools.lru_cache(maxsize=1)
+def drums_dictionary():
+    """``(templates, labels, model, low)``: the drum model's templates and the
+    harmonic combs, stacked over the model's context frames (the same comb in
+    every frame, divided among them); ``low`` are the columns of the combs below
+    :data:`SHORT_NOTE_BELOW_HZ`.
     """
-    if kind not in TWO_STEMS:
-        raise ParameterError(f"two_stems={kind!r}: expected one of {sorted(TWO_STEMS)}")
     model = drum_model()
     frames = 2 * model.context + 1
     combs = comb_templates(sr=model.sr, n_fft=model.n_fft, fmin=COMB_FMIN, fmax=COMB_FMAX)
@@ -243,4 +177,81 @@ def two_stems_dictionary(kind):
     labels.setflags(write=False)
     low = model.n_components + np.flatnonzero(comb_pitches(COMB_FMIN, COMB_FMAX) < SHORT_NOTE_BELOW_HZ)
     low.setflags(write=False)
-    return templates, labels, TWO_STEMS[kind], model, low
+    return templates, labels, model, low
+
+
+class Drums(Mode):
+    """``separate(y, sr, two_stems="drums")``: ``drums`` and ``no_drums``."""
+
+    key = "drums"
+    selected_by = "two_stems"
+    two_stems = "drums"
+    decides = "the drum templates decide the sources and the analysis"
+    default_mask_power = MASK_POWER
+    default_max_iter = 60
+    reach = HPSS_KERNEL // 2
+
+    @classmethod
+    def source_names(cls, options):
+        return ["drums", "no_drums"]
+
+    def configure(self, analysis_options, spell=keyword):
+        templates, self.labels, model, self.low_combs = drums_dictionary()
+        own = Analysis.from_models([model], **analysis_options)
+        self.analysis = own.at_rate(self.sr)
+        self.names = self.source_names({})
+        self.fixed = templates_at_rate(templates, own, self.sr)
+        frames = 2 * own.context + 1
+        self.rows = self.fixed.shape[0] // frames
+        params = self.analysis.stft
+        self.short_width = max(1, int(round(SHORT_NOTE_SECONDS * self.sr / params.hop_length)))
+        # Fit and HPSS on bins above 2 kHz summed in narrow bands; masks at full resolution.
+        self.pool = band_pooling(self.rows, sr=self.sr, n_fft=params.n_fft)
+        # Single-threaded, like the pooling of the spectrogram, since a fit follows: after a
+        # multi-threaded product OpenBLAS's idle workers spin for about 0.1 s, taking a
+        # core from the fit.
+        with serial_blas():
+            self.fit_templates = np.vstack([self.pool @ block for block in np.split(self.fixed, frames)])
+
+    def fit(self, V, whole, limits):
+        """The activations of the whole signal, or of its excerpts: from them, the low
+        combs that play short notes only, whose short notes then go to the drums."""
+        H = self.fixed_activations(V, self.fit_templates)
+        rows = self.low_combs
+        rows = rows[short_note_part(H[rows], self.short_width).any(axis=1)]
+        if whole:
+            W, H, labels = self._short_notes_to_drums(self.fixed, H, self.labels, rows)
+            return Fitted(W=W, labels=labels, H=H, templates=self.fit_templates)
+        return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates, state=rows)
+
+    def spread(self, fitted):
+        # The short-note opening's value at a frame depends on frames up to
+        # short_width - 1 away, when it is applied a block at a time.
+        width = self.short_width - 1 if fitted.state is not None else 0
+        return self.analysis.context + width
+
+    def masks(self, fitted, H, X, h_span, x_span):
+        W, labels = fitted.W, fitted.labels
+        if fitted.state is not None:
+            W, H, labels = self._short_notes_to_drums(W, H, labels, fitted.state)
+        masks = wiener_masks(W, H, labels, mask_power=self.mask_power,
+                             context=self.analysis.context)[:, :, h_span]
+        # Blended with the HPSS percussive mask; X reaches HPSS_KERNEL // 2 frames beyond
+        # the block on each side (or to the signal's edge), so the median filters see
+        # what they would see on the whole signal.
+        A = np.abs(X[..., : self.rows, :])
+        if A.ndim == 3:
+            A = A.sum(axis=0)
+        percussive = self.pool.T @ hpss_mask(self.pool @ A, HPSS_KERNEL)[:, x_span]
+        drums = blend_masks(masks[0], percussive)
+        return np.stack([drums, 1.0 - drums])
+
+    def _short_notes_to_drums(self, W, H, labels, rows):
+        """Templates, activations and labels with the short notes of combs ``rows`` as
+        drums: each of those combs gets a twin labelled drums that takes its notes
+        shorter than ``short_width`` frames; the comb keeps the rest."""
+        H = np.array(H, dtype=np.float64)
+        short = short_note_part(H[rows], self.short_width, share=0.0)
+        H[rows] -= short
+        drums = np.zeros(len(rows), dtype=np.asarray(labels).dtype)
+        return np.hstack([W, W[:, rows]]), np.vstack([H, short]), np.concatenate([labels, drums])

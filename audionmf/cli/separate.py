@@ -1,0 +1,419 @@
+"""``audionmf separate``: its options follow from the modes, the batch runs the files."""
+import argparse
+import glob
+import os
+import sys
+import time
+import traceback
+import types
+
+from .. import _batch
+from .._validation import AudioError, ParameterError
+from ..io import AUDIO_EXTENSIONS, WRITE_FORMATS, missing_folders, remove_empty_folders
+from ..models import ModelError, SourceModel, check_models
+from ..modes import MODES, pick, two_stems_choices
+from ..separate import separate_file
+from ._common import (
+    EXIT_BAD_FILE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    add_analysis_options,
+    add_run_options,
+    check_analysis,
+    component_list,
+    feature_weight,
+    nonnegative_int,
+    positive_int,
+    progress,
+    render_png,
+    report,
+    unusable_output_folder,
+)
+
+SEPARATE_EPILOG = """\
+output:
+  OUTDIR/<input file stem>/<source>.wav, at the input's sample rate and channel
+  count. Blind: source1 ... sourceN, the source whose model spectrogram holds
+  the most energy first. With --model: the models' names (plus 'residual' with
+  --free). With --two-stems drums: drums and
+  no_drums. WAV files are 32-bit float, so the sources add up to the input
+  exactly.
+
+examples:
+  audionmf separate song.flac                     two sources into separated/song/
+  audionmf separate a.wav b.ogg -o stems --sources 3 --components 30
+  audionmf separate speech.wav --beta is --n-fft 1024 --hop 256
+  audionmf separate mix.wav --model speech.npz --model music.npz
+  audionmf separate noisy.wav --model speech.npz --free 16   (speech + residual)
+  audionmf separate song.flac --two-stems drums           (drums.wav and no_drums.wav)
+  audionmf plot song.wav -o song.png; audionmf separate song.wav --group 0-5,9 --group 6-8,10-15
+                                                  (look at the 16 components, then group them)
+  audionmf separate album/ --jobs 2 --skip-existing     (every audio file in album/)
+  audionmf separate 'archive/**/*.flac' --scheduler tcp://10.0.0.5:8786   (on a Dask cluster)
+  audionmf evaluate truth/song separated/song --permutation   (score it)
+
+exit status: 0 all inputs done, 1 some input or output failed (named on
+stderr; the others are still processed), 2 bad usage, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM); the file in progress then leaves nothing behind.
+"""
+
+#: How the command line reads each kind of mode option (:class:`audionmf.modes.Option`).
+KINDS = {"count": positive_int, "count0": nonnegative_int, "weight": feature_weight,
+         "components": component_list, "model": str}
+#: The options every mode takes, as the library names them, with their flags.
+COMMON_FLAGS = {"two_stems": "--two-stems", "beta": "--beta", "n_fft": "--n-fft",
+                "hop_length": "--hop", "max_iter": "--iterations"}
+#: What a worker process needs of the arguments, besides the modes' options.
+TASK_FIELDS = ("out", "two_stems", "beta", "n_fft", "hop", "iterations", "seed", "format", "plot",
+               "quiet")
+
+
+def mode_options():
+    """Every mode's options, in registry order."""
+    return [option for mode in MODES.values() for option in mode.options]
+
+
+def spell(name, value=None):
+    """How the command line names a keyword of separate() in a message: ``--sources 3``."""
+    flags = {**COMMON_FLAGS, **{option.name: option.flag for option in mode_options()}}
+    flag = flags.get(name, name)
+    return flag if value is None else f"{flag} {value}"
+
+
+def add_parser(commands):
+    sep = commands.add_parser(
+        "separate",
+        help="split audio files into sources",
+        description="Split each INPUT into sources, blindly (no training data).",
+        epilog=SEPARATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sep.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="audio files (wav, flac, ogg, ...), folders of them, or glob patterns "
+                          "such as 'album/**/*.flac' (quoted)")
+    sep.add_argument("-o", "--out", default="separated", metavar="OUTDIR",
+                     help="folder for the results (default: %(default)s)")
+    for option in mode_options():
+        sep.add_argument(option.flag, dest=option.name, type=KINDS[option.kind],
+                         action="append" if option.repeat else "store",
+                         default=None if option.repeat else option.default,
+                         metavar=option.metavar, help=option.help)
+    choices = two_stems_choices()
+    sep.add_argument("--two-stems", choices=choices, default=None, metavar="|".join(choices),
+                     help="split into two stems, such as drums.wav and no_drums.wav, with "
+                          "templates that ship with audionmf (no training data needed)")
+    add_analysis_options(sep, "blind: ")
+    sep.add_argument("--iterations", type=positive_int, default=None, metavar="N",
+                     help="maximum NMF iterations (default: "
+                          + "; ".join(_iterations_help(mode) for mode in MODES.values()) + ")")
+    sep.add_argument("--format", choices=[extension[1:] for extension in WRITE_FORMATS], default="wav",
+                     help="output file format (default: %(default)s)")
+    sep.add_argument("--plot", action="store_true",
+                     help="also draw the mixture and the sources to OUTDIR/<stem>/separation.png")
+    sep.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                     help="separate N files at once, in separate processes (default: 1)")
+    sep.add_argument("--skip-existing", action="store_true",
+                     help="skip inputs whose output files all exist (resume a batch)")
+    sep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="send the files to the workers of a Dask distributed cluster, such as "
+                          "tcp://10.0.0.5:8786 (needs 'pip install audionmf[dask]'; the workers "
+                          "must see the same paths)")
+    add_run_options(sep)
+    sep.set_defaults(run=run_separate, check=check_separate, command_parser=sep)
+
+
+def _iterations_help(mode):
+    if mode.iterations_note is not None:
+        return mode.iterations_note
+    if mode.selected_by is None:
+        return str(mode.default_max_iter)
+    if mode.selected_by == "two_stems":
+        return f"{mode.default_max_iter} with --two-stems {mode.two_stems}"
+    return f"{mode.iterations({})} with {spell(mode.selected_by)}"
+
+
+def _options(args):
+    """The keywords of separate() that pick and configure the mode, from the arguments."""
+    return {"two_stems": args.two_stems,
+            **{option.name: getattr(args, option.name) for option in mode_options()}}
+
+
+def check_separate(sub, args):
+    """Usage errors that involve several options; exits 2 through ``sub.error``."""
+    if not args.out:
+        sub.error("-o: an empty folder name (use -o . for the current folder)")
+    options = _options(args)
+    try:
+        mode = pick(options, spell)
+        mode.check_options({o.name: options[o.name] for o in mode.options}, spell)
+    except ParameterError as exc:
+        sub.error(str(exc))
+    if mode.decides is not None:
+        for name in ("beta", "n_fft", "hop"):
+            if getattr(args, name) is not None:
+                sub.error(f"--{name.replace('_', '-')} cannot be used with "
+                          f"{spell(mode.selected_by)}: {mode.decides}")
+    else:
+        check_analysis(sub, args)
+    if args.scheduler is not None:
+        import importlib.util
+
+        if args.jobs != 1:
+            sub.error("--jobs cannot be used with --scheduler: the cluster's workers run the files")
+        if importlib.util.find_spec("distributed") is None:
+            sub.error("--scheduler needs Dask's 'distributed' package: pip install 'audionmf[dask]'")
+    args.inputs, found = _expand_inputs(args.inputs)
+    own = set(_own_outputs(args, found))
+    if own:
+        args.inputs = [path for path in args.inputs if path not in own] or sub.error(
+            f"the files found are this command's own outputs (under {args.out}): nothing to separate")
+    stems = {}
+    for path in args.inputs:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in stems and os.path.abspath(stems[stem]) != os.path.abspath(path):
+            sub.error(f"{stems[stem]} and {path} would both write to {os.path.join(args.out, stem)}")
+        stems.setdefault(stem, path)
+
+
+def _load_models(args):
+    """The model files of the options loaded in their place (their paths kept in
+    ``args.model_files``); raises ModelError."""
+    args.model_files = []
+    for option in mode_options():
+        paths = getattr(args, option.name)
+        if option.kind != "model" or not paths:
+            continue
+        args.model_files += paths
+        models = [SourceModel.load(path) for path in paths]
+        try:
+            check_models(models)
+        except ParameterError as exc:
+            raise ModelError(f"{', '.join(paths)}: {exc}") from None
+        setattr(args, option.name, models)
+
+
+def run_separate(args):
+    problem = unusable_output_folder(args.out)
+    if problem:
+        report(f"{args.out}: {problem}")
+        return EXIT_BAD_FILE
+
+    try:
+        _load_models(args)
+    except ModelError as exc:
+        if args.debug:
+            traceback.print_exc()
+        report(str(exc))
+        return EXIT_BAD_FILE
+
+    inputs = list(args.inputs)
+    if args.skip_existing:
+        todo = [path for path in inputs if not _already_separated(path, args)]
+        if not args.quiet and len(todo) < len(inputs):
+            print(f"audionmf: {len(inputs) - len(todo)} of {len(inputs)} inputs already separated, "
+                  "skipped", file=sys.stderr)
+    else:
+        todo = inputs
+    task = _SeparateTask(args, protected=inputs + args.model_files)
+    created = []
+    if len(todo) > 1:
+        # The shared output folder is made here, before any worker starts: a worker whose
+        # file fails removes the folders it made, and must not find this one among them
+        # (it could remove it while another worker is about to write into it).
+        created = missing_folders(args.out)
+    try:
+        if created:
+            try:
+                os.makedirs(args.out, exist_ok=True)
+            except OSError as exc:  # (the folders it made before failing are removed below)
+                report(f"{args.out}: cannot create folder ({exc.strerror or exc})")
+                return EXIT_BAD_FILE
+        return _separate_all(task, todo, args)
+    finally:
+        if created:  # when no file was separated, nothing of ours stays behind
+            remove_empty_folders(created)
+
+
+def _separate_all(task, todo, args):
+    """The batch of :func:`run_separate`; returns the exit status."""
+    failed = []
+    started = time.time()
+    try:
+        if args.scheduler:
+            results = _batch.run_on_cluster(task, todo, args.scheduler, args.quiet)
+        else:
+            results = _batch.run_local(task, todo, args.jobs, args.quiet)
+        for path, written, error in results:
+            if error is None:
+                if not args.quiet:
+                    print(f"{path} -> {written}", file=sys.stderr)
+                continue
+            failed.append(path)
+            if args.debug and error[1]:
+                print(error[1], file=sys.stderr, end="")
+            report(error[0], about=path)
+    except _batch.ClusterError as exc:
+        report(str(exc))
+        return EXIT_BAD_FILE
+    except KeyboardInterrupt:
+        # The files in progress left nothing behind (their writes were not committed);
+        # worker processes may have finished some whose results never came back.
+        done = [path for path in todo if _already_separated(path, args, since=started)]
+        print(f"audionmf: interrupted; {len(done)} of {len(todo)} inputs were separated"
+              + (f" ({', '.join(done)})" if done else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if failed and len(todo) > 1:
+        report(f"{len(failed)} of {len(todo)} inputs failed: {', '.join(failed)}")
+    return EXIT_BAD_FILE if failed else EXIT_OK
+
+
+def _expand_inputs(items):
+    """Files as given; folders to the audio files in them; glob patterns to their matches.
+
+    A pattern that matches nothing stays as it is, to be reported as missing.
+    Returns the paths, and the set of those found in folders or by patterns.
+    """
+    paths, found = [], set()
+    for item in items:
+        if os.path.isdir(item):
+            matches = sorted(os.path.join(item, name) for name in os.listdir(item)
+                             if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith(".")
+                             and os.path.isfile(os.path.join(item, name)))
+            paths.extend(matches or [item])  # an empty folder is reported as not audio
+            found.update(matches)
+        elif not os.path.exists(item) and glob.has_magic(item):
+            matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            paths.extend(matches or [item])
+            found.update(matches)
+        else:
+            paths.append(item)
+    unique = {}
+    for path in paths:  # one entry per file, however it is spelled
+        unique.setdefault(os.path.realpath(path), path)
+    return list(unique.values()), found
+
+
+def _own_outputs(args, found):
+    """The inputs found in folders or by patterns that are outputs of this command,
+    ``OUTDIR/<stem>/<source>.wav|flac``: an earlier run wrote them ('album/**/*.wav'
+    with -o album/stems, run twice, would separate its own sources). That is, the
+    files found in ``OUTDIR/<stem>/`` where ``<stem>`` is another input's, whatever
+    the sources were called then, and those named as this run's sources."""
+    try:  # the models' names: they are checked (and loaded again) later
+        loaded = types.SimpleNamespace(**vars(args))
+        _load_models(loaded)
+        names = _expected_names(loaded)
+    except Exception:  # reported when the models are loaded for good
+        names = []
+    names = {f"{name}.{fmt}" for name in names for fmt in ("wav", "flac")}
+    folder = os.path.realpath(args.out)
+
+    def in_output_folder(path):
+        return os.path.dirname(os.path.dirname(os.path.realpath(path))) == folder
+
+    stems = {os.path.splitext(os.path.basename(path))[0] for path in args.inputs
+             if not (path in found and in_output_folder(path))}
+    return [path for path in args.inputs if path in found and in_output_folder(path)
+            and path.lower().endswith((".wav", ".flac"))
+            and (os.path.basename(os.path.dirname(path)) in stems or os.path.basename(path) in names)]
+
+
+def _identity(path):
+    """(device, inode) of an existing file, or None: two paths to one file compare equal."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _expected_names(args):
+    """The sources' names (the models loaded, where the mode has models)."""
+    options = _options(args)
+    return pick(options).source_names(options)
+
+
+def _already_separated(path, args, since=None):
+    """Whether every output of ``path`` exists (and, with ``since``, was written since then)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    files = [os.path.join(args.out, stem, f"{name}.{args.format}") for name in _expected_names(args)]
+    if args.plot:
+        files.append(os.path.join(args.out, stem, "separation.png"))
+    return all(os.path.isfile(f) and (since is None or os.path.getmtime(f) >= since) for f in files)
+
+
+class _SeparateTask:
+    """One input to separate, as a picklable callable for worker processes."""
+
+    def __init__(self, args, protected):
+        fields = TASK_FIELDS + tuple(option.name for option in mode_options())
+        self.args = types.SimpleNamespace(**{f: getattr(args, f) for f in fields})
+        self.protected = {_identity(p) for p in protected} - {None}
+
+    def __call__(self, path):
+        """Returns (path, folder written, None) or (path, None, (message, traceback))."""
+        WORKER = _batch.WORKER
+        WORKER["busy"] = True  # first: a SIGTERM from here on interrupts this file
+        try:
+            if _batch.stopping():
+                return path, None, ("not started: interrupted", "")
+            return path, _separate_one(path, self.args, self.protected), None
+        except (AudioError, ParameterError) as exc:
+            return path, None, (str(exc), traceback.format_exc())
+        except KeyboardInterrupt:
+            if not WORKER["in_worker"]:
+                raise  # Ctrl-C in this very process: the caller reports it
+            return path, None, ("interrupted; nothing written", "")
+        finally:
+            WORKER["busy"] = False
+
+
+    def abandoned(self, path):
+        """Remove what a worker that died on ``path`` left: its temporary files (only
+        ours: hidden, named after an output, ending in .part), then its folder if empty."""
+        stem = os.path.splitext(os.path.basename(path))[0]
+        folder = os.path.join(self.args.out, stem)
+        names = [f"{name}.{self.args.format}" for name in _expected_names(self.args)] + ["separation.png"]
+        for name in names:
+            for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.part")):
+                try:
+                    os.remove(leftover)
+                except OSError:
+                    pass
+        try:
+            os.rmdir(folder)
+        except OSError:  # holds other files, or was never made
+            pass
+
+
+def _separate_one(path, args, protected):
+    """Separate one file; returns the folder written. Nothing is left on failure."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    folder = os.path.join(args.out, stem)
+    for name in _expected_names(args) + (["separation"] if args.plot else []):
+        target = os.path.join(folder, f"{name}.{'png' if name == 'separation' else args.format}")
+        if _identity(target) in protected:
+            raise AudioError(f"{path}: output {target} is an input file; choose another -o")
+    options = _options(args)
+    iterations = args.iterations or pick(options).iterations(options)
+    written = separate_file(
+        path,
+        folder,
+        format=args.format,
+        figure=_separation_png if args.plot else None,
+        progress=progress(f"{stem} (masks)", None, args.quiet, unit="frame"),
+        beta=args.beta,
+        n_fft=args.n_fft,
+        hop_length=args.hop,
+        max_iter=args.iterations,
+        random_state=args.seed,
+        callback=progress(stem, iterations, args.quiet),
+        **options,
+    )
+    return os.path.dirname(next(iter(written.values()))) + os.sep
+
+
+def _separation_png(spectra, sr, hop_length, n_fft):
+    from .. import plot  # (matplotlib: imported where a picture is asked for)
+
+    return render_png(plot.source_spectrograms(spectra, sr, hop_length=hop_length, n_fft=n_fft))
