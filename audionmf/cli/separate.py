@@ -364,9 +364,11 @@ class _SeparateTask:
             if not WORKER["in_worker"]:
                 raise  # Ctrl-C in this very process: the caller reports it
             return path, None, ("interrupted; nothing written", "")
+        except Exception as exc:  # a bug, or the machine (memory): this file fails, not the batch
+            return path, None, (f"internal error: {type(exc).__name__}: {exc} (run with --debug "
+                                "for the traceback)", traceback.format_exc())
         finally:
             WORKER["busy"] = False
-
 
     def abandoned(self, path):
         """Remove what a worker that died on ``path`` left: its temporary files (only
