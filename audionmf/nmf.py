@@ -60,15 +60,13 @@ C. Boutsidis and E. Gallopoulos, "SVD based initialization: A head start for
 nonnegative matrix factorization", Pattern Recognition 41(4), 2008.
 doi:10.1016/j.patcog.2007.09.010
 """
-import contextlib
 import functools
-import os
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._cores import available_cores
+from ._threads import available_cores, serial_blas, thread_pool
 from ._validation import (
     ParameterError,
     beta_to_float,
@@ -362,7 +360,7 @@ def nmf(
 
     H_given = H
     rng = np.random.default_rng(random_state)
-    with _serial_blas():  # the start must not depend on the core count
+    with serial_blas():  # the start must not depend on the core count
         W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
 
     # With H held fixed, templates are not renormalized (that would rescale H).
@@ -447,83 +445,6 @@ def _free_columns(update_W, K):
     return np.flatnonzero(mask) if mask.any() else None
 
 
-_SHARED = {"pools": {}, "controller": None, "serial": 0, "limiter": None}
-_SHARED_LOCK = threading.Lock()
-
-
-def _thread_pool(n_threads):
-    """A pool of ``n_threads`` worker threads, kept for the next fit that wants as many.
-
-    Starting threads costs a few milliseconds per fit, as much as an iteration.
-    Fits that run at the same time share it (their tasks queue up); a pool is
-    never shut down while a fit may hold it.
-    """
-    with _SHARED_LOCK:
-        pool = _SHARED["pools"].get(n_threads)
-        if pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = _SHARED["pools"][n_threads] = ThreadPoolExecutor(
-                max_workers=n_threads, thread_name_prefix="audionmf-nmf")
-        return pool
-
-
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS, found once (a fresh look costs about a millisecond)."""
-    with _SHARED_LOCK:
-        if _SHARED["controller"] is None:
-            from threadpoolctl import ThreadpoolController
-
-            _SHARED["controller"] = ThreadpoolController()
-        return _SHARED["controller"]
-
-
-@contextlib.contextmanager
-def _serial_blas():
-    """BLAS single-threaded inside, for all threads of the process.
-
-    The fits run their own threads, each calling BLAS for one block, so BLAS
-    must not start threads of its own. Concurrent users share one limit: the
-    first in sets it and the last out restores what was there before. (With a
-    limit each, one fit ending would give BLAS its threads back while another
-    still runs, and the last to end would restore the limit of the one before:
-    one thread, for good.) The limit is the process's: numpy in other threads
-    runs single-threaded too while a fit runs.
-    """
-    controller = _blas_controller()
-    with _SHARED_LOCK:
-        if _SHARED["serial"] == 0:
-            _SHARED["limiter"] = controller.limit(limits=1, user_api="blas")
-        _SHARED["serial"] += 1
-    try:
-        yield
-    finally:
-        with _SHARED_LOCK:
-            _SHARED["serial"] -= 1
-            if _SHARED["serial"] == 0:
-                _SHARED["limiter"].restore_original_limits()
-                _SHARED["limiter"] = None
-
-
-def _forget_threads():
-    """In a forked child the pools' threads do not exist: start afresh, with BLAS's
-    own thread count back if the fork came while a fit had limited it."""
-    limiter = _SHARED["limiter"]
-    _SHARED["pools"] = {}
-    _SHARED["serial"], _SHARED["limiter"] = 0, None
-    if limiter is not None:
-        try:
-            limiter.restore_original_limits()
-        except Exception:  # never fail a fork over a thread count
-            pass
-    global _SHARED_LOCK
-    _SHARED_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads)
-
-
 class _Engine:
     """One multiplicative iteration (H, then the free columns of W), swept over column blocks.
 
@@ -586,7 +507,7 @@ class _Engine:
         self._shape = (n_freq, width, two_buffers)
         self._pool = self._serial = None
         if n_threads > 1:
-            serial = _serial_blas()
+            serial = serial_blas()
             serial.__enter__()
             self._serial = serial  # from here on, any failure must call __exit__
         try:
@@ -600,7 +521,7 @@ class _Engine:
         _kernels = self.kernels
         n_freq = V.shape[0]
         if n_threads > 1:
-            self._pool = _thread_pool(n_threads)
+            self._pool = thread_pool(n_threads)
         # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
         # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
         eps = self.floor

@@ -42,7 +42,8 @@ from .grouping import (
     percussive_share,
 )
 from .io import OutputFiles, Signal, missing_folders, remove_empty_folders
-from .nmf import _serial_blas, nmf
+from ._threads import serial_blas as _serial_blas
+from .nmf import nmf
 from .spectrogram import (
     OverlapAdd,
     STFTParams,

@@ -462,15 +462,15 @@ def test_overlapping_fits_give_blas_its_threads_back(rng):
     the process gets its BLAS threads back when the last one ends, not before."""
     from threadpoolctl import threadpool_limits
 
-    from audionmf.nmf import _blas_controller, _serial_blas
+    from audionmf._threads import blas_controller, serial_blas
 
     def blas_threads():  # of the BLAS numpy had loaded when the first fit ran
-        return {info["num_threads"] for info in _blas_controller().select(user_api="blas").info()}
+        return {info["num_threads"] for info in blas_controller().select(user_api="blas").info()}
 
     with threadpool_limits(limits=2, user_api="blas"):  # what the user had, even on 1 core
         before = blas_threads()
         assert before == {2}
-        first, second = _serial_blas(), _serial_blas()
+        first, second = serial_blas(), serial_blas()
         first.__enter__()
         second.__enter__()
         assert blas_threads() == {1}
@@ -486,12 +486,12 @@ def test_overlapping_fits_give_blas_its_threads_back(rng):
 def test_a_process_forked_during_a_fit_gets_blas_threads_back():
     from threadpoolctl import threadpool_limits
 
-    from audionmf.nmf import _blas_controller, _serial_blas
+    from audionmf._threads import blas_controller, serial_blas
 
     def blas_threads():
-        return {info["num_threads"] for info in _blas_controller().select(user_api="blas").info()}
+        return {info["num_threads"] for info in blas_controller().select(user_api="blas").info()}
 
-    with threadpool_limits(limits=2, user_api="blas"), _serial_blas():
+    with threadpool_limits(limits=2, user_api="blas"), serial_blas():
         assert blas_threads() == {1}
         pid = os.fork()
         if pid == 0:  # the child
@@ -509,7 +509,8 @@ def test_a_failing_block_waits_for_the_others(rng):
 
     from threadpoolctl import threadpool_limits
 
-    from audionmf.nmf import _Engine, _SHARED
+    from audionmf._threads import _SHARED
+    from audionmf.nmf import _Engine
 
     V = rng.random((40, 400)) + 0.1
     engine = _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
@@ -532,7 +533,7 @@ def test_a_failing_block_waits_for_the_others(rng):
         raise RuntimeError("can't start new thread")
 
     with threadpool_limits(limits=2, user_api="blas"), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(module, "_thread_pool", no_pool)
+        patch.setattr(module, "thread_pool", no_pool)
         with pytest.raises(RuntimeError, match="new thread"):
             _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
         assert _SHARED["serial"] == 0
