@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import audionmf
-from audionmf import ParameterError, beta_divergence, nmf
+from audionmf import ParameterError, _engine, beta_divergence, nmf
 from audionmf.nmf import mm_exponent
 
 BETAS_DIVERGENCE = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
@@ -342,7 +342,7 @@ def reference_iterations(V, W, H, beta, n_iter, free=None, omega=1.0):
 @pytest.mark.parametrize("omega", [1.0, 1.875, 1.9])
 def test_engine_matches_plain_numpy(rng, monkeypatch, beta, blocks, omega):
     """The blocked, threaded sweep computes exactly the textbook updates, over-relaxed or not."""
-    engine = sys.modules["audionmf.nmf"]._Engine
+    engine = _engine.Engine
     if blocks == "many blocks":
         monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks, threads
     V = rng.random((30, 5)) @ rng.random((5, 90)) + 0.1
@@ -383,7 +383,7 @@ def test_over_relaxation_reaches_a_lower_loss(rng):
 
 
 def test_same_result_whatever_the_number_of_threads(rng, monkeypatch):
-    engine = sys.modules["audionmf.nmf"]._Engine
+    engine = _engine.Engine
     monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks in groups of 2
     V = (rng.random((40, 5)) @ rng.random((5, 300))).astype(np.float32)
     results = []
@@ -398,7 +398,7 @@ def test_same_result_whatever_the_number_of_threads(rng, monkeypatch):
 @pytest.mark.parametrize("beta", [0.0, 1.0, 1.5, 2.0])
 def test_activations_only_block_by_block_equals_the_sweep(rng, monkeypatch, beta):
     """With W fixed, running each block to the end gives the same H as sweeping all blocks per iteration."""
-    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)  # many blocks, threads
+    monkeypatch.setattr(_engine.Engine, "BLOCK_BYTES", 1)  # many blocks, threads
     V = rng.random((30, 4)) @ rng.random((4, 200)) + 0.05
     W = rng.random((30, 4)) + 0.1
     by_block = nmf(V, 4, W=W, update_W=False, beta=beta, max_iter=25, tol=0, check_every=5)
@@ -411,7 +411,7 @@ def test_activations_only_block_by_block_equals_the_sweep(rng, monkeypatch, beta
 
 
 def test_activations_only_blocks_stop_on_their_own(rng, monkeypatch):
-    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(_engine.Engine, "BLOCK_BYTES", 1)
     W = rng.random((30, 4)) + 0.1
     H = rng.random((4, 300))
     H[:, :150] = H[:, :1]  # the first half repeats one frame: its blocks converge sooner
@@ -431,7 +431,7 @@ def test_fits_in_several_threads_at_once(rng, monkeypatch):
     """A fit keeps its thread pool while others, wanting pools of other sizes, start and end."""
     import threading
 
-    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)  # 16-frame blocks
+    monkeypatch.setattr(_engine.Engine, "BLOCK_BYTES", 1)  # 16-frame blocks
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     long_one = rng.random((20, 64)) + 0.1  # 4 blocks: 2 threads
     others = [rng.random((20, n)) + 0.1 for n in (256, 128)]  # 8 and 4 threads
@@ -510,10 +510,9 @@ def test_a_failing_block_waits_for_the_others(rng):
     from threadpoolctl import threadpool_limits
 
     from audionmf._threads import _SHARED
-    from audionmf.nmf import _Engine
 
     V = rng.random((40, 400)) + 0.1
-    engine = _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
+    engine = _engine.Engine(V, 1.0, 1.0, 1e-9, 1e9, gamma=1.0, n_threads=2)
     finished = threading.Event()
 
     def work(index):
@@ -527,15 +526,13 @@ def test_a_failing_block_waits_for_the_others(rng):
     assert finished.is_set()
     assert _SHARED["serial"] == 0
 
-    module = sys.modules["audionmf.nmf"]  # (the package's name "nmf" is the function)
-
     def no_pool(n_threads):
         raise RuntimeError("can't start new thread")
 
     with threadpool_limits(limits=2, user_api="blas"), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(module, "thread_pool", no_pool)
+        patch.setattr(_engine, "thread_pool", no_pool)
         with pytest.raises(RuntimeError, match="new thread"):
-            _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
+            _engine.Engine(V, 1.0, 1.0, 1e-9, 1e9, gamma=1.0, n_threads=2)
         assert _SHARED["serial"] == 0
 
 
