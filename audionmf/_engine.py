@@ -51,16 +51,18 @@ class Engine:
         Weight of the L1 penalty on H, in the units of ``V / scale``.
     normalize : bool
         Rescale updated templates to unit norm when there is sparsity.
+    block_bytes : int
+        Scratch bytes per thread that a block of frames may take
+        (``Limits.nmf_block_bytes``); blocks are at least 16 frames wide.
     n_threads : int, optional
         Threads to sweep the blocks on; None: :func:`audionmf._threads.available_cores`.
     """
 
-    BLOCK_BYTES = 1 << 22
     MIN_BLOCKS = 4
     GROUP = 2
 
     def __init__(self, V, scale, beta, floor, ceiling, *, gamma, steps=(1.0, 1.0, 1.0), sparsity=0.0,
-                 normalize=True, n_threads=None):
+                 normalize=True, block_bytes, n_threads=None):
         from . import _kernels  # numba loads on first use, not at import
 
         self.kernels = _kernels
@@ -75,7 +77,7 @@ class Engine:
         self.normalize = normalize
         self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
         n_freq, n_frames = V.shape
-        # About BLOCK_BYTES of scratch per thread (one block-sized array, two where the
+        # About block_bytes of scratch per thread (one block-sized array, two where the
         # denominator needs its own), but at least MIN_BLOCKS blocks when there are
         # frames enough, so that short signals keep both cores busy too. Fewer, larger
         # blocks mean fewer Python calls per iteration: on 2 cores, 4 MB blocks were
@@ -85,7 +87,7 @@ class Engine:
         # minimum width leaves a short last block).
         two_buffers = beta not in (1.0, 2.0)
         per_frame = n_freq * V.itemsize * (2 if two_buffers else 1)
-        width = max(16, min(n_frames, self.BLOCK_BYTES // per_frame, -(-n_frames // self.MIN_BLOCKS)))
+        width = max(16, min(n_frames, block_bytes // per_frame, -(-n_frames // self.MIN_BLOCKS)))
         n_blocks = -(-n_frames // width)
         if n_blocks > 1:
             n_blocks = -(-n_blocks // (2 * self.GROUP)) * 2 * self.GROUP

@@ -66,6 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._engine import Engine, scaled
+from .limits import check_limits
 from ._threads import serial_blas
 from ._validation import (
     ParameterError,
@@ -235,6 +236,7 @@ def nmf(
     over_relaxation=None,
     check_every=10,
     callback=None,
+    limits=None,
 ):
     """Factorize a non-negative matrix, ``V ~= W @ H``, under a beta-divergence.
 
@@ -298,6 +300,12 @@ def nmf(
         recent loss evaluated. With the templates fixed, a callback makes the
         fit sweep all frames at every iteration and stop on the whole matrix
         (the block-by-block fit has no iteration of the whole to report).
+    limits : audionmf.limits.Limits, optional
+        How much memory the fit holds at once: besides its copy of V, W and H,
+        it works on column blocks of V with about ``limits.nmf_block_bytes`` of
+        scratch per thread (blocks of at least 16 frames). Smaller blocks use
+        less memory and change the result by round-off only. None: the
+        defaults, :data:`audionmf.limits.DEFAULT_LIMITS`.
 
     Returns
     -------
@@ -320,6 +328,7 @@ def nmf(
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     tol = check_nonnegative_real(tol, "tol")
     check_every = check_positive_int(check_every, "check_every")
+    limits = check_limits(limits)
     if init not in (None, "random", "nndsvda"):
         raise ParameterError(f"init={init!r}: expected None, 'random' or 'nndsvda'")
     sparsity = check_nonnegative_real(sparsity, "sparsity")
@@ -366,7 +375,7 @@ def nmf(
     # With H held fixed, templates are not renormalized (that would rescale H).
     steps = (over_relaxation, *_safe_steps(beta, over_relaxation))
     with Engine(V, scale, beta, floor, ceiling, gamma=mm_exponent(beta), steps=steps, sparsity=sparsity,
-                normalize=update_H) as engine:
+                normalize=update_H, block_bytes=limits.nmf_block_bytes) as engine:
         if free is None and update_H and callback is None and max_iter > 0:
             # Activations only: block by block, each to its own convergence.
             losses, loss_iters, n_iter, converged = engine.fit_activations(W, H, max_iter, tol, check_every)
