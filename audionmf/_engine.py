@@ -7,8 +7,9 @@ the update of ``H_b`` and its share of the numerator and denominator of the W
 update are computed one after the other, so no full-size temporary exists.
 Blocks are shared among threads (:mod:`audionmf._threads`), each running
 single-threaded BLAS (a BLAS thread pool beside ours would only fight it for
-the cores) and the GIL-free numba kernels of :mod:`audionmf._kernels`; partial sums add up in one fixed order whatever the
-number of threads, so the same input gives the same result on any machine.
+the cores: docs/decisions.md, "Threads of our own, BLAS single-threaded") and
+the GIL-free numba kernels of :mod:`audionmf._kernels`. Partial sums add up in
+one fixed order, so the result does not depend on the number of threads.
 
 :class:`Engine` applies the update rule it is given (the exponent gamma, the
 over-relaxed steps and their safe interval) and trusts its input:
@@ -79,12 +80,11 @@ class Engine:
         n_freq, n_frames = V.shape
         # About block_bytes of scratch per thread (one block-sized array, two where the
         # denominator needs its own), but at least MIN_BLOCKS blocks when there are
-        # frames enough, so that short signals keep both cores busy too. Fewer, larger
-        # blocks mean fewer Python calls per iteration: on 2 cores, 4 MB blocks were
-        # 9% (60 s) to 24% (10 s) faster than 1 MB ones. The count is then
-        # rounded up to a multiple of 2 * GROUP and the widths evened out, so that
-        # two or four threads get the same amount of work (unless the 16-frame
-        # minimum width leaves a short last block).
+        # frames enough, so that short signals keep both cores busy too; larger blocks
+        # mean fewer Python calls per iteration (docs/decisions.md, "Engine column
+        # blocks"). The count is then rounded up to a multiple of 2 * GROUP and the
+        # widths evened out, so that two or four threads get the same amount of work
+        # (unless the 16-frame minimum width leaves a short last block).
         two_buffers = beta not in (1.0, 2.0)
         per_frame = n_freq * V.itemsize * (2 if two_buffers else 1)
         width = max(16, min(n_frames, block_bytes // per_frame, -(-n_frames // self.MIN_BLOCKS)))

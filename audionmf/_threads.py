@@ -30,9 +30,10 @@ def available_cores():
 def thread_pool(n_threads):
     """A pool of ``n_threads`` worker threads, kept for the next fit that wants as many.
 
-    Starting threads costs a few milliseconds per fit, as much as an iteration.
-    Fits that run at the same time share it (their tasks queue up); a pool is
-    never shut down while a fit may hold it.
+    Kept, because starting threads for every fit costs as much as an iteration
+    (docs/decisions.md, "Thread pools and the BLAS controller kept"). Fits that
+    run at the same time share it (their tasks queue up); a pool is never shut
+    down while a fit may hold it.
     """
     with _SHARED_LOCK:
         pool = _SHARED["pools"].get(n_threads)
@@ -45,7 +46,11 @@ def thread_pool(n_threads):
 
 
 def blas_controller():
-    """threadpoolctl's view of the loaded BLAS, found once (a fresh look costs about a millisecond)."""
+    """threadpoolctl's view of the loaded BLAS, found once per process.
+
+    Kept, because a fresh look costs a noticeable share of a short fit
+    (docs/decisions.md, "Thread pools and the BLAS controller kept").
+    """
     with _SHARED_LOCK:
         if _SHARED["controller"] is None:
             from threadpoolctl import ThreadpoolController

@@ -19,16 +19,15 @@ exponent of Févotte & Idier (2011), so the divergence never increases:
 
 and the same for ``W`` through the transpose.
 
-Over-relaxed steps (why it needs about half the iterations)
-------------------------------------------------------------
+Over-relaxed steps
+------------------
 Each update above minimizes a majorizer of the divergence, a sum of one convex
 term per entry. Where an entry's plain step factor ``s`` lies in an interval
 computed once per beta, the entry moves by ``s ** 1.875`` instead: a longer step
 that still does not raise its term above the term's value at the current point,
 so the divergence still never increases (``over_relaxation=1`` turns it off).
-On a minute of a real song (K=32, five random starts), the loss that plain
-updates reach in 200 iterations was reached in 50 to 150 iterations (median 75)
-under KL, and in 65 to 345 (median 105) under Itakura-Saito.
+The same loss takes fewer iterations, typically about half as many
+(docs/decisions.md, "Over-relaxed steps").
 
 With the templates fixed, the frames do not interact: each block of frames runs
 all its iterations in turn and stops on its own loss.
@@ -59,6 +58,10 @@ the beta-divergence", Neural Computation 23(9), 2011. doi:10.1162/NECO_a_00168
 C. Boutsidis and E. Gallopoulos, "SVD based initialization: A head start for
 nonnegative matrix factorization", Pattern Recognition 41(4), 2008.
 doi:10.1016/j.patcog.2007.09.010
+
+N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure with randomness:
+Probabilistic algorithms for constructing approximate matrix decompositions",
+SIAM Review 53(2), 2011. doi:10.1137/090771806
 """
 import functools
 from dataclasses import dataclass
@@ -78,7 +81,9 @@ from ._validation import (
 
 __all__ = ["nmf", "NMFResult", "beta_divergence", "mm_exponent"]
 
-#: Default exponent of the over-relaxed steps (``nmf(over_relaxation=None)``).
+#: Default exponent of the over-relaxed steps (``nmf(over_relaxation=None)``): about half
+#: the iterations to the same loss, and a fast path in the kernels (docs/decisions.md,
+#: "Over-relaxed steps").
 OVER_RELAXATION = 1.875
 
 
@@ -289,9 +294,9 @@ def nmf(
         The interval depends on beta and is the one where the longer step
         still does not raise that entry's term of the majorizing function, so
         the divergence still never increases. 1 gives the plain
-        majorization-minimization updates. ``None``: 1.875 (measured in
-        ``benchmarks/nmf_speed.py``: about half the iterations to the same
-        loss), or 1 with ``sparsity`` (where the guarantee does not hold).
+        majorization-minimization updates. ``None``: :data:`OVER_RELAXATION`
+        (1.875, about half the iterations to the same loss), or 1 with
+        ``sparsity`` (where the guarantee does not hold).
     check_every : int
         Evaluate the loss every this many iterations (a pass over V with a log).
         1 records the loss after every iteration.
@@ -355,8 +360,8 @@ def nmf(
         raise ParameterError("update_H=False needs the fixed activations H")
 
     # The mean, unless it underflows to 0 (subnormal entries) or overflows: then the
-    # largest entry. Summed in V's own dtype (pairwise, so accurate enough for a unit):
-    # a float64 sum of float32 costs twice as long.
+    # largest entry. Summed in V's own dtype, pairwise: accurate enough for a unit, and
+    # quicker than a float64 sum (docs/decisions.md, "The scale of V").
     with np.errstate(over="ignore"):
         total = float(np.sum(V))
     if total == 0:
