@@ -69,7 +69,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._engine import Engine, scaled
-from .limits import check_limits
 from ._threads import serial_blas
 from ._validation import (
     ParameterError,
@@ -78,6 +77,7 @@ from ._validation import (
     check_nonnegative_real,
     check_positive_int,
 )
+from .limits import check_limits
 
 __all__ = ["nmf", "NMFResult", "beta_divergence", "mm_exponent"]
 
