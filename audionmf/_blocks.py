@@ -20,20 +20,21 @@ from .spectrogram import OverlapAdd, frame_span, stack_frames, stft_frames
 __all__ = ["run", "whole_spectrogram", "SpectraSummary"]
 
 
-def run(signal, mode, write, limits, *, summary=None, progress=None):
-    """Separate ``signal`` (an :class:`audionmf.io.Signal`) with a configured ``mode``.
+def run(signal, mode, write, *, summary=None, progress=None):
+    """Separate ``signal`` (an :class:`audionmf.io.Signal`) with a configured ``mode``,
+    within its ``limits``.
 
     Calls ``write(source_index, samples)`` with consecutive pieces of each
     source, shape (n_channels, n_samples_piece); ``summary.add(t0, X, masks)``
     (a :class:`SpectraSummary`) and ``progress(done_frames, total_frames)``
     after each block.
     """
-    analysis = mode.analysis
+    analysis, limits = mode.analysis, mode.limits
     params, c = analysis.stft, analysis.context
     n_frames = 1 + signal.n_samples // params.hop_length
     n_freq = analysis.n_freq
     whole = n_frames * mode.fit_rows * (2 * c + 1) <= limits.fit_values
-    fitted = _learn(signal, mode, n_frames, whole, limits)
+    fitted = _learn(signal, mode, n_frames, whole)
     per_block = fitted.H is None  # activations estimated a block at a time
 
     # Frames beyond a block that its masks depend on: the activations' (the mode's
@@ -90,16 +91,16 @@ def run(signal, mode, write, limits, *, summary=None, progress=None):
         raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
 
 
-def _learn(signal, mode, n_frames, whole, limits):
+def _learn(signal, mode, n_frames, whole):
     """The mode's fit, on the normalized spectrogram of the whole signal or of excerpts."""
     if not mode.needs_fit(whole):
         return mode.without_fit()
-    analysis, c = mode.analysis, mode.analysis.context
+    analysis, c, limits = mode.analysis, mode.analysis.context, mode.limits
     if whole:
         V = whole_spectrogram(signal, analysis, n_frames, limits, mode.rows, mode.pool)
         V = stack_frames(V / V.max(), c)
     else:
-        mode.check_excerpts(signal.name, limits)
+        mode.check_excerpts(signal.name)
         stretch = limits.excerpt_frames
         count = max(2, limits.fit_values // (mode.rows * (2 * c + 1) * stretch))
         starts = np.linspace(0, n_frames - stretch, count).astype(int)
@@ -115,7 +116,7 @@ def _learn(signal, mode, n_frames, whole, limits):
                 raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
             V = excerpts(starts)
         V /= V.max()
-    return mode.fit(V, whole, limits)
+    return mode.fit(V, whole)
 
 
 def whole_spectrogram(signal, analysis, n_frames, limits, rows=None, pool=None):

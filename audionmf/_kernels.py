@@ -2,15 +2,16 @@
 
 They work in place on preallocated 2-D arrays (column blocks of the data, so
 rows may be strided), trust their input (validation happens in
-:mod:`audionmf.nmf`) and release the GIL, so that several threads can sweep
-different column blocks at once. Each kernel fuses the element-wise work of one
-multiplicative half-step into one pass over a block, optionally accumulating
-the beta-divergence of the current model on the way (KL and Itakura-Saito terms
-in float64, whatever the array dtype). Matrix products stay in BLAS.
+:mod:`audionmf.nmf`; :mod:`audionmf._engine` calls them) and release the GIL,
+so that several threads can sweep different column blocks at once. Each
+kernel fuses the element-wise work of one multiplicative half-step into one
+pass over a block, optionally accumulating the beta-divergence of the current
+model on the way (KL and Itakura-Saito terms in float64, whatever the array
+dtype). Matrix products stay in BLAS.
 
 The logarithms of the divergence come from :func:`fast_log`, written so that
-the loops vectorize: without Intel's SVML, numba calls the C library's log one
-element at a time, which made a loss evaluation cost as much as an iteration.
+the loops vectorize (numba's own log does not without Intel's SVML:
+docs/decisions.md, "A logarithm that vectorizes").
 """
 import math
 

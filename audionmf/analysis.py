@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._threads import serial_blas
 from ._validation import ParameterError, beta_to_float, check_positive_int, check_spectrogram_power
-from .nmf import _serial_blas as serial_blas
 from .spectrogram import STFTParams, stack_frames
 
 __all__ = ["Analysis", "default_power", "templates_at_rate"]

@@ -326,7 +326,7 @@ def decompose(
     V = whole_spectrogram(Signal(y, sr), analysis, n_frames, limits)
     scale = V.max()
     V = stack_frames(V / scale, analysis.context)
-    fit = dict(beta=analysis.beta, max_iter=max_iter, tol=tol, random_state=random_state)
+    fit = dict(beta=analysis.beta, max_iter=max_iter, tol=tol, random_state=random_state, limits=limits)
     if W is None:
         result = first_fit(V, n_components, callback=callback, **fit)
     else:

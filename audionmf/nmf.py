@@ -19,16 +19,15 @@ exponent of Févotte & Idier (2011), so the divergence never increases:
 
 and the same for ``W`` through the transpose.
 
-Over-relaxed steps (why it needs about half the iterations)
-------------------------------------------------------------
+Over-relaxed steps
+------------------
 Each update above minimizes a majorizer of the divergence, a sum of one convex
 term per entry. Where an entry's plain step factor ``s`` lies in an interval
 computed once per beta, the entry moves by ``s ** 1.875`` instead: a longer step
 that still does not raise its term above the term's value at the current point,
 so the divergence still never increases (``over_relaxation=1`` turns it off).
-On a minute of a real song (K=32, five random starts), the loss that plain
-updates reach in 200 iterations was reached in 50 to 150 iterations (median 75)
-under KL, and in 65 to 345 (median 105) under Itakura-Saito.
+The same loss takes fewer iterations, typically about half as many
+(docs/decisions.md, "Over-relaxed steps").
 
 With the templates fixed, the frames do not interact: each block of frames runs
 all its iterations in turn and stops on its own loss.
@@ -59,16 +58,18 @@ the beta-divergence", Neural Computation 23(9), 2011. doi:10.1162/NECO_a_00168
 C. Boutsidis and E. Gallopoulos, "SVD based initialization: A head start for
 nonnegative matrix factorization", Pattern Recognition 41(4), 2008.
 doi:10.1016/j.patcog.2007.09.010
+
+N. Halko, P.-G. Martinsson and J. A. Tropp, "Finding structure with randomness:
+Probabilistic algorithms for constructing approximate matrix decompositions",
+SIAM Review 53(2), 2011. doi:10.1137/090771806
 """
-import contextlib
 import functools
-import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._cores import available_cores
+from ._engine import Engine, scaled
+from ._threads import serial_blas
 from ._validation import (
     ParameterError,
     beta_to_float,
@@ -76,10 +77,13 @@ from ._validation import (
     check_nonnegative_real,
     check_positive_int,
 )
+from .limits import check_limits
 
 __all__ = ["nmf", "NMFResult", "beta_divergence", "mm_exponent"]
 
-#: Default exponent of the over-relaxed steps (``nmf(over_relaxation=None)``).
+#: Default exponent of the over-relaxed steps (``nmf(over_relaxation=None)``): about half
+#: the iterations to the same loss, and a fast path in the kernels (docs/decisions.md,
+#: "Over-relaxed steps").
 OVER_RELAXATION = 1.875
 
 
@@ -237,6 +241,7 @@ def nmf(
     over_relaxation=None,
     check_every=10,
     callback=None,
+    limits=None,
 ):
     """Factorize a non-negative matrix, ``V ~= W @ H``, under a beta-divergence.
 
@@ -289,9 +294,9 @@ def nmf(
         The interval depends on beta and is the one where the longer step
         still does not raise that entry's term of the majorizing function, so
         the divergence still never increases. 1 gives the plain
-        majorization-minimization updates. ``None``: 1.875 (measured in
-        ``benchmarks/nmf_speed.py``: about half the iterations to the same
-        loss), or 1 with ``sparsity`` (where the guarantee does not hold).
+        majorization-minimization updates. ``None``: :data:`OVER_RELAXATION`
+        (1.875, about half the iterations to the same loss), or 1 with
+        ``sparsity`` (where the guarantee does not hold).
     check_every : int
         Evaluate the loss every this many iterations (a pass over V with a log).
         1 records the loss after every iteration.
@@ -300,6 +305,12 @@ def nmf(
         recent loss evaluated. With the templates fixed, a callback makes the
         fit sweep all frames at every iteration and stop on the whole matrix
         (the block-by-block fit has no iteration of the whole to report).
+    limits : audionmf.limits.Limits, optional
+        How much memory the fit holds at once: besides its copy of V, W and H,
+        it works on column blocks of V with about ``limits.nmf_block_bytes`` of
+        scratch per thread (blocks of at least 16 frames). Smaller blocks use
+        less memory and change the result by round-off only. None: the
+        defaults, :data:`audionmf.limits.DEFAULT_LIMITS`.
 
     Returns
     -------
@@ -322,6 +333,7 @@ def nmf(
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     tol = check_nonnegative_real(tol, "tol")
     check_every = check_positive_int(check_every, "check_every")
+    limits = check_limits(limits)
     if init not in (None, "random", "nndsvda"):
         raise ParameterError(f"init={init!r}: expected None, 'random' or 'nndsvda'")
     sparsity = check_nonnegative_real(sparsity, "sparsity")
@@ -348,8 +360,8 @@ def nmf(
         raise ParameterError("update_H=False needs the fixed activations H")
 
     # The mean, unless it underflows to 0 (subnormal entries) or overflows: then the
-    # largest entry. Summed in V's own dtype (pairwise, so accurate enough for a unit):
-    # a float64 sum of float32 costs twice as long.
+    # largest entry. Summed in V's own dtype, pairwise: accurate enough for a unit, and
+    # quicker than a float64 sum (docs/decisions.md, "The scale of V").
     with np.errstate(over="ignore"):
         total = float(np.sum(V))
     if total == 0:
@@ -362,18 +374,19 @@ def nmf(
 
     H_given = H
     rng = np.random.default_rng(random_state)
-    with _serial_blas():  # the start must not depend on the core count
+    with serial_blas():  # the start must not depend on the core count
         W, H = _initialize(V, K, init, rng, W, H, scale, floor, ceiling)
 
     # With H held fixed, templates are not renormalized (that would rescale H).
-    with _Engine(V, scale, beta, floor, ceiling, sparsity, normalize=update_H,
-                 over_relaxation=over_relaxation) as engine:
+    steps = (over_relaxation, *_safe_steps(beta, over_relaxation))
+    with Engine(V, scale, beta, floor, ceiling, gamma=mm_exponent(beta), steps=steps, sparsity=sparsity,
+                normalize=update_H, block_bytes=limits.nmf_block_bytes) as engine:
         if free is None and update_H and callback is None and max_iter > 0:
             # Activations only: block by block, each to its own convergence.
             losses, loss_iters, n_iter, converged = engine.fit_activations(W, H, max_iter, tol, check_every)
         else:
-            losses, loss_iters, n_iter, converged = _alternate(
-                engine, W, H, update_H, free, max_iter, tol, check_every,
+            losses, loss_iters, n_iter, converged = engine.fit_alternating(
+                W, H, update_H, free, max_iter, tol, check_every,
                 callback and (lambda n, loss: callback(n, _in_units(loss, scale, beta))),
             )
     # Activations held fixed come back as given, not divided and multiplied by the scale.
@@ -389,52 +402,10 @@ def nmf(
     )
 
 
-def _alternate(engine, W, H, update_H, free, max_iter, tol, check_every, callback):
-    """Iterations over all the frames at once (H, then W), with the stopping rule of :func:`nmf`."""
-    losses, loss_iters = [], []
-    converged = False
-    n_iter = 0
-    last_loss = None
-    for n_iter in range(1, max_iter + 1):
-        check = (n_iter - 1) % check_every == 0
-        # The loss of the factors entering an iteration comes with its first pass.
-        loss = engine.iterate(W, H, update_H, free, with_loss=check)
-        if check:
-            losses.append(loss)
-            loss_iters.append(n_iter - 1)
-            last_loss = loss
-        if callback is not None:
-            callback(n_iter, last_loss)
-        if check and tol > 0 and len(losses) > 1 and _stalled(losses[-2], loss, tol):
-            converged = True
-            break
-    if not loss_iters or loss_iters[-1] != n_iter:
-        losses.append(engine.iterate(W, H, False, None, with_loss=True))
-        loss_iters.append(n_iter)
-    return losses, loss_iters, n_iter, converged
-
-
-def _stalled(previous, loss, tol):
-    """The stopping rule of :func:`nmf`: a relative decrease of at most ``tol``."""
-    return abs(previous - loss) <= tol * max(abs(loss), np.finfo(np.float64).tiny)
-
-
 def _in_units(loss, scale, beta):
     """A loss of V / scale in the units of V: the beta-divergence is beta-homogeneous."""
     with np.errstate(over="ignore", under="ignore"):
         return float(np.float64(loss) * np.power(np.float64(scale), beta))
-
-
-def _scaled(X, scale):
-    """X / scale as a new C-contiguous array of X's dtype, without overflow.
-
-    In X's own dtype when 1 / scale is a finite normal number there; otherwise
-    the division happens in float64 (a subnormal or tiny mean of V).
-    """
-    info = np.finfo(X.dtype)
-    if float(info.tiny) <= scale and 1.0 / scale <= float(info.max):
-        return np.multiply(X, X.dtype.type(1.0 / scale), dtype=X.dtype, order="C")
-    return np.ascontiguousarray(np.divide(X, scale, dtype=np.float64).astype(X.dtype))
 
 
 def _free_columns(update_W, K):
@@ -445,379 +416,6 @@ def _free_columns(update_W, K):
     if mask.dtype != bool or mask.shape != (K,):
         raise ParameterError(f"update_W must be a bool or a bool array of shape ({K},)")
     return np.flatnonzero(mask) if mask.any() else None
-
-
-_SHARED = {"pools": {}, "controller": None, "serial": 0, "limiter": None}
-_SHARED_LOCK = threading.Lock()
-
-
-def _thread_pool(n_threads):
-    """A pool of ``n_threads`` worker threads, kept for the next fit that wants as many.
-
-    Starting threads costs a few milliseconds per fit, as much as an iteration.
-    Fits that run at the same time share it (their tasks queue up); a pool is
-    never shut down while a fit may hold it.
-    """
-    with _SHARED_LOCK:
-        pool = _SHARED["pools"].get(n_threads)
-        if pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = _SHARED["pools"][n_threads] = ThreadPoolExecutor(
-                max_workers=n_threads, thread_name_prefix="audionmf-nmf")
-        return pool
-
-
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS, found once (a fresh look costs about a millisecond)."""
-    with _SHARED_LOCK:
-        if _SHARED["controller"] is None:
-            from threadpoolctl import ThreadpoolController
-
-            _SHARED["controller"] = ThreadpoolController()
-        return _SHARED["controller"]
-
-
-@contextlib.contextmanager
-def _serial_blas():
-    """BLAS single-threaded inside, for all threads of the process.
-
-    The fits run their own threads, each calling BLAS for one block, so BLAS
-    must not start threads of its own. Concurrent users share one limit: the
-    first in sets it and the last out restores what was there before. (With a
-    limit each, one fit ending would give BLAS its threads back while another
-    still runs, and the last to end would restore the limit of the one before:
-    one thread, for good.) The limit is the process's: numpy in other threads
-    runs single-threaded too while a fit runs.
-    """
-    controller = _blas_controller()
-    with _SHARED_LOCK:
-        if _SHARED["serial"] == 0:
-            _SHARED["limiter"] = controller.limit(limits=1, user_api="blas")
-        _SHARED["serial"] += 1
-    try:
-        yield
-    finally:
-        with _SHARED_LOCK:
-            _SHARED["serial"] -= 1
-            if _SHARED["serial"] == 0:
-                _SHARED["limiter"].restore_original_limits()
-                _SHARED["limiter"] = None
-
-
-def _forget_threads():
-    """In a forked child the pools' threads do not exist: start afresh, with BLAS's
-    own thread count back if the fork came while a fit had limited it."""
-    limiter = _SHARED["limiter"]
-    _SHARED["pools"] = {}
-    _SHARED["serial"], _SHARED["limiter"] = 0, None
-    if limiter is not None:
-        try:
-            limiter.restore_original_limits()
-        except Exception:  # never fail a fork over a thread count
-            pass
-    global _SHARED_LOCK
-    _SHARED_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_threads)
-
-
-class _Engine:
-    """One multiplicative iteration (H, then the free columns of W), swept over column blocks.
-
-    The frames (columns of V) are cut into blocks of a few megabytes. For each
-    block, the model ``W @ H_b``, the element-wise terms, the update of ``H_b``
-    and its contribution to the numerator and denominator of the W update are
-    computed one after the other, so no full-size temporary exists.
-    Blocks are shared among threads, each running single-threaded BLAS and
-    GIL-free numba kernels (one BLAS thread pool beside another thread pool
-    only makes them fight over the cores). The update of W is written once, for
-    H and W alike: ``X <- X * (num / den) ** gamma``, with H's numerator and
-    denominator ``W.T @ terms`` and W's ``terms @ H.T``.
-    """
-
-    BLOCK_BYTES = 1 << 22
-    MIN_BLOCKS = 4
-    GROUP = 2
-
-    def __init__(self, V, scale, beta, floor, ceiling, sparsity=0.0, normalize=True, n_threads=None,
-                 over_relaxation=1.0):
-        from . import _kernels
-
-        self.kernels = _kernels
-        self.beta = beta
-        self.gamma = mm_exponent(beta)
-        self.relax = (over_relaxation, *_safe_steps(beta, over_relaxation))
-        self.floor, self.ceiling = floor, ceiling
-        self.sparsity = sparsity
-        # What the update adds to H's denominator: a weight beyond the dtype's range would
-        # overflow there (so large a one drives every activation to the floor either way).
-        self._penalty_step = min(sparsity, float(np.finfo(V.dtype).max) / 4)
-        self.normalize = normalize
-        self.cap = float(np.finfo(V.dtype).max) / (4.0 * max(V.shape))
-        n_freq, n_frames = V.shape
-        # About BLOCK_BYTES of scratch per thread (one block-sized array, two where the
-        # denominator needs its own), but at least MIN_BLOCKS blocks when there are
-        # frames enough, so that short signals keep both cores busy too. Fewer, larger
-        # blocks mean fewer Python calls per iteration: on 2 cores, 4 MB blocks were
-        # 9% (60 s) to 24% (10 s) faster than 1 MB ones. The count is then
-        # rounded up to a multiple of 2 * GROUP and the widths evened out, so that
-        # two or four threads get the same amount of work (unless the 16-frame
-        # minimum width leaves a short last block).
-        two_buffers = beta not in (1.0, 2.0)
-        per_frame = n_freq * V.itemsize * (2 if two_buffers else 1)
-        width = max(16, min(n_frames, self.BLOCK_BYTES // per_frame, -(-n_frames // self.MIN_BLOCKS)))
-        n_blocks = -(-n_frames // width)
-        if n_blocks > 1:
-            n_blocks = -(-n_blocks // (2 * self.GROUP)) * 2 * self.GROUP
-            width = max(16, -(-n_frames // n_blocks))
-        starts = list(range(0, n_frames, width))
-        self.blocks = [(c, min(c + width, n_frames)) for c in starts]
-        if n_threads is None:
-            n_threads = available_cores()
-        # Runs of GROUP consecutive blocks: each run's partial sums, then their total,
-        # add up in one fixed order whatever the number of threads (same seed, same result).
-        self.groups = [list(range(g, min(g + self.GROUP, len(self.blocks))))
-                       for g in range(0, len(self.blocks), self.GROUP)]
-        n_threads = max(1, min(n_threads or 1, len(self.groups)))
-        self._buffers = threading.local()
-        self._shape = (n_freq, width, two_buffers)
-        self._pool = self._serial = None
-        if n_threads > 1:
-            serial = _serial_blas()
-            serial.__enter__()
-            self._serial = serial  # from here on, any failure must call __exit__
-        try:
-            self._prepare(V, scale, n_threads)
-        except BaseException:  # no __exit__ will run: give BLAS its threads back
-            self.__exit__()
-            raise
-
-    def _prepare(self, V, scale, n_threads):
-        """The thread pool, and our copy of V / scale."""
-        _kernels = self.kernels
-        n_freq = V.shape[0]
-        if n_threads > 1:
-            self._pool = _thread_pool(n_threads)
-        # Our copy of V / scale, laid out as C-contiguous column blocks (one pass, one copy).
-        # Entries below eps**2 become 0, or for beta <= 0 (no divergence at 0) eps.
-        eps = self.floor
-        threshold, value = (eps, eps) if self.beta <= 0 else (eps * eps, 0.0)
-        info = np.finfo(V.dtype)
-
-        def prepared(block):
-            c0, c1 = block
-            if float(info.tiny) <= scale and 1.0 / scale <= float(info.max):
-                out = np.empty((n_freq, c1 - c0), V.dtype)
-                _kernels.scaled_copy(V[:, c0:c1], out, 1.0 / scale, threshold, value)
-            else:  # 1 / scale is not a normal number of V's dtype: divide in float64
-                out = _scaled(V[:, c0:c1], scale)
-                _kernels.flush_small(out, threshold, value)
-            return out
-
-        self.V_blocks = self._map(prepared, self.blocks)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self._serial is not None:
-            serial, self._serial = self._serial, None
-            serial.__exit__(None, None, None)
-
-    def iterate(self, W, H, update_H, free, with_loss):
-        """Update H (if ``update_H``) then ``W[:, free]`` (if ``free`` is not None), in place.
-
-        Returns the objective at the factors as they came in if ``with_loss``.
-        """
-        penalty = self._penalty(H) if with_loss else 0.0
-        shared = self._shared(W)
-
-        def sweep(group):
-            return self._sweep(W, H, update_H, free, with_loss, shared, group)
-
-        parts = self._map(sweep, self.groups)
-        if free is not None:
-            self._update_W(W, H, free, parts)
-        return sum(p["loss"] for p in parts) + penalty if with_loss else None
-
-    def fit_activations(self, W, H, max_iter, tol, check_every):
-        """Fit H with W fixed, one block of frames at a time, each to its own convergence.
-
-        With the templates fixed, the columns of H do not interact: a block can run
-        all its iterations while it is in cache, with no wait for the other blocks
-        at each iteration, and stop when its own loss stops decreasing (relative
-        change below ``tol`` over ``check_every`` iterations), so quiet or simple
-        stretches stop early. Returns ``(losses, loss_iterations, n_iter,
-        converged)`` for the whole matrix: the loss at each check is the sum over
-        blocks, a block that has stopped counting with its final loss; the last
-        entry is the loss of the returned H at ``n_iter``, the most iterations any
-        block ran.
-        """
-        shared = self._shared(W)
-
-        def run(group):
-            buffers = self._thread_buffers()
-            out = []
-            for index in group:
-                c0, c1 = self.blocks[index]
-                Hb = H[:, c0:c1]
-                checks, n, converged = [], 0, False
-                for n in range(1, max_iter + 1):
-                    check = (n - 1) % check_every == 0
-                    part = {"loss": self._penalty(Hb) if check else 0.0}
-                    self._block(W, H, True, None, check, shared, buffers, index, part)
-                    if check:
-                        checks.append(part["loss"])
-                        if tol > 0 and len(checks) > 1 and _stalled(checks[-2], checks[-1], tol):
-                            converged = True
-                            break
-                part = {"loss": self._penalty(Hb)}
-                self._block(W, H, False, None, True, shared, buffers, index, part)
-                out.append((checks, n, part["loss"], converged))
-            return out
-
-        results = [r for rs in self._map(run, self.groups) for r in rs]
-        n_iter = max(r[1] for r in results)
-        n_checks = max(len(r[0]) for r in results)
-        losses = [sum(r[0][j] if j < len(r[0]) else r[2] for r in results) for j in range(n_checks)]
-        iterations = [j * check_every for j in range(n_checks)]
-        if iterations[-1] != n_iter:
-            losses.append(sum(r[2] for r in results))
-            iterations.append(n_iter)
-        return losses, iterations, n_iter, all(r[3] for r in results)
-
-    def _penalty(self, H):
-        """The sparsity term of the objective for activations H (or a block of them)."""
-        return self.sparsity * float(H.sum(dtype=np.float64)) if self.sparsity else 0.0
-
-    def _map(self, function, items):
-        """``function`` over ``items``, on the thread pool when there is one, results in order.
-
-        If one call fails (or this thread is interrupted), the calls not yet started
-        are cancelled and those running are waited for before the error is raised:
-        none may still run once the caller gives BLAS its threads back.
-        """
-        if self._pool is None:
-            return [function(item) for item in items]
-        from concurrent.futures import wait
-
-        futures = []
-        try:
-            for item in items:
-                futures.append(self._pool.submit(function, item))
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            while True:  # a block takes milliseconds: a second Ctrl-C waits for it too
-                try:
-                    wait(futures)
-                    break
-                except KeyboardInterrupt:
-                    pass
-            raise
-
-    def _shared(self, W):
-        """What every block needs from W: W^T W (Euclidean) or its column sums (KL)."""
-        return {
-            "WtW": W.T @ W if self.beta == 2.0 else None,
-            "colsum": W.sum(axis=0)[:, None] if self.beta == 1.0 else None,
-        }
-
-    def _thread_buffers(self):
-        """Scratch blocks of this thread: the model, then the second term array if any."""
-        buffers = getattr(self._buffers, "arrays", None)
-        if buffers is None:
-            n_freq, width, two = self._shape
-            dtype = self.V_blocks[0].dtype
-            buffers = (np.empty((n_freq, width), dtype), np.empty((n_freq, width), dtype) if two else None)
-            self._buffers.arrays = buffers
-        return buffers
-
-    def _sweep(self, W, H, update_H, free, with_loss, shared, group):
-        buffers = self._thread_buffers()
-        part = {"loss": 0.0, "num": 0.0, "den": 0.0}
-        for index in group:
-            self._block(W, H, update_H, free, with_loss, shared, buffers, index, part)
-        return part
-
-    def _block(self, W, H, update_H, free, with_loss, shared, buffers, index, part):
-        """One block's share of an iteration, added into ``part`` (loss, and W's numerator and denominator)."""
-        beta, k = self.beta, self.kernels
-        c0, c1 = self.blocks[index]
-        Vb, Hb = self.V_blocks[index], H[:, c0:c1]
-        Y, B = (None if buf is None else buf.ravel()[: Vb.size].reshape(Vb.shape) for buf in buffers)
-        if beta == 2.0:
-            if with_loss:
-                np.matmul(W, Hb, out=Y)
-                part["loss"] += k.divergence(Vb, Y, 2.0, 0.0)
-            if update_H:
-                den = shared["WtW"] @ Hb
-                self._step(Hb, W.T @ Vb, den + self._penalty_step if self.sparsity else den)
-            if free is not None:
-                Hf = Hb if len(free) == len(Hb) else Hb[free]
-                part["num"] = part["num"] + Vb @ Hf.T
-                part["den"] = part["den"] + Hb @ Hf.T  # (H H^T)[:, free]
-            return
-        if update_H or with_loss:
-            np.matmul(W, Hb, out=Y)
-            part["loss"] += self._terms(Vb, Y, B, with_loss)
-        if update_H:
-            num = W.T @ Y
-            den = shared["colsum"] if B is None else W.T @ B
-            self._step(Hb, num, den + self._penalty_step if self.sparsity else den)
-        if free is not None:
-            if update_H or not with_loss:  # the terms must follow the current H
-                np.matmul(W, Hb, out=Y)
-                self._terms(Vb, Y, B, False)
-            Hf = Hb if len(free) == len(Hb) else Hb[free]
-            part["num"] = part["num"] + Y @ Hf.T
-            if B is not None:
-                part["den"] = part["den"] + B @ Hf.T
-
-    def _terms(self, Vb, Y, B, with_loss):
-        k, beta = self.kernels, self.beta
-        if beta == 1.0:
-            return k.kl_terms(Vb, Y, with_loss)
-        if beta == 0.0:
-            return k.is_terms(Vb, Y, B, self.cap, with_loss)
-        return k.beta_terms(Vb, Y, B, beta, self.cap, with_loss)
-
-    def _update_W(self, W, H, free, parts):
-        num = sum(p["num"] for p in parts)
-        if self.beta == 1.0:
-            den = (H if len(free) == len(H) else H[free]).sum(axis=1)[None, :]
-        elif self.beta == 2.0:
-            den = W @ sum(p["den"] for p in parts)
-        else:
-            den = sum(p["den"] for p in parts)
-        if len(free) == W.shape[1]:
-            self._step(W, num, den)
-        else:
-            Wf = np.ascontiguousarray(W[:, free])
-            self._step(Wf, num, den)
-            W[:, free] = Wf
-        if self.sparsity and self.normalize:
-            # Move the scale of updated templates into H (unit L2 norm).
-            norms = np.sqrt((W[:, free].astype(np.float64) ** 2).sum(axis=0)).astype(W.dtype)
-            W[:, free] /= norms
-            H[free] *= norms[:, None]
-            np.clip(W, self.floor, self.ceiling, out=W)
-            np.clip(H, self.floor, self.ceiling, out=H)
-
-    def _step(self, X, num, den):
-        # Contiguous operands let the kernel's loop vectorize (a broadcast or a
-        # column slice would not); the copies are of the size of H's block or W.
-        den = np.ascontiguousarray(np.broadcast_to(den, X.shape))
-        if X.flags.c_contiguous:
-            self.kernels.multiplicative_step(X, num, den, self.gamma, self.floor, self.ceiling, *self.relax)
-        else:
-            Xc = np.ascontiguousarray(X)
-            self.kernels.multiplicative_step(Xc, num, den, self.gamma, self.floor, self.ceiling, *self.relax)
-            X[...] = Xc
 
 
 def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
@@ -843,7 +441,7 @@ def _initialize(V, K, init, rng, W, H, scale, floor, ceiling):
                     f"init='nndsvda' needs n_components <= min(V.shape) = "
                     f"{min(n_freq, n_frames)}, got {K}; use init='random'"
                 )
-            W0, H0 = _nndsvda(_scaled(V, scale), K, rng)
+            W0, H0 = _nndsvda(scaled(V, scale), K, rng)
         if W is None:
             W = W0
         if H is None:

@@ -20,7 +20,6 @@ from ._validation import MAX_SAMPLE, AudioError, ParameterError, check_audio
 from .analysis import default_power
 from .grouping import assign_by_masks
 from .io import WRITE_FORMATS, OutputFiles, Signal, missing_folders, remove_empty_folders
-from .limits import check_limits
 from .masks import wiener_masks
 from .modes import MODES, keyword, pick
 
@@ -32,9 +31,9 @@ COMMON = ("beta", "power", "n_fft", "hop_length", "window", "mask_power", "max_i
           "sparsity", "random_state", "callback")
 
 
-def configure(sr, options, spell=keyword):
+def configure(sr, options, limits=None, spell=keyword):
     """The mode that ``options`` (the keywords of :func:`separate`) ask for,
-    configured for a signal at rate ``sr``."""
+    configured for a signal at rate ``sr`` within ``limits``."""
     known = {o.name for mode in MODES.values() for o in mode.options} | {"two_stems", *COMMON}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -42,7 +41,7 @@ def configure(sr, options, spell=keyword):
     chosen = pick(options, spell)
     own = {o.name: options[o.name] for o in chosen.options if o.name in options}
     common = {name: options[name] for name in COMMON if name in options}
-    return chosen(sr, spell=spell, **common, **own)
+    return chosen(sr, limits=limits, spell=spell, **common, **own)
 
 
 def separate(
@@ -179,13 +178,12 @@ def separate(
     True
     """
     y = check_audio(y, "the audio", loudest=MAX_SAMPLE)
-    limits = check_limits(limits)
     mode = configure(sr, dict(
         options, n_sources=n_sources, models=models, free_components=free_components,
         n_components=n_components, groups=groups, two_stems=two_stems, beta=beta, power=power,
         n_fft=n_fft, hop_length=hop_length, window=window, mask_power=mask_power,
         max_iter=max_iter, tol=tol, init=init, sparsity=sparsity, rhythm_weight=rhythm_weight,
-        random_state=random_state, callback=callback))
+        random_state=random_state, callback=callback), limits)
     n_fft = mode.analysis.stft.n_fft
     if y.shape[-1] < n_fft:
         raise ParameterError(f"too short: {y.shape[-1]} samples, need at least n_fft={n_fft}")
@@ -199,7 +197,7 @@ def separate(
         out[index, ..., position[index] : position[index] + n] = samples.reshape(*y.shape[:-1], n)
         position[index] += n
 
-    _blocks.run(Signal(np.asarray(y, dtype=np.float64), sr), mode, write, limits)
+    _blocks.run(Signal(np.asarray(y, dtype=np.float64), sr), mode, write)
     return dict(zip(mode.names, out))
 
 
@@ -249,9 +247,8 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, lim
     if not isinstance(format, str) or format.lower() not in formats:
         raise ParameterError(f"format={format!r}: expected {' or '.join(map(repr, formats))}")
     format = format.lower()
-    limits = check_limits(limits)
     with Signal.open(path) as signal:
-        mode = configure(signal.sr, options)
+        mode = configure(signal.sr, options, limits)
         n_fft = mode.analysis.stft.n_fft
         if signal.n_samples < n_fft:
             raise ParameterError(f"{signal.name}: too short: {signal.n_samples} samples, "
@@ -271,7 +268,7 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, lim
                 raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
             with OutputFiles(list(targets.values()), signal.sr, signal.n_channels) as files:
                 summary = SpectraSummary(mode, signal) if figure is not None else None
-                _blocks.run(signal, mode, files.write, limits, summary=summary, progress=progress)
+                _blocks.run(signal, mode, files.write, summary=summary, progress=progress)
                 pictures = ([(picture, figure(summary.spectra(), signal.sr, summary.hop_length, n_fft))]
                             if figure is not None else [])
                 files.commit(pictures)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._cores import available_cores
+from ._threads import available_cores
 from ._validation import ParameterError, check_audio, check_positive_int
 
 __all__ = ["STFTParams", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import audionmf
-from audionmf import ParameterError, beta_divergence, nmf
+from audionmf import ParameterError, _engine, beta_divergence, nmf
+from audionmf.limits import Limits
 from audionmf.nmf import mm_exponent
 
 BETAS_DIVERGENCE = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
@@ -239,6 +240,7 @@ def test_more_components_than_rows_work(rng):
         ({"over_relaxation": 2.5}, "over_relaxation=2.5"),
         ({"over_relaxation": 0.5}, "over_relaxation=0.5"),
         ({"over_relaxation": 1.5, "sparsity": 0.1}, "sparsity"),
+        ({"limits": 2**22}, "limits must be an audionmf.limits.Limits, got int"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, match):
@@ -340,20 +342,19 @@ def reference_iterations(V, W, H, beta, n_iter, free=None, omega=1.0):
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0, 3.0])
 @pytest.mark.parametrize("blocks", ["one block", "many blocks"])
 @pytest.mark.parametrize("omega", [1.0, 1.875, 1.9])
-def test_engine_matches_plain_numpy(rng, monkeypatch, beta, blocks, omega):
+def test_engine_matches_plain_numpy(rng, beta, blocks, omega):
     """The blocked, threaded sweep computes exactly the textbook updates, over-relaxed or not."""
-    engine = sys.modules["audionmf.nmf"]._Engine
-    if blocks == "many blocks":
-        monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks, threads
+    limits = Limits(nmf_block_bytes=1) if blocks == "many blocks" else None  # 16-column blocks, threads
     V = rng.random((30, 5)) @ rng.random((5, 90)) + 0.1
     V /= V.mean()  # so the internal rescaling is the identity
     W0, H0 = rng.random((30, 4)) + 0.1, rng.random((4, 90)) + 0.1
-    res = nmf(V, 4, W=W0, H=H0, beta=beta, max_iter=5, tol=0, over_relaxation=omega)
+    res = nmf(V, 4, W=W0, H=H0, beta=beta, max_iter=5, tol=0, over_relaxation=omega, limits=limits)
     W, H = reference_iterations(V, W0, H0, beta, 5, omega=omega)
     np.testing.assert_allclose(res.H, H, rtol=1e-9)
     np.testing.assert_allclose(res.W, W, rtol=1e-9)
     free = np.array([False, True, False, True])
-    res = nmf(V, 4, W=W0, H=H0, beta=beta, update_W=free, max_iter=5, tol=0, over_relaxation=omega)
+    res = nmf(V, 4, W=W0, H=H0, beta=beta, update_W=free, max_iter=5, tol=0, over_relaxation=omega,
+              limits=limits)
     W, H = reference_iterations(V, W0, H0, beta, 5, free=np.flatnonzero(free), omega=omega)
     np.testing.assert_allclose(res.W, W, rtol=1e-9)
     np.testing.assert_allclose(res.H, H, rtol=1e-9)
@@ -383,47 +384,49 @@ def test_over_relaxation_reaches_a_lower_loss(rng):
 
 
 def test_same_result_whatever_the_number_of_threads(rng, monkeypatch):
-    engine = sys.modules["audionmf.nmf"]._Engine
-    monkeypatch.setattr(engine, "BLOCK_BYTES", 1)  # 16-column blocks in groups of 2
+    small_blocks = Limits(nmf_block_bytes=1)  # 16-column blocks in groups of 2
     V = (rng.random((40, 5)) @ rng.random((5, 300))).astype(np.float32)
     results = []
     for cpus in ({0}, {0, 1}, {0, 1, 2}):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cpus=cpus: cpus, raising=False)
-        results.append(nmf(V, 4, max_iter=20, random_state=0, check_every=1))
+        results.append(nmf(V, 4, max_iter=20, random_state=0, check_every=1, limits=small_blocks))
     for other in results[1:]:
         np.testing.assert_array_equal(other.W, results[0].W)
         np.testing.assert_array_equal(other.losses, results[0].losses)
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, 1.5, 2.0])
-def test_activations_only_block_by_block_equals_the_sweep(rng, monkeypatch, beta):
+def test_activations_only_block_by_block_equals_the_sweep(rng, beta):
     """With W fixed, running each block to the end gives the same H as sweeping all blocks per iteration."""
-    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)  # many blocks, threads
+    small_blocks = Limits(nmf_block_bytes=1)  # many blocks, threads
     V = rng.random((30, 4)) @ rng.random((4, 200)) + 0.05
     W = rng.random((30, 4)) + 0.1
-    by_block = nmf(V, 4, W=W, update_W=False, beta=beta, max_iter=25, tol=0, check_every=5)
+    by_block = nmf(V, 4, W=W, update_W=False, beta=beta, max_iter=25, tol=0, check_every=5,
+                   limits=small_blocks)
     swept = nmf(V, 4, W=W, update_W=False, beta=beta, max_iter=25, tol=0, check_every=5,
-                callback=lambda n, loss: None)  # a callback needs the iteration-by-iteration sweep
+                callback=lambda n, loss: None,  # a callback needs the iteration-by-iteration sweep
+                limits=small_blocks)
     np.testing.assert_array_equal(by_block.H, swept.H)
     np.testing.assert_array_equal(by_block.loss_iterations, swept.loss_iterations)
     np.testing.assert_allclose(by_block.losses, swept.losses, rtol=1e-12)
     assert by_block.n_iter == swept.n_iter == 25
 
 
-def test_activations_only_blocks_stop_on_their_own(rng, monkeypatch):
-    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)
+def test_activations_only_blocks_stop_on_their_own(rng):
+    small_blocks = Limits(nmf_block_bytes=1)
     W = rng.random((30, 4)) + 0.1
     H = rng.random((4, 300))
     H[:, :150] = H[:, :1]  # the first half repeats one frame: its blocks converge sooner
     V = W @ H + 0.05 * rng.random((30, 300))  # noise: the loss levels off above zero
-    res = nmf(V, 4, W=W, update_W=False, max_iter=3000, tol=1e-4, check_every=5)
-    full = nmf(V, 4, W=W, update_W=False, max_iter=3000, tol=0, check_every=5)
+    res = nmf(V, 4, W=W, update_W=False, max_iter=3000, tol=1e-4, check_every=5, limits=small_blocks)
+    full = nmf(V, 4, W=W, update_W=False, max_iter=3000, tol=0, check_every=5, limits=small_blocks)
     assert res.converged and res.n_iter < 3000
     assert np.all(np.diff(res.losses) <= 1e-10 * res.losses[:-1])
     assert res.loss == pytest.approx(beta_divergence(V, W @ res.H, "kl"), rel=1e-9)
     assert res.loss <= full.loss + 1e-4 * full.losses[0]
     # Stopping is per block: the repeated frames stopped long before the rest.
-    early = nmf(V[:, :150], 4, W=W, update_W=False, max_iter=3000, tol=1e-4, check_every=5)
+    early = nmf(V[:, :150], 4, W=W, update_W=False, max_iter=3000, tol=1e-4, check_every=5,
+                limits=small_blocks)
     assert early.n_iter < res.n_iter
 
 
@@ -431,17 +434,17 @@ def test_fits_in_several_threads_at_once(rng, monkeypatch):
     """A fit keeps its thread pool while others, wanting pools of other sizes, start and end."""
     import threading
 
-    monkeypatch.setattr(sys.modules["audionmf.nmf"]._Engine, "BLOCK_BYTES", 1)  # 16-frame blocks
+    small_blocks = Limits(nmf_block_bytes=1)  # 16-frame blocks
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     long_one = rng.random((20, 64)) + 0.1  # 4 blocks: 2 threads
     others = [rng.random((20, n)) + 0.1 for n in (256, 128)]  # 8 and 4 threads
-    expected = nmf(long_one, 3, max_iter=300, tol=0, random_state=0)
+    expected = nmf(long_one, 3, max_iter=300, tol=0, random_state=0, limits=small_blocks)
     started, errors, result = threading.Event(), [], {}
 
     def long_fit():
         try:
             result["long"] = nmf(long_one, 3, max_iter=300, tol=0, random_state=0,
-                                 callback=lambda n, loss: started.set())
+                                 callback=lambda n, loss: started.set(), limits=small_blocks)
         except Exception as error:  # the failure this test is for
             errors.append(error)
         finally:
@@ -451,7 +454,7 @@ def test_fits_in_several_threads_at_once(rng, monkeypatch):
     thread.start()
     started.wait()
     for V in others:
-        nmf(V, 3, max_iter=5, tol=0, random_state=0)
+        nmf(V, 3, max_iter=5, tol=0, random_state=0, limits=small_blocks)
     thread.join()
     assert not errors
     np.testing.assert_array_equal(result["long"].W, expected.W)
@@ -462,15 +465,15 @@ def test_overlapping_fits_give_blas_its_threads_back(rng):
     the process gets its BLAS threads back when the last one ends, not before."""
     from threadpoolctl import threadpool_limits
 
-    from audionmf.nmf import _blas_controller, _serial_blas
+    from audionmf._threads import blas_controller, serial_blas
 
     def blas_threads():  # of the BLAS numpy had loaded when the first fit ran
-        return {info["num_threads"] for info in _blas_controller().select(user_api="blas").info()}
+        return {info["num_threads"] for info in blas_controller().select(user_api="blas").info()}
 
     with threadpool_limits(limits=2, user_api="blas"):  # what the user had, even on 1 core
         before = blas_threads()
         assert before == {2}
-        first, second = _serial_blas(), _serial_blas()
+        first, second = serial_blas(), serial_blas()
         first.__enter__()
         second.__enter__()
         assert blas_threads() == {1}
@@ -486,12 +489,12 @@ def test_overlapping_fits_give_blas_its_threads_back(rng):
 def test_a_process_forked_during_a_fit_gets_blas_threads_back():
     from threadpoolctl import threadpool_limits
 
-    from audionmf.nmf import _blas_controller, _serial_blas
+    from audionmf._threads import blas_controller, serial_blas
 
     def blas_threads():
-        return {info["num_threads"] for info in _blas_controller().select(user_api="blas").info()}
+        return {info["num_threads"] for info in blas_controller().select(user_api="blas").info()}
 
-    with threadpool_limits(limits=2, user_api="blas"), _serial_blas():
+    with threadpool_limits(limits=2, user_api="blas"), serial_blas():
         assert blas_threads() == {1}
         pid = os.fork()
         if pid == 0:  # the child
@@ -509,10 +512,10 @@ def test_a_failing_block_waits_for_the_others(rng):
 
     from threadpoolctl import threadpool_limits
 
-    from audionmf.nmf import _Engine, _SHARED
+    from audionmf._threads import _SHARED
 
     V = rng.random((40, 400)) + 0.1
-    engine = _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
+    engine = _engine.Engine(V, 1.0, 1.0, 1e-9, 1e9, gamma=1.0, block_bytes=1 << 22, n_threads=2)
     finished = threading.Event()
 
     def work(index):
@@ -526,15 +529,13 @@ def test_a_failing_block_waits_for_the_others(rng):
     assert finished.is_set()
     assert _SHARED["serial"] == 0
 
-    module = sys.modules["audionmf.nmf"]  # (the package's name "nmf" is the function)
-
     def no_pool(n_threads):
         raise RuntimeError("can't start new thread")
 
     with threadpool_limits(limits=2, user_api="blas"), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(module, "_thread_pool", no_pool)
+        patch.setattr(_engine, "thread_pool", no_pool)
         with pytest.raises(RuntimeError, match="new thread"):
-            _Engine(V, 1.0, 1.0, 1e-9, 1e9, n_threads=2)
+            _engine.Engine(V, 1.0, 1.0, 1e-9, 1e9, gamma=1.0, block_bytes=1 << 22, n_threads=2)
         assert _SHARED["serial"] == 0
 
 

@@ -58,21 +58,21 @@ def test_blockwise_stft_and_istft_equal_whole(rng, n_fft, hop, block, channels):
 def test_single_precision_spectra_are_the_same_in_any_block(rng, block):
     """The separation transforms float32 blocks: a frame's spectrum must not depend
     on the block around it, nor on the number of FFT threads."""
-    from audionmf import _cores
+    from audionmf import _threads
 
     y = rng.standard_normal((2, 20000)).astype(np.float32)
     params = STFTParams(512, 128)
     S = stft(y, n_fft=512, hop_length=128)
     assert S.dtype == np.complex64
     for workers in (1, 3):
-        _cores.LIMIT = workers
+        _threads.LIMIT = workers
         try:
             for t0 in range(0, S.shape[-1], block):
                 t1 = min(S.shape[-1], t0 + block)
                 np.testing.assert_array_equal(stft_frames(read_block(y, t0, t1, params), params),
                                               S[..., t0:t1])
         finally:
-            _cores.LIMIT = None
+            _threads.LIMIT = None
 
 
 def test_half_precision_is_transformed_in_double(rng):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import ParameterError, check_nonnegative_real, check_positive_int
+from ..limits import check_limits
 from ..masks import wiener_masks
 from ..nmf import nmf
 
@@ -123,8 +124,9 @@ class Mode:
 
     def __init__(self, sr, *, beta=None, power=None, n_fft=None, hop_length=None, window=None,
                  mask_power=None, max_iter=None, tol=1e-4, init=None, sparsity=0.0,
-                 random_state=None, callback=None, spell=keyword, **options):
-        """Check the options; the analysis, source names and templates at the rate ``sr``."""
+                 random_state=None, callback=None, limits=None, spell=keyword, **options):
+        """Check the options; the analysis, source names and templates at the rate ``sr``;
+        ``limits`` (:class:`audionmf.limits.Limits`) for every fit and block."""
         if mask_power is None:
             mask_power = self.default_mask_power
         self.mask_power = check_nonnegative_real(mask_power, "mask_power", allow_zero=False)
@@ -132,6 +134,7 @@ class Mode:
             max_iter = self.iterations(options)
         self.max_iter = check_positive_int(max_iter, "max_iter")
         self.sr = check_positive_int(sr, "sr")
+        self.limits = check_limits(limits)
         self.rows = self.pool = None
         self.configure(dict(beta=beta, power=power, n_fft=n_fft, hop_length=hop_length,
                             window=window), spell=spell, **options)
@@ -165,7 +168,7 @@ class Mode:
         cover, default all) and :attr:`pool` (bins summed into bands for the fit)."""
         raise NotImplementedError
 
-    def fit(self, V, whole, limits):
+    def fit(self, V, whole):
         """Learn from the stacked, normalized spectrogram ``V`` of the whole signal
         (``whole``) or of excerpts of it laid side by side; returns a :class:`Fitted`."""
         raise NotImplementedError
@@ -185,13 +188,13 @@ class Mode:
         """The :class:`Fitted` of a mode that :meth:`needs_fit` says has nothing to learn."""
         raise NotImplementedError
 
-    def check_excerpts(self, name, limits):
+    def check_excerpts(self, name):
         """Refuse, naming the signal, what cannot work on excerpts of a long signal."""
 
     def fit_options(self, **extra):
         """The keywords of :func:`audionmf.nmf` that every fit of this mode shares."""
         return dict(beta=self.analysis.beta, max_iter=self.max_iter, tol=self.tol,
-                    sparsity=self.sparsity, **extra)
+                    sparsity=self.sparsity, limits=self.limits, **extra)
 
     def fixed_activations(self, V, templates):
         """Activations of ``V`` (normalized) with the templates fixed. No progress

@@ -109,16 +109,16 @@ class Blind(Mode):
         self.labels, self.rhythm_weight = checked["labels"], checked["rhythm_weight"]
         self.names = self.source_names(checked)
 
-    def check_excerpts(self, name, limits):
+    def check_excerpts(self, name):
         if self.labels is not None:
             raise ParameterError(
                 f"{name}: groups name the components of a fit of the whole file, and this "
                 f"file is longer than one fit takes "
-                f"({limits.fit_values // (self.rows * (2 * self.analysis.context + 1))} frames), "
+                f"({self.limits.fit_values // (self.rows * (2 * self.analysis.context + 1))} frames), "
                 "so it is fitted on excerpts: separate it without groups, or in parts")
 
-    def fit(self, V, whole, limits):
-        analysis = self.analysis
+    def fit(self, V, whole):
+        analysis, limits = self.analysis, self.limits
         fit = self.fit_options(random_state=self.rng, callback=self.callback)
         result = first_fit(V, self.n_components, init=self.init, **fit)
         labels = self.labels

@@ -29,10 +29,10 @@ import os
 
 import numpy as np
 
+from .._threads import serial_blas
 from ..analysis import Analysis, templates_at_rate
 from ..masks import HPSS_KERNEL, blend_masks, hpss_mask, wiener_masks
 from ..models import SourceModel
-from ..nmf import _serial_blas as serial_blas
 from .base import Fitted, Mode, keyword
 
 __all__ = ["Drums", "drum_model", "comb_templates", "comb_pitches", "short_note_part", "band_pooling"]
@@ -213,7 +213,7 @@ class Drums(Mode):
         with serial_blas():
             self.fit_templates = np.vstack([self.pool @ block for block in np.split(self.fixed, frames)])
 
-    def fit(self, V, whole, limits):
+    def fit(self, V, whole):
         """The activations of the whole signal, or of its excerpts: from them, the low
         combs that play short notes only, whose short notes then go to the drums."""
         H = self.fixed_activations(V, self.fit_templates)

@@ -68,7 +68,7 @@ class Supervised(Mode):
     def without_fit(self):
         return Fitted(W=self.fixed, labels=self.labels)
 
-    def fit(self, V, whole, limits):
+    def fit(self, V, whole):
         if not self.n_free:  # nothing to learn: the activations of the whole signal
             return Fitted(W=self.fixed, labels=self.labels, H=self.fixed_activations(V, self.fixed))
         free = self.rng.random((V.shape[0], self.n_free)).astype(np.float32)
