@@ -6,6 +6,19 @@ adjusted here). ``error`` is None or ``(message, traceback)``: a task reports
 its failures instead of raising them, so one bad file never stops a batch.
 Used by ``audionmf separate`` (:mod:`audionmf.cli`).
 """
+# Why the pool's bookkeeping is done here, not by a library (measured, see
+# docs/decisions.md, 2026-12-07). When a worker dies (SIGKILL, as the out-of-memory
+# killer sends), concurrent.futures fails every future not done, the other worker's
+# file and the files not started included, with one BrokenProcessPool that names no
+# task (max_tasks_per_child changes nothing there); loky 3.6 does the same with
+# TerminatedWorkerError, and ends the other workers with SIGKILL, which would leave
+# their temporary files. So each worker marks the file it is on (``current``) and the
+# rest go on in a new pool. Ctrl-C must stop the workers at once and cleanly:
+# concurrent.futures' shutdown waits for the files in progress (terminate_workers()
+# comes with Python 3.14), loky's kill_workers sends SIGKILL; hence the SIGTERM sent
+# here. A pool's initializer runs after the worker's imports, where a Ctrl-C prints a
+# traceback (hence _sigint_held), and concurrent.futures' idle workers outlive a
+# parent killed outright (both still there 10 s after; hence _exit_with_parent).
 import contextlib
 import os
 import sys

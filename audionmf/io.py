@@ -7,9 +7,10 @@ the final name, so a crash or a full disk never leaves a half-written file
 under the name a user asked for.
 """
 import contextlib
+import errno
 import os
 import re
-import tempfile
+import secrets
 
 import numpy as np
 import soundfile as sf
@@ -314,9 +315,9 @@ class OutputFiles:
     Each file is written under a hidden temporary name beside its target; on
     :meth:`commit` all are renamed. If a rename fails, the files it already put
     in place where there was none are removed again (a file that existed before
-    is replaced by its complete new version). Leaving the ``with`` block by an
-    error or an interrupt removes the temporary files, so nothing half-written
-    is ever left under a name the user asked for.
+    is replaced by its complete new version). Leaving the ``with`` block without
+    a commit (by an error or an interrupt, say) removes the temporary files, so
+    nothing half-written is ever left under a name the user asked for.
 
     Parameters
     ----------
@@ -347,10 +348,10 @@ class OutputFiles:
             for path in map(os.fspath, paths):
                 fmt, kind = output_format(path, subtype, n_channels)
                 try:
-                    with _temporary_beside(path) as (_, tmp):
-                        pass  # reserve the name; soundfile reopens it
+                    fd, tmp = _new_temporary(path)  # reserves the name; soundfile reopens it
                 except OSError as exc:  # a folder we may not write in, a name too long...
                     raise AudioError(f"{path}: cannot write ({exc.strerror or _detail(exc)})") from None
+                os.close(fd)
                 self._pending.append((tmp, path))
                 try:
                     handle = sf.SoundFile(tmp, "w", samplerate=check_positive_int(sr, "sr"),
@@ -415,8 +416,7 @@ class OutputFiles:
         return self
 
     def __exit__(self, kind, value, traceback):
-        if kind is not None:
-            self.discard()
+        self.discard()  # after a commit, nothing is left to discard
 
 
 #: Most channels a FLAC file holds.
@@ -492,21 +492,38 @@ def atomic_file(path):
 
 @contextlib.contextmanager
 def _temporary_beside(path):
-    """Yield ``(handle, name)`` of a new hidden file in ``path``'s folder.
+    """Yield ``(handle, name)`` of a new hidden file in ``path``'s folder (:func:`_new_temporary`).
 
-    The file is removed if the block fails, and kept (readable as a final file
-    would be) if it succeeds: renaming it is the caller's move.
+    The file is removed if the block fails, and kept if it succeeds: renaming it
+    is the caller's move.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+    fd, tmp = _new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle, tmp
-        os.chmod(tmp, 0o666 & ~_umask())
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def _new_temporary(path):
+    """Create ``.NAME.XXXXXXXX.part`` beside ``path``; return its descriptor (open for
+    writing) and its name.
+
+    Created as any new file is (mode 0o666, less the umask, which the system applies),
+    so that once renamed it has a new file's permissions; ``O_EXCL`` never opens a
+    file that is already there. Raises ``OSError`` when the folder cannot hold it.
+    """
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):  # a name already taken is 1 in 4 billion
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", tmp)
 
 
 def _write_temporary(path, y, sr, subtype):
@@ -569,9 +586,3 @@ def _remove_quietly(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -1,11 +1,12 @@
 import os
+import re
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from audionmf import AudioError, ParameterError, load, save
-from audionmf.io import OutputFiles, Signal
+from audionmf.io import OutputFiles, Signal, atomic_file
 
 from conftest import SAMPLE
 
@@ -45,19 +46,104 @@ def test_resample_and_mono(tmp_path):
     assert np.abs(y).max() == pytest.approx(0.375, rel=0.02)
 
 
-def test_save_replaces_atomically_and_keeps_permissions(tmp_path, rng):
+@pytest.fixture(params=[0o022, 0o077, 0o002])
+def umask(request):
+    """A umask for the test, the previous one given back after."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def test_save_replaces_atomically_with_a_new_files_permissions(tmp_path, rng, umask):
     path = tmp_path / "x.wav"
     save(path, rng.uniform(-0.5, 0.5, 100), 8000)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(path, 0o600)  # replaced by a new file: the new file's permissions
     save(path, np.zeros(50), 8000)
     y, _ = load(path)
     assert y.shape == (50,)
-    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+    assert os.listdir(tmp_path) == ["x.wav"]
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def test_every_writer_gives_a_new_files_permissions(tmp_path, umask):
+    with OutputFiles([tmp_path / "a.wav", tmp_path / "b.flac"], 8000, 1) as files:
+        files.write(0, np.zeros(10))
+        files.write(1, np.zeros(10))
+        files.commit([(tmp_path / "c.png", b"figure")])
+    with atomic_file(tmp_path / "d.npz") as handle:
+        handle.write(b"model")
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {
+        name: 0o666 & ~umask for name in ("a.wav", "b.flac", "c.png", "d.npz")}
+
+
+def test_writing_never_changes_the_umask(tmp_path, monkeypatch):
+    """The umask is the whole process's: setting it, even for a moment, gives the
+    files that other threads create meanwhile its value (world-writable ones for 0)."""
+    def refuse(mask):
+        raise AssertionError("the umask was changed")
+
+    monkeypatch.setattr(os, "umask", refuse)
+    save(tmp_path / "x.flac", np.zeros(10), 8000)
+    with atomic_file(tmp_path / "y.npz") as handle:
+        handle.write(b"model")
+    with OutputFiles([tmp_path / "z.wav"], 8000, 1) as files:
+        files.write(0, np.zeros(10))
+        files.commit()
+    assert sorted(os.listdir(tmp_path)) == ["x.flac", "y.npz", "z.wav"]
+
+
+def test_temporary_files_are_hidden_beside_the_target(tmp_path):
+    """``.NAME.<random>.part``: what ``audionmf separate`` looks for to clean up."""
+    with atomic_file(tmp_path / "x.npz") as handle:
+        handle.write(b"model")
+        (temporary,) = os.listdir(tmp_path)
+        assert re.fullmatch(r"\.x\.npz\.[0-9a-f]{8}\.part", temporary)
+    with OutputFiles([tmp_path / "a.wav"], 8000, 1):
+        assert re.fullmatch(r"\.a\.wav\.[0-9a-f]{8}\.part", sorted(os.listdir(tmp_path))[0])
+    assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_a_failed_write_leaves_the_target_as_it_was(tmp_path, monkeypatch):
+    import audionmf.io as io
+
+    path = tmp_path / "x.wav"
+    save(path, np.zeros(10), 8000)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with atomic_file(path) as handle:
+            handle.write(b"half a file")
+            raise RuntimeError("disk on fire")
+
+    def half_written(file, *args, **kwargs):
+        file.write(b"RIFF")
+        raise RuntimeError("Error : disk full")
+
+    monkeypatch.setattr(io.sf, "write", half_written)
+    with pytest.raises(AudioError, match=r"x\.wav: cannot write \(Error : disk full\)"):
+        save(path, np.ones(10) / 2, 8000)
+    assert os.listdir(tmp_path) == ["x.wav"] and path.read_bytes() == before
+
+
+def test_no_file_handles_left(tmp_path):
+    """A file error naming the output, not an OSError, and nothing left behind."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    held = []
+    try:
+        with pytest.raises(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        with pytest.raises(AudioError, match=r"x\.wav: cannot write \(Too many open files\)"):
+            save(tmp_path / "x.wav", np.zeros(10), 8000)
+        with pytest.raises(AudioError, match=r"y\.wav: cannot write \(Too many open files\)"):
+            OutputFiles([tmp_path / "y.wav"], 8000, 1)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert os.listdir(tmp_path) == []
 
 
 def test_save_refuses_bad_data(tmp_path):
