@@ -205,6 +205,7 @@ def run_separate(args):
             traceback.print_exc()
         report(str(exc))
         return EXIT_BAD_FILE
+    _import_the_machinery()
 
     inputs = list(args.inputs)
     if args.skip_existing:
@@ -232,6 +233,17 @@ def run_separate(args):
     finally:
         if created:  # when no file was separated, nothing of ours stays behind
             remove_empty_folders(created)
+
+
+def _import_the_machinery():
+    """Import now what the first file would import lazily (numba's kernels, scipy's
+    transforms and filters), before any output exists: a SIGTERM or Ctrl-C that lands
+    inside an import can end the interpreter with SIGINT's status after our clean-up,
+    instead of 143 or 130 (seen with numpy.ma's and socket's module code)."""
+    import scipy.fft  # noqa: F401
+    import scipy.ndimage  # noqa: F401
+
+    from .. import _kernels  # noqa: F401
 
 
 def _separate_all(task, todo, args):
