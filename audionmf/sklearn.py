@@ -69,11 +69,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     * zeros in ``X`` with ``beta_loss <= 0``, as scikit-learn refuses them;
     * ``shuffle=True`` (a coordinate-descent option).
 
-    Differences that remain (documented in ``docs/decisions.md``):
+    The updates are those of scikit-learn's "mu" solver, in the same order, so the
+    same start gives the same factors to round-off (``over_relaxation=None`` turns
+    on the engine's over-relaxed steps instead). Differences that remain (the
+    reasons are in ``docs/decisions.md``):
 
-    * the steps are over-relaxed by default (``over_relaxation=None``), which
-      reaches a lower loss in the same iterations; ``over_relaxation=1`` gives
-      the plain updates scikit-learn runs;
     * ``tol`` stops the fit when the loss decreased by less than ``tol``
       relative to the current loss over 10 iterations (scikit-learn divides by
       the initial loss instead, so it stops earlier for the same ``tol``);
@@ -118,8 +118,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     shuffle : bool
         Accepted for compatibility; must be False.
     over_relaxation : float in [1, 2) or None
-        Exponent of the over-relaxed steps of :func:`audionmf.nmf`; None: its
-        default (1.875, or 1 with a penalty). Not a scikit-learn parameter.
+        Exponent of the over-relaxed steps of :func:`audionmf.nmf`. 1: the plain
+        multiplicative updates, as scikit-learn. None: the engine's default
+        (1.875, or 1 with a penalty), usually a lower loss in the same
+        iterations, but not always and not the same factors (numbers in
+        ``docs/decisions.md``). Not a scikit-learn parameter.
 
     Attributes
     ----------
@@ -173,7 +176,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         l1_ratio=0.0,
         verbose=0,
         shuffle=False,
-        over_relaxation=None,
+        over_relaxation=1.0,
     ):
         self.n_components = n_components
         self.init = init
