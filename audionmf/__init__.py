@@ -6,6 +6,11 @@ STFT -> one signal per source, the sources summing back to the mixture.
 
 Plots live in ``audionmf.plot`` (imported on its own, so that matplotlib loads
 only when asked for).
+
+``audionmf.NMF`` is a drop-in for ``sklearn.decomposition.NMF(solver="mu")`` on
+this package's engine (:class:`audionmf.sklearn.NMF`). It is loaded on first
+use and needs scikit-learn (``pip install 'audionmf[sklearn]'``), so it is not in
+``__all__``: ``from audionmf import *`` must work without scikit-learn.
 """
 from ._validation import AudioError, ParameterError
 from ._version import __version__
@@ -55,3 +60,16 @@ __all__ = [
     "Decomposition",
     "Limits",
 ]
+
+
+def __getattr__(name):
+    # audionmf.NMF on first use: importing scikit-learn takes a second, and it is optional.
+    if name == "NMF":
+        from .sklearn import NMF
+
+        return NMF
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), "NMF"])
