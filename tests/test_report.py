@@ -136,6 +136,18 @@ def test_a_file_fitted_on_excerpts_shows_summaries_only(tmp_path):
     assert "learned on excerpts" in page and 'id="rerun"' not in page
 
 
+def test_a_refined_grouping_shows_its_components_and_no_group_command(tmp_path):
+    sr = 8000
+    t = np.arange(3 * sr) / sr
+    y = 0.3 * np.sin(2 * np.pi * 220 * t) * (t < 2) + 0.3 * np.sin(2 * np.pi * 330 * t) * (t > 1)
+    sf.write(tmp_path / "tones.wav", y, sr)  # sustained notes: the grouping is refined
+    separate_file(tmp_path / "tones.wav", tmp_path / "out", n_fft=512, random_state=0,
+                  report=separation_report)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "refined into the 32" in page and len(audio_sources(page)) == 3 + 32
+    assert 'id="rerun"' not in page  # --group names the first fit's components, not these
+
+
 def test_group_ranges():
     assert group_ranges([3, 0, 1, 2, 9, 11, 10]) == "0-3,9-11"
     assert group_ranges([4]) == "4"
