@@ -1,7 +1,5 @@
 """The listening report: written with the sources or not at all, what it shows, the
 command it gives, the batch's index, the scores page, and a real browser opening it."""
-import glob
-import json
 import os
 import re
 import shlex
