@@ -90,7 +90,8 @@ class Browser:
         return json.loads(message)
 
     def open(self, url):
-        """Load ``url`` and wait for its load event."""
+        """Load ``url`` and wait for its load event (not an earlier page's)."""
+        self.events = [e for e in self.events if e.get("method") != "Page.loadEventFired"]
         self.send("Page.navigate", session=True, url=url)
         while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
             self.events.append(self._receive())
