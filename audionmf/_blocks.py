@@ -20,14 +20,16 @@ from .spectrogram import OverlapAdd, frame_span, stack_frames, stft_frames
 __all__ = ["run", "whole_spectrogram", "SpectraSummary"]
 
 
-def run(signal, mode, write, *, summary=None, progress=None):
+def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
     """Separate ``signal`` (an :class:`audionmf.io.Signal`) with a configured ``mode``,
     within its ``limits``.
 
     Calls ``write(source_index, samples)`` with consecutive pieces of each
     source, shape (n_channels, n_samples_piece); ``summary.add(t0, X, masks)``
     (a :class:`SpectraSummary`) and ``progress(done_frames, total_frames)``
-    after each block.
+    after each block; ``inspect(mode, fitted)`` once, after the fit and before
+    the first block, with the :class:`audionmf.modes.Fitted` the masks are made
+    of (a report shows its components without fitting again).
     """
     analysis, limits = mode.analysis, mode.limits
     params, c = analysis.stft, analysis.context
@@ -35,6 +37,8 @@ def run(signal, mode, write, *, summary=None, progress=None):
     n_freq = analysis.n_freq
     whole = n_frames * mode.fit_rows * (2 * c + 1) <= limits.fit_values
     fitted = _learn(signal, mode, n_frames, whole)
+    if inspect is not None:
+        inspect(mode, fitted)
     per_block = fitted.H is None  # activations estimated a block at a time
 
     # Frames beyond a block that its masks depend on: the activations' (the mode's

@@ -21,7 +21,7 @@ from .features import Decomposition
 from .spectrogram import STFTParams, bin_frequencies, frame_times, stft
 
 __all__ = ["spectrogram", "templates", "activations", "decomposition", "masks", "sources",
-           "source_spectrograms"]
+           "source_spectrograms", "component", "energy_shares"]
 
 #: Dynamic range of the dB images, below their loudest bin.
 TOP_DB = 80.0
@@ -281,7 +281,7 @@ def sources(mixture, sources_dict, sr, *, kind="waveform", n_fft=2048, hop_lengt
     return fig
 
 
-def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False):
+def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False, ref=None, size=None):
     """Draw power spectrograms of a mixture and its sources on one colour scale.
 
     What :func:`sources` draws with ``kind="spectrogram"``, from spectrograms
@@ -298,6 +298,11 @@ def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False):
     n_fft : int
         The STFT size (``n_freq = n_fft // 2 + 1``).
     log_freq : bool
+    ref : float or None
+        The power drawn as 0 dB; default the loudest bin of all ``spectra``. Give
+        the same to figures drawn one spectrogram each, to share their scale.
+    size : (float, float) or None
+        Width and height in inches; default 9 wide, 1.8 high per panel.
 
     Returns
     -------
@@ -306,17 +311,112 @@ def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False):
     spectra = {name: np.asarray(S, dtype=np.float64) for name, S in spectra.items()}
     if not spectra:
         raise ParameterError("spectra is empty")
-    fig = Figure(figsize=(9, 1.2 + 1.8 * len(spectra)), layout="constrained")
+    fig = Figure(figsize=size or (9, 1.2 + 1.8 * len(spectra)), layout="constrained")
     axes = fig.subplots(len(spectra), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
-    _spectra_panels(axes, spectra, sr, hop_length, n_fft, log_freq)
+    _spectra_panels(axes, spectra, sr, hop_length, n_fft, log_freq, ref)
     for ax in axes[:-1]:
         ax.set_xlabel("")
     return fig
 
 
-def _spectra_panels(axes, spectra, sr, hop_length, n_fft, log_freq):
+def component(template, activation, *, frequencies, times, title=None, color=None):
+    """Draw one NMF component: its template as a spectrum (log frequency) beside
+    its activation over time, each scaled to its own maximum.
+
+    Parameters
+    ----------
+    template : np.ndarray [shape=(n_freq,)]
+    activation : np.ndarray [shape=(n_frames,)]
+    frequencies : np.ndarray [shape=(n_freq,)]
+        Frequency of each row in Hz (:func:`audionmf.bin_frequencies`).
+    times : np.ndarray [shape=(n_frames,)]
+        Time of each frame in seconds (:func:`audionmf.frame_times`).
+    title : str, optional
+    color : matplotlib color, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: the template's, the activation's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from audionmf import plot
+    >>> fig = plot.component(np.ones(5), np.ones(3), frequencies=np.arange(5.0) * 100,
+    ...                      times=np.arange(3) * 0.1, title="component 0")
+    >>> [ax.get_xlabel() for ax in fig.axes]
+    ['frequency (Hz)', 'time (s)']
+    """
+    (w,) = _unit_peaks(_matrix(np.atleast_2d(template), "template"))
+    (h,) = _unit_peaks(_matrix(np.atleast_2d(activation), "activation"))
+    frequencies = _axis_values(frequencies, len(w), "frequencies")
+    times = _axis_values(times, len(h), "times")
+    fig = Figure(figsize=(8, 1.5), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=(1, 2.5))
+    left.plot(frequencies, w, lw=0.8, color=color)
+    if len(frequencies) > 2 and frequencies[1] > 0:
+        left.set_xscale("symlog", base=2, linthresh=2 * frequencies[1], linscale=0.5)
+        left.set_xticks([f for f in (100, 1000, 10000) if f <= frequencies[-1]])
+        left.xaxis.set_major_formatter(ScalarFormatter())
+    right.fill_between(times, h, lw=0.6, color=color, alpha=0.8)
+    for ax, label in ((left, "frequency (Hz)"), (right, "time (s)")):
+        ax.set_xlabel(label)
+        ax.set_yticks([])
+        ax.margins(x=0)
+        ax.set_ylim(0, 1.05)
+    left.set_title("template", fontsize="small")
+    right.set_title("activation", fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    return fig
+
+
+def energy_shares(spectra, sr, *, hop_length, ax=None):
+    """Draw each source's share of the energy over time, stacked to 1.
+
+    Parameters
+    ----------
+    spectra : dict of str -> np.ndarray [shape=(n_freq, n_columns)]
+        Power spectrograms of the sources (a ``"mixture"`` entry is left out),
+        for example the pooled ones of :class:`audionmf.separate.SpectraSummary`.
+    sr : int
+    hop_length : int
+        Samples between columns.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    list of matplotlib.collections.PolyCollection
+        One per source. Where no source holds energy, the shares are equal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from audionmf import plot
+    >>> drawn = plot.energy_shares({"a": np.ones((3, 4)), "b": np.zeros((3, 4))}, 8000, hop_length=512)
+    >>> len(drawn)
+    2
+    """
+    spectra = {name: _matrix(S, f"spectra[{name!r}]") for name, S in spectra.items() if name != "mixture"}
+    if not spectra:
+        raise ParameterError("spectra holds no source")
+    energy = np.stack([S.sum(axis=0) for S in spectra.values()])
+    total = energy.sum(axis=0)
+    shares = np.where(total > 0, energy / np.where(total > 0, total, 1.0), 1.0 / len(energy))
+    times = frame_times(energy.shape[1], sr=sr, hop_length=hop_length)
+    ax = _axes(ax)
+    drawn = ax.stackplot(times, shares, labels=list(spectra), lw=0)
+    ax.set_xlim(times[0], times[-1] if len(times) > 1 else times[0] + hop_length / sr)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    _label(ax, "time (s)", "share of energy", "each source's share of the energy")
+    return drawn
+
+
+def _spectra_panels(axes, spectra, sr, hop_length, n_fft, log_freq, ref=None):
     grid = types.SimpleNamespace(n_fft=n_fft, hop_length=hop_length)
-    ref = max(S.max() for S in spectra.values())
+    ref = max(S.max() for S in spectra.values()) if ref is None else ref
     for ax, (name, S) in zip(axes, spectra.items()):
         mesh = _spectrogram_mesh(ax, S, sr, grid, power=2.0, db=True, log_freq=log_freq, ref=ref)
         ax.set_title(name)

@@ -11,6 +11,8 @@ is shared equally among the sources, so the sum is exact to the precision of
 the input. Long signals go a block at a time (:mod:`audionmf._blocks`).
 """
 import os
+import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,10 +23,10 @@ from .analysis import default_power
 from .grouping import assign_by_masks
 from .io import WRITE_FORMATS, OutputFiles, Signal, missing_folders, remove_empty_folders
 from .masks import wiener_masks
-from .modes import MODES, keyword, pick
+from .modes import MODES, Fitted, Mode, keyword, pick
 
-__all__ = ["separate", "separate_file", "SpectraSummary", "wiener_masks", "assign_by_masks",
-           "default_power", "configure"]
+__all__ = ["separate", "separate_file", "Separation", "SpectraSummary", "wiener_masks",
+           "assign_by_masks", "default_power", "configure"]
 
 #: Keywords of :func:`separate` that are no mode's own: every mode takes them.
 COMMON = ("beta", "power", "n_fft", "hop_length", "window", "mask_power", "max_iter", "tol", "init",
@@ -201,7 +203,44 @@ def separate(
     return dict(zip(mode.names, out))
 
 
-def separate_file(path, folder, *, format="wav", figure=None, progress=None, limits=None, **options):
+@dataclass
+class Separation:
+    """What :func:`separate_file` hands its ``report`` callable: a separation just
+    done, its sources written but not yet in place.
+
+    Attributes
+    ----------
+    path : str
+        The input file.
+    folder : str
+        Where the sources (and the report's files) go.
+    signal : audionmf.io.Signal
+        The input, still open: a report may read excerpts of it.
+    mode : audionmf.modes.Mode
+        The configured mode: its ``names``, ``analysis``, ``mask_power``, ``key``.
+    fitted : audionmf.modes.Fitted
+        The fit the masks were made of: templates ``W``, ``labels`` and, when the
+        whole signal was fitted, activations ``H`` of every frame (else None).
+    summary : SpectraSummary
+        The mixture's and the sources' power spectrograms, pooled over time.
+    files : dict of str -> str
+        Source name -> the file it is written to.
+    seconds : float
+        Time the separation took, reading and writing included.
+    """
+
+    path: str
+    folder: str
+    signal: Signal
+    mode: Mode
+    fitted: Fitted
+    summary: SpectraSummary
+    files: dict
+    seconds: float
+
+
+def separate_file(path, folder, *, format="wav", figure=None, report=None, progress=None, limits=None,
+                  **options):
     """Separate an audio file of any length into one file per source, in bounded memory.
 
     The file is read and the sources are written a block at a time (see
@@ -223,6 +262,11 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, lim
         ``figure(spectra, sr, hop_length, n_fft) -> bytes`` renders a picture of
         the separation from pooled power spectrograms (:class:`SpectraSummary`),
         saved as ``folder/separation.png`` with the sources.
+    report : callable or None
+        ``report(separation) -> dict of str -> bytes``: files named relative to
+        ``folder`` (a web page, say: :mod:`audionmf.report`), made from a
+        :class:`Separation` once the sources are written and committed with
+        them, all or none.
     progress : callable or None
         ``progress(done_frames, total_frames)`` after each block.
     limits : audionmf.limits.Limits or None
@@ -243,6 +287,7 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, lim
     >>> sorted(os.path.basename(path) for path in written.values())
     ['drums.wav', 'no_drums.wav']
     """
+    started = time.perf_counter()
     formats = [extension[1:] for extension in WRITE_FORMATS]
     if not isinstance(format, str) or format.lower() not in formats:
         raise ParameterError(f"format={format!r}: expected {' or '.join(map(repr, formats))}")
@@ -267,15 +312,33 @@ def separate_file(path, folder, *, format="wav", figure=None, progress=None, lim
             except OSError as exc:
                 raise AudioError(f"{folder}: cannot create folder ({exc.strerror or exc})") from None
             with OutputFiles(list(targets.values()), signal.sr, signal.n_channels) as files:
-                summary = SpectraSummary(mode, signal) if figure is not None else None
-                _blocks.run(signal, mode, files.write, summary=summary, progress=progress)
-                pictures = ([(picture, figure(summary.spectra(), signal.sr, summary.hop_length, n_fft))]
-                            if figure is not None else [])
-                files.commit(pictures)
+                wanted = figure is not None or report is not None
+                summary = SpectraSummary(mode, signal) if wanted else None
+                seen = {}
+                _blocks.run(signal, mode, files.write, summary=summary, progress=progress,
+                            inspect=(lambda _, fitted: seen.update(fitted=fitted)) if report is not None else None)
+                extra = ([(picture, figure(summary.spectra(), signal.sr, summary.hop_length, n_fft))]
+                         if figure is not None else [])
+                if report is not None:
+                    done = Separation(os.fspath(path), folder, signal, mode, seen["fitted"], summary,
+                                      dict(targets), time.perf_counter() - started)
+                    extra += _report_files(report(done), folder, path, signal.name)
+                files.commit(extra)
         except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
             remove_empty_folders(created)
             raise
     return targets
+
+
+def _report_files(made, folder, path, name):
+    """The ``(path, bytes)`` of a report's files, none of them the input."""
+    extra = []
+    for relative, data in made.items():
+        target = os.path.join(folder, relative)
+        if _same_file(target, path):
+            raise AudioError(f"{name}: output {target} is the input file; choose another folder")
+        extra.append((target, data))
+    return extra
 
 
 def _same_file(a, b):

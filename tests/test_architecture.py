@@ -27,8 +27,8 @@ LAYERS = [
     {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums"},
     {"_blocks"},
     {"separate", "features"},
-    {"evaluate", "plot", "_batch", "__main__", "cli", "cli._common", "cli.separate", "cli.commands",
-     "sklearn"},
+    {"evaluate", "plot", "report", "_batch", "__main__", "cli", "cli._common", "cli.separate",
+     "cli.commands", "sklearn"},
 ]
 
 

@@ -12,6 +12,7 @@ from .. import io
 from .._validation import AudioError, ParameterError
 from ..evaluate import evaluate_folders
 from ..features import decompose
+from ..io import atomic_file
 from ..models import LEARN_DEFAULTS, ModelError, SourceModel
 from ..spectrogram import stft
 from ._common import (
@@ -34,6 +35,7 @@ EVALUATE_EPILOG = """\
 examples:
   audionmf evaluate truth/song separated/song --permutation
   audionmf evaluate truth/song separated/song --json > scores.json
+  audionmf evaluate truth/song separated/song --report   (and separated/song/report_scores.html)
 
 exit status: 0 scored, 1 a folder or file cannot be used (missing, unreadable,
 silent, no names in common, different sample rates), 2 bad usage.
@@ -138,6 +140,9 @@ def add_parsers(commands):
     ev.add_argument("--permutation", action="store_true",
                     help="ignore the estimates' names and find the best assignment "
                          "(for blind outputs such as source1, source2)")
+    ev.add_argument("--report", action="store_true",
+                    help="also write the scores as a web page, ESTIMATE_DIR/report_scores.html "
+                         "(beside the report.html of 'audionmf separate --report', which it links)")
     ev.add_argument("--debug", action="store_true", help="show the traceback of errors")
     ev.set_defaults(run=_run_evaluate, check=lambda sub, args: None, command_parser=ev)
 
@@ -234,6 +239,16 @@ def _run_evaluate(args):
             message = f"{args.reference_dir} vs {args.estimate_dir}: {message}"
         report(message)
         return EXIT_BAD_FILE
+    if args.report:
+        from ..report import SCORES_NAME, scores_page
+
+        target = os.path.join(args.estimate_dir, SCORES_NAME)
+        try:
+            with atomic_file(target) as handle:
+                handle.write(scores_page(result, args.reference_dir, args.estimate_dir))
+        except OSError as exc:
+            report(f"{target}: cannot write ({exc.strerror or exc})")
+            return EXIT_BAD_FILE
     if args.json:
         # Strict JSON has no Infinity: a score that is infinite (the SIR of a lone
         # source, which has no interference to measure) is written as null.

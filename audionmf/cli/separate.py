@@ -1,5 +1,6 @@
 """``audionmf separate``: its options follow from the modes, the batch runs the files."""
 import argparse
+import functools
 import glob
 import os
 import sys
@@ -9,7 +10,7 @@ import types
 
 from .. import _batch
 from .._validation import AudioError, ParameterError
-from ..io import AUDIO_EXTENSIONS, WRITE_FORMATS, missing_folders, remove_empty_folders
+from ..io import AUDIO_EXTENSIONS, WRITE_FORMATS, atomic_file, missing_folders, remove_empty_folders
 from ..models import ModelError, SourceModel, check_models
 from ..modes import MODES, pick, two_stems_choices
 from ..separate import separate_file
@@ -49,6 +50,7 @@ examples:
   audionmf plot song.wav -o song.png; audionmf separate song.wav --group 0-5,9 --group 6-8,10-15
                                                   (look at the 16 components, then group them)
   audionmf separate album/ --jobs 2 --skip-existing     (every audio file in album/)
+  audionmf separate song.flac --report           (then open separated/song/report.html)
   audionmf separate 'archive/**/*.flac' --scheduler tcp://10.0.0.5:8786   (on a Dask cluster)
   audionmf evaluate truth/song separated/song --permutation   (score it)
 
@@ -65,7 +67,9 @@ COMMON_FLAGS = {"two_stems": "--two-stems", "beta": "--beta", "n_fft": "--n-fft"
                 "hop_length": "--hop", "max_iter": "--iterations"}
 #: What a worker process needs of the arguments, besides the modes' options.
 TASK_FIELDS = ("out", "two_stems", "beta", "n_fft", "hop", "iterations", "seed", "format", "plot",
-               "quiet")
+               "report", "quiet")
+#: The report of each input, and the page of a batch that links them.
+REPORT, INDEX = "report.html", "index.html"
 
 
 def mode_options():
@@ -110,6 +114,11 @@ def add_parser(commands):
                      help="output file format (default: %(default)s)")
     sep.add_argument("--plot", action="store_true",
                      help="also draw the mixture and the sources to OUTDIR/<stem>/separation.png")
+    sep.add_argument("--report", action="store_true",
+                     help="also write OUTDIR/<stem>/report.html, a page to see and hear the "
+                          "separation in a browser (offline): players, spectrograms, each "
+                          "component of a blind separation and the command to regroup them; and "
+                          "OUTDIR/index.html linking them, for several inputs")
     sep.add_argument("--jobs", type=positive_int, default=1, metavar="N",
                      help="separate N files at once, in separate processes (default: 1)")
     sep.add_argument("--skip-existing", action="store_true",
@@ -255,7 +264,9 @@ def _separate_all(task, todo, args):
             results = _batch.run_on_cluster(task, todo, args.scheduler, args.quiet)
         else:
             results = _batch.run_local(task, todo, args.jobs, args.quiet)
+        outcomes = {}
         for path, written, error in results:
+            outcomes[path] = error
             if error is None:
                 if not args.quiet:
                     print(f"{path} -> {written}", file=sys.stderr)
@@ -276,7 +287,35 @@ def _separate_all(task, todo, args):
         return EXIT_INTERRUPTED
     if failed and len(todo) > 1:
         report(f"{len(failed)} of {len(todo)} inputs failed: {', '.join(failed)}")
+    if args.report and len(args.inputs) > 1 and not _write_index(args, outcomes):
+        return EXIT_BAD_FILE
     return EXIT_BAD_FILE if failed else EXIT_OK
+
+
+def _write_index(args, outcomes):
+    """OUTDIR/index.html, linking every input's report (those skipped as done too);
+    False, with the error reported, if it cannot be written."""
+    from ..report import index_page
+
+    entries = []
+    for path in args.inputs:
+        error = outcomes.get(path)
+        entries.append((path, _report_path(path, args), error[0] if error else None))
+    target = os.path.join(args.out, INDEX)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        with atomic_file(target) as handle:
+            handle.write(index_page(entries, args.out))
+    except OSError as exc:
+        report(f"{target}: cannot write ({exc.strerror or exc})")
+        return False
+    if not args.quiet:
+        print(f"report of the batch: {target}", file=sys.stderr)
+    return True
+
+
+def _report_path(path, args):
+    return os.path.join(args.out, os.path.splitext(os.path.basename(path))[0], REPORT)
 
 
 def _expand_inputs(items):
@@ -351,6 +390,8 @@ def _already_separated(path, args, since=None):
     files = [os.path.join(args.out, stem, f"{name}.{args.format}") for name in _expected_names(args)]
     if args.plot:
         files.append(os.path.join(args.out, stem, "separation.png"))
+    if args.report:
+        files.append(os.path.join(args.out, stem, REPORT))
     return all(os.path.isfile(f) and (since is None or os.path.getmtime(f) >= since) for f in files)
 
 
@@ -387,7 +428,8 @@ class _SeparateTask:
         ours: hidden, named after an output, ending in .part), then its folder if empty."""
         stem = os.path.splitext(os.path.basename(path))[0]
         folder = os.path.join(self.args.out, stem)
-        names = [f"{name}.{self.args.format}" for name in _expected_names(self.args)] + ["separation.png"]
+        names = [f"{name}.{self.args.format}" for name in _expected_names(self.args)] + ["separation.png",
+                                                                                         REPORT]
         for name in names:
             for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.part")):
                 try:
@@ -404,8 +446,10 @@ def _separate_one(path, args, protected):
     """Separate one file; returns the folder written. Nothing is left on failure."""
     stem = os.path.splitext(os.path.basename(path))[0]
     folder = os.path.join(args.out, stem)
-    for name in _expected_names(args) + (["separation"] if args.plot else []):
-        target = os.path.join(folder, f"{name}.{'png' if name == 'separation' else args.format}")
+    targets = [os.path.join(folder, f"{name}.{args.format}") for name in _expected_names(args)]
+    targets += ([os.path.join(folder, "separation.png")] if args.plot else []) + (
+        [os.path.join(folder, REPORT)] if args.report else [])
+    for target in targets:
         if _identity(target) in protected:
             raise AudioError(f"{path}: output {target} is an input file; choose another -o")
     options = _options(args)
@@ -415,6 +459,7 @@ def _separate_one(path, args, protected):
         folder,
         format=args.format,
         figure=_separation_png if args.plot else None,
+        report=_report_maker(path, args) if args.report else None,
         progress=progress(f"{stem} (masks)", None, args.quiet, unit="frame"),
         beta=args.beta,
         n_fft=args.n_fft,
@@ -425,6 +470,21 @@ def _separate_one(path, args, protected):
         **options,
     )
     return os.path.dirname(next(iter(written.values()))) + os.sep
+
+
+def _report_maker(path, args):
+    """The ``report`` callable of separate_file for this input: its page, with the
+    command that reruns it (the report adds --components and --group)."""
+    from ..report import separation_report
+
+    command = ["audionmf", "separate", path, "-o", args.out]
+    for flag, value in (("--two-stems", args.two_stems), ("--beta", args.beta), ("--n-fft", args.n_fft),
+                        ("--hop", args.hop), ("--iterations", args.iterations)):
+        if value is not None:
+            command += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    command += ["--seed", str(args.seed)] + (["--format", args.format] if args.format != "wav" else [])
+    command += (["--plot"] if args.plot else []) + ["--report"]
+    return functools.partial(separation_report, command=command, parameters={"seed": args.seed})
 
 
 def _separation_png(spectra, sr, hop_length, n_fft):
