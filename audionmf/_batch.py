@@ -188,8 +188,7 @@ def run_on_cluster(task, paths, address, quiet):
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
     bar = _batch_progress(len(paths), quiet)
     with client:
-        futures = {client.submit(task, os.path.abspath(path), pure=False,
-                                 key=f"audionmf-separate-{index}-{os.path.basename(path)}"): path
+        futures = {client.submit(task, os.path.abspath(path), pure=False, key=_task_key(index, path)): path
                    for index, path in enumerate(paths)}
         try:
             for future in as_completed(futures):
@@ -211,6 +210,14 @@ def run_on_cluster(task, paths, address, quiet):
         finally:
             if bar is not None:
                 bar.close()
+
+
+def _task_key(index, path):
+    """The Dask key of a file's task: text the scheduler can encode, whatever bytes the
+    file's name holds (a name that is not UTF-8 arrives with surrogates, which
+    msgpack refuses)."""
+    name = os.fsencode(os.path.basename(path)).decode("utf-8", "backslashreplace")
+    return f"audionmf-separate-{index}-{name}"
 
 
 @contextlib.contextmanager

@@ -35,6 +35,16 @@ MAX_SAMPLE = 1e10
 #: powers of the data overflow (|beta| of 20 or more, or 50 on loud audio, did).
 MAX_BETA = 10.0
 
+#: Most components (templates) of a separation, a decomposition or a model: far more
+#: than a spectrogram's notes and timbres need, and few enough that a fit of a long file
+#: fits in memory (4096 templates of 1025 bins are 16 MB; their activations over 3
+#: minutes at 44.1 kHz, 127 MB). Beyond it, a refusal before any work instead of
+#: running out of memory.
+MAX_COMPONENTS = 4096
+#: Highest sampling rate taken where the rate is chosen (a model's, a resampling's):
+#: 768 kHz, the highest rate audio interfaces use.
+MAX_SAMPLE_RATE = 768_000
+
 
 class ParameterError(ValueError):
     """A function was called with an argument it cannot work with."""
@@ -68,12 +78,14 @@ def beta_to_float(beta):
     return value
 
 
-def check_positive_int(value, name, minimum=1):
-    """Return ``value`` as an int, or raise if it is not an integer >= ``minimum``."""
+def check_positive_int(value, name, minimum=1, maximum=None):
+    """Return ``value`` as an int, or raise if it is not an integer in ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ParameterError(f"{name}={value!r}: expected an integer")
     if value < minimum:
         raise ParameterError(f"{name}={value!r}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ParameterError(f"{name}={value!r}: must be at most {maximum}")
     return int(value)
 
 

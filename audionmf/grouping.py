@@ -8,7 +8,7 @@ its defaults are chosen by, and :func:`assign_by_masks` the refinement's groupin
 """
 import numpy as np
 
-from ._validation import ParameterError, check_nonnegative_real, check_positive_int
+from ._validation import MAX_COMPONENTS, ParameterError, check_nonnegative_real, check_positive_int
 from .limits import DEFAULT_LIMITS
 from .masks import HPSS_KERNEL, hpss_mask, wiener_masks
 from .spectrogram import mel_filters
@@ -251,8 +251,12 @@ def labels_from_groups(groups, n_components=None):
     if not groups or any(not group for group in groups):
         raise ParameterError(f"groups={groups!r}: every group needs at least one component")
     members = sorted(k for group in groups for k in group)
-    K = members[-1] + 1 if n_components is None else n_components
-    repeated = sorted({k for k in members if members.count(k) > 1})
+    if members[0] < 0 or members[-1] >= MAX_COMPONENTS:
+        raise ParameterError(f"groups={groups!r}: components are numbered 0 to "
+                             f"{MAX_COMPONENTS - 1} at most")
+    K = members[-1] + 1 if n_components is None else check_positive_int(
+        n_components, "n_components", maximum=MAX_COMPONENTS)
+    repeated = sorted({a for a, b in zip(members, members[1:]) if a == b})
     if repeated:
         raise ParameterError(f"components {repeated} are in more than one group")
     if members != list(range(K)):

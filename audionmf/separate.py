@@ -104,7 +104,8 @@ def separate(
     free_components : int
         With ``models``: templates learned on the mixture for ``"residual"``.
     n_components : int or None
-        Blind: K, the components that are grouped; default ``8 * n_sources``.
+        Blind: K, the components that are grouped; default ``8 * n_sources``
+        (at most 4096, the most any separation takes).
     groups : list of lists of int, optional
         Blind: the components of each source, chosen by hand instead of by
         :func:`audionmf.group_components`, e.g. ``[[0, 3, 5], [1, 2, 4]]`` after

@@ -5,7 +5,7 @@ import os
 import sys
 import tempfile
 
-from .._validation import ParameterError, beta_to_float
+from .._validation import MAX_COMPONENTS, ParameterError, beta_to_float
 from ..grouping import MAX_WEIGHT
 from ..io import atomic_file
 from ..spectrogram import STFTParams
@@ -65,6 +65,9 @@ def component_list(text):
                 f"expected component numbers such as 0,3,5 or 0-3, got {text!r}") from None
         if first < 0 or last < first:
             raise argparse.ArgumentTypeError(f"bad component range {part.strip()!r} in {text!r}")
+        if last >= MAX_COMPONENTS:  # (before a range of a billion numbers is built)
+            raise argparse.ArgumentTypeError(
+                f"component {last} in {text!r}: components are numbered 0 to {MAX_COMPONENTS - 1} at most")
         indices.extend(range(first, last + 1))
     return indices
 

@@ -9,7 +9,7 @@ default is what it is: ``docs/decisions.md``.
 """
 import numpy as np
 
-from .._validation import ParameterError, check_positive_int
+from .._validation import MAX_COMPONENTS, ParameterError, check_positive_int
 from ..analysis import Analysis
 from ..grouping import (
     assign_by_masks,
@@ -77,7 +77,7 @@ class Blind(Mode):
         n_sources, n_components = options.get("n_sources"), options.get("n_components")
         groups, rhythm_weight = options.get("groups"), options.get("rhythm_weight")
         if rhythm_weight is not None:
-            rhythm_weight = check_feature_weight(rhythm_weight, "rhythm_weight")
+            rhythm_weight = check_feature_weight(rhythm_weight, spell("rhythm_weight"))
         labels = None
         if groups is not None:
             try:
@@ -92,9 +92,10 @@ class Blind(Mode):
                 raise ParameterError(f"{spell('rhythm_weight')} cannot be used with "
                                      f"{spell('groups')}: the groups are given")
             n_sources, n_components = n_groups, len(labels)
-        n_sources = check_positive_int(2 if n_sources is None else n_sources, "n_sources")
-        n_components = 8 * n_sources if n_components is None else n_components
-        n_components = check_positive_int(n_components, "n_components")
+        n_sources = check_positive_int(2 if n_sources is None else n_sources, spell("n_sources"),
+                                       maximum=MAX_COMPONENTS)
+        n_components = min(8 * n_sources, MAX_COMPONENTS) if n_components is None else n_components
+        n_components = check_positive_int(n_components, spell("n_components"), maximum=MAX_COMPONENTS)
         if n_components < n_sources:
             raise ParameterError(
                 f"{spell('n_components', n_components)} is fewer than {spell('n_sources', n_sources)}: "

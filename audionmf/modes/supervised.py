@@ -7,7 +7,7 @@ source, ``"residual"`` (semi-supervised NMF).
 """
 import numpy as np
 
-from .._validation import ParameterError, check_positive_int
+from .._validation import MAX_COMPONENTS, ParameterError, check_positive_int
 from ..analysis import Analysis, templates_at_rate
 from ..models import SourceModel, check_models
 from ..nmf import nmf
@@ -42,6 +42,12 @@ class Supervised(Mode):
         return cls.default_max_iter if options.get("free_components") else FIXED_MAX_ITER
 
     @classmethod
+    def check_options(cls, options, spell=keyword):
+        free = check_positive_int(options.get("free_components") or 0, spell("free_components"),
+                                  minimum=0, maximum=MAX_COMPONENTS)
+        return dict(options, free_components=free)
+
+    @classmethod
     def source_names(cls, options):
         names = [m.name for m in options.get("models") or ()]
         return names + (["residual"] if options.get("free_components") else [])
@@ -55,7 +61,7 @@ class Supervised(Mode):
             check_models(models)
         own = Analysis.from_models(models, **analysis_options)
         self.analysis = own.at_rate(self.sr)
-        self.n_free = check_positive_int(free_components, "free_components", minimum=0)
+        self.n_free = self.check_options({"free_components": free_components})["free_components"]
         self.names = self.source_names({"models": models, "free_components": self.n_free})
         self.fixed = templates_at_rate(np.hstack([m.templates for m in models]), own, self.sr)
         self.labels = np.repeat(np.arange(len(self.names)),
