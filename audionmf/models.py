@@ -5,7 +5,10 @@ or "drums") together with every parameter needed to use them on a mixture:
 sampling rate, STFT parameters, divergence and spectrogram exponent. Models are
 saved as ``.npz`` files that load without pickle and are checked on loading.
 """
+import io
+import math
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 
@@ -32,6 +35,67 @@ _FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_le
 
 class ModelError(Exception):
     """A model file is missing, corrupt, foreign or inconsistent."""
+
+
+def _read_model_file(path):
+    """The bytes of a model file, as a file object: read once, MAX_MODEL_BYTES at most.
+
+    Only a regular file is opened: a device (``/dev/zero``), a named pipe or a
+    socket would be read without end (or block), and a folder holds no model.
+    The file is checked again once open, as it may have been replaced since.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a folder, not a model file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ModelError(f"{path}: is a folder, not a model file")
+        raise ModelError(f"{path}: not a regular file (a device, pipe or socket): "
+                         "a model is an .npz file written by 'audionmf learn'")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > MAX_MODEL_BYTES:
+            raise ModelError(f"{path}: model file of {info.st_size} bytes, more than a model needs")
+        try:
+            contents = handle.read(MAX_MODEL_BYTES + 1)
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(contents) > MAX_MODEL_BYTES:  # it grew while being read
+        raise ModelError(f"{path}: model file of more than {MAX_MODEL_BYTES} bytes, more than "
+                         "a model needs")
+    return io.BytesIO(contents)
+
+
+def _check_unpacked_size(path, contents):
+    """ModelError if the arrays of an .npz archive (a file object) would take more than
+    MAX_MODEL_BYTES, by the sizes its entries and the arrays' headers declare."""
+    total = declared = 0
+    with zipfile.ZipFile(contents) as archive:
+        for info in archive.infolist():
+            total += info.file_size
+            if total > MAX_MODEL_BYTES:
+                break
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ModelError(f"{path}: not a readable model file (.npy format {version})")
+            declared += math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if max(total, declared) > MAX_MODEL_BYTES:
+        raise ModelError(f"{path}: model file unpacks to {max(total, declared)} bytes, more than "
+                         "a model needs")
+    contents.seek(0)
 
 
 #: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
@@ -321,14 +385,10 @@ class SourceModel:
             inconsistent contents; the message names the file and the problem.
         """
         path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ModelError(f"{path}: no such file")
+        contents = _read_model_file(path)
         try:
-            with zipfile.ZipFile(path) as archive:
-                total = sum(info.file_size for info in archive.infolist())
-            if total > MAX_MODEL_BYTES:
-                raise ModelError(f"{path}: model file unpacks to {total} bytes, more than a model needs")
-            with np.load(path, allow_pickle=False) as data:
+            _check_unpacked_size(path, contents)
+            with np.load(contents, allow_pickle=False) as data:
                 missing = [f for f in _FIELDS if f not in data.files]
                 if "kind" not in data.files or str(data["kind"]) != _KIND:
                     raise ModelError(f"{path}: not an audionmf model file")
