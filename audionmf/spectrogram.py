@@ -11,6 +11,7 @@ mel filter bank.
 A spectrogram has shape ``(n_freq, n_frames)`` with ``n_freq = n_fft // 2 + 1``;
 multichannel signals give ``(n_channels, n_freq, n_frames)``.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,19 @@ __all__ = ["STFTParams", "stft", "istft", "stft_frames", "frame_span", "OverlapA
            "unstack_frames", "mel_filters"]
 
 
+#: Largest frame length taken: 2**20 samples (24 s at 44.1 kHz). A window is computed
+#: for every set of parameters, so an absurd n_fft (2**70) is refused before it.
+MAX_N_FFT = 2**20
+
+#: Least value, relative to its peak, that the overlap-add of the squared windows may
+#: fall to anywhere between frames (NOLA with a margin). The inverse STFT divides by it:
+#: where it is near zero, any change to the frames (a mask) is amplified without bound
+#: (a hann window with hop = n_fft gives sources tens of dB louder than the mixture, and
+#: zeros where it is 0). At 0.1 a change is amplified 3.2 times at most (10 dB); a hann
+#: window passes up to a hop of about 0.7 n_fft, any usual window at n_fft / 2.
+MIN_OVERLAP = 0.1
+
+
 @dataclass(frozen=True)
 class STFTParams:
     """The analysis parameters, shared by the forward and inverse transform.
@@ -29,9 +43,12 @@ class STFTParams:
     Attributes
     ----------
     n_fft : int
-        Frame length in samples (and FFT size).
+        Frame length in samples (and FFT size), 2 to :data:`MAX_N_FFT`.
     hop_length : int or None
-        Samples between frames; ``None`` means ``n_fft // 4``.
+        Samples between frames; ``None`` means ``n_fft // 4``. The frames must
+        overlap enough for the inverse to rebuild every sample: the squared
+        windows' overlap-add must stay above :data:`MIN_OVERLAP` of its peak
+        (for the hann window, a hop of at most ``n_fft // 2`` always does).
     window : str
         Window name understood by :func:`scipy.signal.get_window`.
     """
@@ -41,18 +58,48 @@ class STFTParams:
     window: str = "hann"
 
     def __post_init__(self):
-        check_positive_int(self.n_fft, "n_fft", minimum=2)
-        hop = self.n_fft // 4 if self.hop_length is None else self.hop_length
-        check_positive_int(hop, "hop_length")
-        if hop > self.n_fft:
+        n_fft = check_positive_int(self.n_fft, "n_fft", minimum=2)
+        if n_fft > MAX_N_FFT:
+            raise ParameterError(f"n_fft={n_fft}: must be at most {MAX_N_FFT} (2**20 samples, "
+                                 "24 s at 44.1 kHz)")
+        if self.hop_length is None:
+            if n_fft < 4:
+                raise ParameterError(f"n_fft={n_fft}: too small for the default hop (n_fft // 4 "
+                                     "would be 0): use n_fft of at least 4, or give the hop")
+            hop = n_fft // 4
+        else:
+            hop = check_positive_int(self.hop_length, "hop_length")
+        if hop > n_fft:
             raise ParameterError(
-                f"hop_length={hop} is larger than n_fft={self.n_fft}: frames would leave gaps"
+                f"hop_length={hop} is larger than n_fft={n_fft}: frames would leave gaps"
             )
         if not isinstance(self.window, str):
             raise ParameterError(f"window={self.window!r}: expected a window name")
-        if self.window != "hann":
-            _window(self.window, self.n_fft)  # a name scipy knows (ParameterError if not)
-        object.__setattr__(self, "hop_length", int(hop))
+        floor = _overlap_floor(self.window, n_fft, hop)  # ParameterError for an unknown window
+        if floor < MIN_OVERLAP:
+            ok = next((h for h in (n_fft // 2, n_fft // 4, n_fft // 8, 1)
+                       if h >= 1 and _overlap_floor(self.window, n_fft, h) >= MIN_OVERLAP), None)
+            advice = (f"use a smaller hop, such as hop_length={ok}" if ok else
+                      f"the {self.window} window cannot be inverted at any hop")
+            raise ParameterError(
+                f"hop_length={hop} with n_fft={n_fft} and the {self.window} window: the frames "
+                f"overlap too little to rebuild the signal (the windows' overlap-add falls to "
+                f"{floor:.2g} of its peak, at least {MIN_OVERLAP:g} is needed); {advice}"
+            )
+        object.__setattr__(self, "n_fft", n_fft)
+        object.__setattr__(self, "hop_length", hop)
+
+
+@functools.lru_cache(maxsize=64)
+def _overlap_floor(window, n_fft, hop):
+    """Least value of the squared windows' overlap-add, one every ``hop``, relative
+    to its peak (scipy.signal.check_NOLA's sums, without importing scipy.signal for
+    the hann window)."""
+    squared = np.zeros(-(-n_fft // hop) * hop)
+    squared[:n_fft] = _window(window, n_fft) ** 2
+    sums = squared.reshape(-1, hop).sum(axis=0)  # sample k of a hop gets w[k + j hop]**2
+    peak = sums.max()
+    return float(sums.min() / peak) if peak > 0 else 0.0
 
 
 def stft(y, *, n_fft=2048, hop_length=None, window="hann"):
