@@ -36,6 +36,11 @@ MAX_SAMPLE = 1e10
 MAX_BETA = 10.0
 
 
+#: Highest sampling rate taken where one is asked for (10 MHz: far above any audio or
+#: ultrasound recording, as bat detectors sample at 1 MHz at most; 1e300 is a mistake).
+MAX_SR = 10_000_000
+
+
 class ParameterError(ValueError):
     """A function was called with an argument it cannot work with."""
 
@@ -75,6 +80,17 @@ def check_positive_int(value, name, minimum=1):
     if value < minimum:
         raise ParameterError(f"{name}={value!r}: must be at least {minimum}")
     return int(value)
+
+
+def check_sample_rate(sr, name="sr"):
+    """Return ``sr`` as an int in [1, :data:`MAX_SR`] Hz, or raise ParameterError.
+
+    A float is refused, even a whole one: 22050.7 would be truncated silently.
+    """
+    sr = check_positive_int(sr, name)
+    if sr > MAX_SR:
+        raise ParameterError(f"{name}={sr}: a sampling rate of at most {MAX_SR} Hz is expected")
+    return sr
 
 
 def check_nonnegative_real(value, name, allow_zero=True):

@@ -19,9 +19,10 @@ from ._validation import (
     beta_to_float,
     check_audio,
     check_positive_int,
+    check_sample_rate,
     check_spectrogram_power,
 )
-from .spectrogram import STFTParams, stack_frames, stft
+from .spectrogram import STFTParams, check_context, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models"]
 
@@ -35,6 +36,24 @@ _FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_le
 
 class ModelError(Exception):
     """A model file is missing, corrupt, foreign or inconsistent."""
+
+
+#: The array kinds (numpy's dtype.kind) a model file's scalar fields may have: whole
+#: numbers stay whole (a float sr of 22050.7 is not truncated), names are text.
+_FIELD_KINDS = {"name": ("U", "text"), "window": ("U", "text"), "sr": ("iu", "a whole number"),
+                "n_fft": ("iu", "a whole number"), "hop_length": ("iu", "a whole number"),
+                "context": ("iu", "a whole number"), "beta": ("iuf", "a real number"),
+                "power": ("iuf", "a real number")}
+
+
+def _field_value(field, value):
+    """The Python value of a model file's scalar field, or ParameterError naming it."""
+    kinds, what = _FIELD_KINDS[field]
+    if value.ndim != 0:
+        raise ParameterError(f"{field} has shape {value.shape}: parameters must be scalars")
+    if value.dtype.kind not in kinds:
+        raise ParameterError(f"{field} is {value.dtype}: expected {what}")
+    return value.item()  # int, float or str: no overflow, no truncation
 
 
 def _read_model_file(path):
@@ -194,10 +213,11 @@ class SourceModel:
                                  "mixture (free_components, --free): choose another")
         params = STFTParams(self.n_fft, self.hop_length, self.window)
         object.__setattr__(self, "hop_length", params.hop_length)
-        check_positive_int(self.sr, "sr")
+        object.__setattr__(self, "n_fft", params.n_fft)
+        object.__setattr__(self, "sr", check_sample_rate(self.sr, "sr"))
         object.__setattr__(self, "beta", beta_to_float(self.beta))
         object.__setattr__(self, "power", check_spectrogram_power(self.power))
-        check_positive_int(self.context, "context", minimum=0)
+        object.__setattr__(self, "context", check_context(self.context))
         W = np.asarray(self.templates)
         rows = (self.n_fft // 2 + 1) * (2 * self.context + 1)
         if W.ndim != 2 or W.shape[0] != rows or W.shape[1] < 1:
@@ -205,12 +225,16 @@ class SourceModel:
                 f"templates have shape {W.shape}; expected ({rows}, K) for n_fft={self.n_fft} "
                 f"and context={self.context}"
             )
-        if not np.issubdtype(W.dtype, np.floating) or not np.all(np.isfinite(W)) or W.min() < 0:
+        if not np.issubdtype(W.dtype, np.floating):
             raise ParameterError("templates must be finite, non-negative floating-point numbers")
+        with np.errstate(over="ignore"):  # beyond float32's range: Inf, refused below
+            W = np.array(W, dtype=np.float32)  # our own read-only copy
+        if not np.all(np.isfinite(W)) or W.min() < 0:
+            raise ParameterError("templates must be finite, non-negative floating-point numbers "
+                                 "(within single precision's range)")
         silent = np.flatnonzero(~W.any(axis=0))
         if len(silent):
             raise ParameterError(f"template {silent[0]} of {W.shape[1]} is all zeros: it models nothing")
-        W = np.array(W, dtype=np.float32)  # our own read-only copy
         W.setflags(write=False)
         object.__setattr__(self, "templates", W)
 
@@ -303,7 +327,7 @@ class SourceModel:
         power = default_power(beta) if power is None else check_spectrogram_power(power)
         params = STFTParams(n_fft, hop_length, window)
         n_components = check_positive_int(n_components, "n_components")
-        context = check_positive_int(context, "context", minimum=0)
+        context = check_context(context)
         semitones = _check_semitones(semitones)
         spectra = []
         for item in items:
@@ -394,31 +418,26 @@ class SourceModel:
                     raise ModelError(f"{path}: not an audionmf model file")
                 if missing:
                     raise ModelError(f"{path}: model file lacks {', '.join(missing)}")
-                version = int(data["format_version"])
+                version = data["format_version"]
+                if version.ndim != 0 or version.dtype.kind not in "iu":
+                    raise ModelError(f"{path}: not a readable model file (format_version is "
+                                     f"{version.dtype} of shape {version.shape}, not a whole number)")
+                version = int(version)
                 if version > FORMAT_VERSION:
                     raise ModelError(
                         f"{path}: model format {version} is newer than this audionmf reads "
                         f"({FORMAT_VERSION}); upgrade audionmf"
                     )
+                if version < 1:
+                    raise ModelError(f"{path}: inconsistent model: format_version={version}: "
+                                     "versions start at 1")
                 fields = {f: data[f] for f in _FIELDS[2:]}
         except ModelError:
             raise
         except (zipfile.BadZipFile, ValueError, TypeError, OSError, EOFError, KeyError) as exc:
             raise ModelError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
         try:
-            scalars = {k: v for k, v in fields.items() if k != "templates"}
-            if any(np.ndim(v) != 0 for v in scalars.values()):
-                raise ParameterError("parameters must be scalars")
-            return cls(
-                name=str(fields["name"]),
-                templates=np.asarray(fields["templates"]),
-                sr=int(fields["sr"]),
-                n_fft=int(fields["n_fft"]),
-                hop_length=int(fields["hop_length"]),
-                window=str(fields["window"]),
-                beta=float(fields["beta"]),
-                power=float(fields["power"]),
-                context=int(fields["context"]),
-            )
+            values = {f: _field_value(f, v) for f, v in fields.items() if f != "templates"}
+            return cls(templates=fields["templates"], **values)
         except (ParameterError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: inconsistent model: {exc}") from None

@@ -19,7 +19,7 @@ import numpy as np
 from ._cores import available_cores
 from ._validation import ParameterError, check_audio, check_positive_int
 
-__all__ = ["STFTParams", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",
+__all__ = ["STFTParams", "MAX_N_FFT", "MAX_CONTEXT", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",
            "unstack_frames", "mel_filters"]
 
 
@@ -318,6 +318,20 @@ def _overlap_add(frames, hop, out=None):
     return out
 
 
+#: Most frames of context on each side of a stacked frame (:func:`stack_frames`): a
+#: template then spans 65 frames (0.75 s at 44.1 kHz, hop 512), and the stacked
+#: spectrogram is 65 times the size of the plain one.
+MAX_CONTEXT = 32
+
+
+def check_context(context):
+    """Return ``context`` as an int in [0, :data:`MAX_CONTEXT`], or raise ParameterError."""
+    context = check_positive_int(context, "context", minimum=0)
+    if context > MAX_CONTEXT:
+        raise ParameterError(f"context={context}: must be at most {MAX_CONTEXT} frames on each side")
+    return context
+
+
 def stack_frames(V, context):
     """Give every frame its neighbours: column t holds frames t-c .. t+c stacked.
 
@@ -329,15 +343,19 @@ def stack_frames(V, context):
     ----------
     V : np.ndarray [shape=(n_freq, n_frames)]
     context : int
-        c, frames on each side; 0 returns V itself.
+        c, frames on each side, at most :data:`MAX_CONTEXT`; 0 returns V itself.
 
     Returns
     -------
     np.ndarray [shape=(n_freq * (2 * context + 1), n_frames)]
         Block i (rows ``i * n_freq`` to ``(i + 1) * n_freq``) holds frame ``t + i - c``.
     """
+    context = check_context(context)
     if context == 0:
         return V
+    V = np.asarray(V)
+    if V.ndim != 2 or V.shape[1] == 0:
+        raise ParameterError(f"V has shape {V.shape}; expected (n_freq, n_frames) with at least one frame")
     n_frames = V.shape[1]
     padded = np.pad(V, ((0, 0), (context, context)), mode="edge")
     return np.vstack([padded[:, i : i + n_frames] for i in range(2 * context + 1)])
@@ -345,6 +363,9 @@ def stack_frames(V, context):
 
 def unstack_frames(M, n_freq, context):
     """Inverse of :func:`stack_frames` for a model: average the 2c+1 guesses of each frame.
+
+    A guess about a frame outside the signal (a context longer than the signal)
+    is left out; every frame has at least its own.
 
     Parameters
     ----------
@@ -356,17 +377,25 @@ def unstack_frames(M, n_freq, context):
     -------
     np.ndarray [shape=(n_freq, n_frames)]
     """
+    n_freq = check_positive_int(n_freq, "n_freq")
+    context = check_context(context)
+    M = np.asarray(M)
+    if M.ndim != 2 or M.shape[0] != n_freq * (2 * context + 1):
+        raise ParameterError(f"M has shape {M.shape}; expected ({n_freq * (2 * context + 1)}, n_frames) "
+                             f"for n_freq={n_freq} and context={context}")
     if context == 0:
         return M
     n_frames = M.shape[1]
-    total = np.zeros((n_freq, n_frames), dtype=M.dtype)
+    total = np.zeros((n_freq, n_frames), dtype=np.result_type(M.dtype, np.float32))
     count = np.zeros(n_frames)
     for i in range(2 * context + 1):
         shift = i - context  # block i of column t describes frame t + shift
         lo, hi = max(0, -shift), min(n_frames, n_frames - shift)
+        if hi <= lo:  # frames outside the signal only
+            continue
         total[:, lo + shift : hi + shift] += M[i * n_freq : (i + 1) * n_freq, lo:hi]
         count[lo + shift : hi + shift] += 1
-    return total / count
+    return total / np.maximum(count, 1)  # (only a signal of no frames has a count of 0)
 
 
 def mel_filters(*, sr, n_fft, n_mels=40):

@@ -132,3 +132,122 @@ def test_a_model_file_with_unreconstructable_settings_is_inconsistent(tmp_path):
     np.savez(path, **fields)
     with pytest.raises(ModelError, match=r"m.npz: inconsistent model: hop_length=256 with n_fft=256"):
         SourceModel.load(path)
+
+
+# ----------------------------------------------------------------- point 4: frames and model files
+def test_unstack_frames_refuses_inconsistent_shapes_in_one_line():
+    from audionmf import unstack_frames
+
+    for M, n_freq, context, match in [
+        (np.ones((10, 4)), 3, 1, r"M has shape \(10, 4\); expected \(9, n_frames\)"),
+        (np.ones(9), 3, 1, r"M has shape \(9,\)"),
+        (np.ones((9, 4)), 0, 1, "n_freq=0"),
+        (np.ones((9, 4)), 3, -1, "context=-1"),
+        (np.ones((9, 4)), 3, 2**70, "context=1180591620717411303424: must be at most"),
+        (np.ones((9, 4)), 3.0, 1, "n_freq=3.0: expected an integer"),
+    ]:
+        with pytest.raises(ParameterError, match=match) as info:
+            unstack_frames(M, n_freq, context)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("n_frames, context", [(1, 1), (2, 5), (3, 3), (4, 2), (1, 32)])
+def test_unstack_frames_with_a_context_longer_than_the_signal(rng, n_frames, context):
+    """Each frame averages the guesses about it that lie inside the signal."""
+    from audionmf import stack_frames, unstack_frames
+
+    n_freq = 3
+    M = rng.random((n_freq * (2 * context + 1), n_frames))
+    expected = np.zeros((n_freq, n_frames))
+    for t in range(n_frames):
+        guesses = [M[i * n_freq:(i + 1) * n_freq, t - (i - context)] for i in range(2 * context + 1)
+                   if 0 <= t - (i - context) < n_frames]
+        expected[:, t] = np.mean(guesses, axis=0)
+    np.testing.assert_allclose(unstack_frames(M, n_freq, context), expected)
+    V = rng.random((n_freq, n_frames))
+    np.testing.assert_allclose(unstack_frames(stack_frames(V, context), n_freq, context), V)
+
+
+def _model_fields():
+    model = small_model()
+    return dict(kind=np.str_("audionmf.SourceModel"), format_version=np.int64(1), name=np.str_(model.name),
+                templates=model.templates, sr=np.int64(model.sr), n_fft=np.int64(model.n_fft),
+                hop_length=np.int64(model.hop_length), window=np.str_(model.window),
+                beta=np.float64(model.beta), power=np.float64(model.power), context=np.int64(model.context))
+
+
+ROWS = N_FFT // 2 + 1
+BAD_MODEL_FIELDS = [
+    # field, value, what the message says (after "<path>: ")
+    ("sr", np.int64(0), "inconsistent model: sr=0: must be at least 1"),
+    ("sr", np.int64(-1), "inconsistent model: sr=-1"),
+    ("sr", np.float64(1e300), "inconsistent model: sr is float64: expected a whole number"),
+    ("sr", np.float64(22050.7), "inconsistent model: sr is float64"),
+    ("sr", np.float64(np.inf), "inconsistent model: sr is float64"),
+    ("sr", np.int64(2**62), "inconsistent model: sr=4611686018427387904: a sampling rate of at most"),
+    ("sr", np.uint64(2**64 - 1), "inconsistent model: sr=18446744073709551615"),
+    ("sr", np.str_("8000"), "inconsistent model: sr is <U4"),
+    ("sr", np.array([8000, 8000]), "inconsistent model: sr has shape"),
+    ("n_fft", np.float64(2.0**70), "inconsistent model: n_fft is float64"),
+    ("n_fft", np.int64(2**62), "inconsistent model: n_fft=4611686018427387904: must be at most"),
+    ("n_fft", np.int64(0), "inconsistent model: n_fft=0"),
+    ("n_fft", np.bool_(True), "inconsistent model: n_fft is bool"),
+    ("hop_length", np.int64(0), "inconsistent model: hop_length=0"),
+    ("hop_length", np.int64(-5), "inconsistent model: hop_length=-5"),
+    ("hop_length", np.int64(2**62), "inconsistent model: hop_length=4611686018427387904 is larger"),
+    ("hop_length", np.int64(N_FFT), f"inconsistent model: hop_length={N_FFT} with n_fft={N_FFT}"),
+    ("context", np.int64(-1), "inconsistent model: context=-1"),
+    ("context", np.int64(2**62), "inconsistent model: context=4611686018427387904: must be at most"),
+    ("context", np.int64(1), r"inconsistent model: templates have shape \(129, 2\); expected \(387, K\)"),
+    ("context", np.float64(np.nan), "inconsistent model: context is float64"),
+    ("beta", np.float64(np.nan), "inconsistent model: beta=nan"),
+    ("beta", np.float64(np.inf), "inconsistent model: beta=inf"),
+    ("beta", np.float64(1e300), "inconsistent model: beta=1e\\+300"),
+    ("beta", np.str_("kl"), "inconsistent model: beta is <U2: expected a real number"),
+    ("power", np.float64(0), "inconsistent model: power=0.0"),
+    ("power", np.float64(-np.inf), "inconsistent model: power=-inf"),
+    ("power", np.float64(np.nan), "inconsistent model: power=nan"),
+    ("name", np.int64(3), "inconsistent model: name is int64: expected text"),
+    ("name", np.bytes_(b"low"), "inconsistent model: name is \\|S3"),
+    ("name", np.str_(""), "inconsistent model: name=''"),
+    ("name", np.str_("../x"), "inconsistent model: name='../x'"),
+    ("window", np.int64(1), "inconsistent model: window is int64"),
+    ("window", np.str_("nope"), "inconsistent model: window='nope'"),
+    ("templates", np.full((ROWS, 2), np.nan, np.float32), "inconsistent model: templates must be finite"),
+    ("templates", np.full((ROWS, 2), np.inf), "inconsistent model: templates must be finite"),
+    ("templates", np.full((ROWS, 2), 1e300), "inconsistent model: templates must be finite"),
+    ("templates", np.ones((ROWS, 2), np.complex128), "inconsistent model: templates must be"),
+    ("templates", np.ones((ROWS, 2), np.int64), "inconsistent model: templates must be"),
+    ("templates", np.ones(ROWS), r"inconsistent model: templates have shape \(129,\)"),
+    ("templates", np.ones((ROWS, 2, 1)), r"inconsistent model: templates have shape \(129, 2, 1\)"),
+    ("templates", np.ones((ROWS, 0)), r"inconsistent model: templates have shape \(129, 0\)"),
+    ("templates", np.float64(1.0), r"inconsistent model: templates have shape \(\)"),
+    ("format_version", np.int64(2), "model format 2 is newer than this audionmf reads"),
+    ("format_version", np.int64(2**62), "model format 4611686018427387904 is newer"),
+    ("format_version", np.int64(0), "inconsistent model: format_version=0"),
+    ("format_version", np.float64(np.inf), "not a readable model file \\(format_version is float64"),
+    ("format_version", np.float64(1.0), "not a readable model file \\(format_version is float64"),
+    ("kind", np.float64(np.nan), "not an audionmf model file"),
+]
+
+
+@pytest.mark.parametrize("field, value, match", BAD_MODEL_FIELDS,
+                         ids=[f"{f}-{v.dtype}-{v.ravel()[:1]}" for f, v, _ in BAD_MODEL_FIELDS])
+def test_hand_made_model_files_with_absurd_fields_are_refused_naming_the_field(tmp_path, field, value, match):
+    fields = _model_fields()
+    fields[field] = value
+    path = tmp_path / "m.npz"
+    np.savez(path, **fields)
+    with pytest.raises(ModelError) as info:
+        SourceModel.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    import re
+
+    assert re.search(match, message), message
+
+
+def test_the_hand_made_model_file_is_valid_as_made(tmp_path):
+    path = tmp_path / "m.npz"
+    np.savez(path, **_model_fields())
+    assert SourceModel.load(path).sr == SR
