@@ -251,3 +251,115 @@ def test_the_hand_made_model_file_is_valid_as_made(tmp_path):
     path = tmp_path / "m.npz"
     np.savez(path, **_model_fields())
     assert SourceModel.load(path).sr == SR
+
+
+# ----------------------------------------------------------------- point 5: evaluate
+def _two_sources(seconds=1.0):
+    rng = np.random.default_rng(5)
+    t = np.arange(int(SR * seconds)) / SR
+    refs = {"tone": 0.3 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 0.7 * t)),
+            "noise": 0.2 * rng.standard_normal(t.size)}
+    ests = {"tone": refs["tone"] + 0.1 * refs["noise"] + 0.02 * rng.standard_normal(t.size),
+            "noise": refs["noise"] + 0.2 * refs["tone"] + 0.02 * rng.standard_normal(t.size)}
+    return refs, ests
+
+
+def test_scores_agree_with_mir_eval():
+    import warnings
+
+    import mir_eval
+
+    from audionmf import evaluate
+
+    refs, ests = _two_sources()
+    for permutation in (False, True):
+        shuffled = {"b": ests["noise"], "a": ests["tone"]} if permutation else ests
+        result = evaluate(refs, shuffled, SR, permutation=permutation)
+        names = sorted(refs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            sdr, sir, sar, perm = mir_eval.separation.bss_eval_sources(
+                np.stack([refs[n] for n in names]), np.stack([shuffled[n] for n in sorted(shuffled)]),
+                compute_permutation=permutation)
+        for i, name in enumerate(names):
+            got = result["sources"][name]
+            np.testing.assert_allclose([got["sdr"], got["sir"], got["sar"]], [sdr[i], sir[i], sar[i]],
+                                       rtol=1e-7)
+            assert got["estimate"] == sorted(shuffled)[perm[i]]
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e30, 1e300])
+def test_scores_at_extreme_levels_are_those_at_full_scale(scale):
+    """Every score is scale-invariant; sums of squares of such samples would underflow
+    (a singular system: mir_eval's broken except clause) or overflow (NaN)."""
+    from audionmf import evaluate
+
+    refs, ests = _two_sources()
+    expected = evaluate(refs, ests, SR, mixture=refs["tone"] + refs["noise"])
+    scaled = {n: y * scale for n, y in refs.items()}
+    got = evaluate(scaled, {n: y * scale for n, y in ests.items()}, SR,
+                   mixture=(refs["tone"] + refs["noise"]) * scale)
+    for name in refs:
+        for metric in ("sdr", "sir", "sar", "si_sdr", "sdr_mix"):
+            assert np.isfinite(got["sources"][name][metric])
+            assert got["sources"][name][metric] == pytest.approx(expected["sources"][name][metric], abs=1e-6)
+    # References and estimates at levels 1e300 apart from each other, too.
+    mixed = evaluate(scaled, {n: y / scale for n, y in ests.items()}, SR)
+    assert mixed["mean"]["sdr"] == pytest.approx(expected["mean"]["sdr"], abs=1e-6)
+
+
+def test_a_constant_estimate_is_scored_without_warnings():
+    import warnings
+
+    from audionmf import evaluate
+
+    refs, _ = _two_sources()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = evaluate(refs, {"tone": np.full(SR, 0.5), "noise": refs["noise"]}, SR)
+    assert result["sources"]["tone"]["si_sdr"] == -np.inf  # nothing of the reference
+    assert np.isfinite(result["sources"]["tone"]["sdr"])
+
+
+def test_a_singular_system_is_a_one_line_error(monkeypatch):
+    from audionmf import evaluate
+
+    refs, ests = _two_sources()
+
+    def singular(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(np.linalg, "solve", singular)
+    with pytest.raises(ParameterError, match="projection on the reference is singular") as info:
+        evaluate(refs, ests, SR)
+    assert "\n" not in str(info.value)
+
+
+def test_the_same_reference_twice_is_refused():
+    from audionmf import evaluate
+
+    refs, ests = _two_sources()
+    with pytest.raises(ParameterError, match="references 'a' and 'b' are the same signal"):
+        evaluate({"a": refs["tone"], "b": -3 * refs["tone"]}, {"a": ests["tone"], "b": ests["noise"]}, SR)
+
+
+def test_ctrl_c_in_the_solver_is_an_interrupt(monkeypatch, tmp_path, capsys):
+    import soundfile as sf
+
+    from audionmf import evaluate
+    from audionmf.cli import main
+
+    refs, ests = _two_sources()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np.linalg, "solve", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(refs, ests, SR)
+    for folder, signals in (("ref", refs), ("est", ests)):
+        (tmp_path / folder).mkdir()
+        for name, y in signals.items():
+            sf.write(tmp_path / folder / f"{name}.wav", y, SR, subtype="FLOAT")
+    assert main(["evaluate", str(tmp_path / "ref"), str(tmp_path / "est")]) == 130
+    assert capsys.readouterr().err.strip() == "audionmf: interrupted"
