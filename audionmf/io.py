@@ -9,6 +9,7 @@ under the name a user asked for.
 import contextlib
 import os
 import re
+import stat
 import tempfile
 
 import numpy as np
@@ -98,6 +99,9 @@ def _open(path):
         raise AudioError(f"{path}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if not _seekable(path):
+        raise AudioError(f"{path}: is a pipe or stream, not a file: its samples are read more than "
+                         "once, so save it to a file first")
     try:
         handle = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -112,6 +116,35 @@ def _open(path):
         raise AudioError(f"{path}: truncated: its header declares {declared} samples, "
                          f"the file holds {handle.frames}")
     return handle
+
+
+def _seekable(path):
+    """Whether ``path`` can be read more than once: a regular file, or a device that
+    seeks (not a named pipe, a socket or a terminal, which would also block).
+
+    A stream is refused rather than buffered: a separation reads its input twice
+    (the fit, then block by block), and a copy of a stream of any length would
+    have to go to memory or disk unbounded.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return True  # let the open say what is wrong
+    if stat.S_ISREG(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        return True
+    if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+        return False
+    try:  # a character device: opened without blocking, seeks or not
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return True
+    try:
+        os.lseek(fd, 0, os.SEEK_CUR)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 #: Where libsndfile's log of a file's header gives the size of its sample data: the

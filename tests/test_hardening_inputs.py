@@ -363,3 +363,66 @@ def test_ctrl_c_in_the_solver_is_an_interrupt(monkeypatch, tmp_path, capsys):
             sf.write(tmp_path / folder / f"{name}.wav", y, SR, subtype="FLOAT")
     assert main(["evaluate", str(tmp_path / "ref"), str(tmp_path / "est")]) == 130
     assert capsys.readouterr().err.strip() == "audionmf: interrupted"
+
+
+# ----------------------------------------------------------------- point 9: streams as inputs
+def _fifo_with_a_writer(tmp_path, seconds=30.0):
+    """A named pipe with a thread that writes a WAV of many blocks into it once read."""
+    import io
+
+    import soundfile as sf
+
+    path = str(tmp_path / "stream.wav")
+    os.mkfifo(path)
+    data = io.BytesIO()
+    sf.write(data, np.zeros(int(SR * seconds)), SR, format="WAV", subtype="FLOAT")
+
+    def write():
+        try:
+            with open(path, "wb") as pipe:
+                pipe.write(data.getvalue())
+        except OSError:  # the reader went away
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return path, writer
+
+
+def _release(path, writer):
+    """Let a writer still waiting for a reader go."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.close(fd)
+    writer.join(5)
+
+
+@pytest.mark.parametrize("how", ["load", "Signal.open", "separate"])
+def test_a_named_pipe_input_is_refused_at_open_without_hanging(tmp_path, how, capsys):
+    from audionmf import AudioError, load
+    from audionmf.cli import main
+    from audionmf.io import Signal
+
+    path, writer = _fifo_with_a_writer(tmp_path)
+    outcome = {}
+
+    def run():
+        try:
+            if how == "separate":
+                outcome["status"] = main(["separate", path, "-o", str(tmp_path / "out"), "-q"])
+            else:
+                (load if how == "load" else Signal.open)(path)
+        except AudioError as exc:
+            outcome["error"] = str(exc)
+
+    reader = threading.Thread(target=run, daemon=True)
+    reader.start()
+    reader.join(20)
+    hung = reader.is_alive()
+    _release(path, writer)
+    assert not hung, "reading a named pipe hung"
+    if how == "separate":
+        assert outcome["status"] == 1
+        message = capsys.readouterr().err.strip().splitlines()[0]
+    else:
+        message = outcome["error"]
+    assert f"{path}: is a pipe or stream, not a file" in message and "save it to a file first" in message
