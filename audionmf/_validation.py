@@ -93,6 +93,22 @@ def check_sample_rate(sr, name="sr"):
     return sr
 
 
+def check_path(path, name="path"):
+    """Return ``os.fspath(path)``, or raise ParameterError for what is not a file name."""
+    import os
+
+    if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)) or not os.fspath(path):
+        raise ParameterError(f"{name}={path!r}: expected a file name (str or os.PathLike)")
+    return os.fspath(path)
+
+
+def check_flag(value, name):
+    """Return ``value`` as a bool, or raise ParameterError if it is not True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name}={value!r}: expected True or False")
+    return bool(value)
+
+
 def check_nonnegative_real(value, name, allow_zero=True):
     """Return ``value`` as a float, or raise if it is not a finite real >= 0 (> 0)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -135,9 +151,19 @@ def check_nonnegative_matrix(X, name, dtype=None):
     return X
 
 
+#: A 2-D signal with at most this many columns and at least 16 times as many rows is
+#: taken for soundfile's (n_samples, n_channels) layout, and refused naming the fix:
+#: as (n_channels, n_samples), it would be a few samples of many channels.
+LAYOUT_CHANNELS = 64
+
+
 def check_audio(y, name="audio", *, loudest=None):
     """Check a signal of shape (n_samples,) or (n_channels, n_samples), and with
-    ``loudest``, that no sample's magnitude exceeds it."""
+    ``loudest``, that no sample's magnitude exceeds it.
+
+    An array that looks transposed (see :data:`LAYOUT_CHANNELS`), such as the
+    (44100, 2) of ``soundfile.read``, is refused with the fix in the message.
+    """
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.floating):
         raise ParameterError(f"{name} must be floating point, got dtype {y.dtype}")
@@ -147,6 +173,11 @@ def check_audio(y, name="audio", *, loudest=None):
         )
     if y.shape[-1] == 0 or (y.ndim == 2 and y.shape[0] == 0):
         raise ParameterError(f"{name} holds no samples")
+    if y.ndim == 2 and y.shape[1] <= LAYOUT_CHANNELS and y.shape[0] >= 16 * y.shape[1]:
+        raise ParameterError(
+            f"{name} has shape {y.shape}: that is soundfile's (n_samples, n_channels) layout; "
+            "audionmf takes (n_channels, n_samples) as librosa does: pass y.T"
+        )
     if not np.all(np.isfinite(y)):
         raise ParameterError(f"{name} contains NaN or Inf samples")
     if loudest is not None:

@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from ._validation import AudioError, ParameterError, check_audio
+from ._validation import AudioError, ParameterError, check_audio, check_flag, check_sample_rate
 from .io import AUDIO_EXTENSIONS
 
 __all__ = ["evaluate", "evaluate_folders", "si_sdr", "METRICS"]
@@ -101,8 +101,15 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
         "estimates": [...]}, "sample_rate": sr}``, in dB. Estimates are cut or
         zero-padded to the references' length.
     """
+    for what, signals in (("references", references), ("estimates", estimates)):
+        if not isinstance(signals, dict):
+            raise ParameterError(f"{what} must be a dict of source name -> signal, got "
+                                 f"{type(signals).__name__}")
     if not references:
         raise ParameterError("no reference sources")
+    if sr is not None:
+        sr = check_sample_rate(sr)
+    permutation = check_flag(permutation, "permutation")
     refs = {name: _as_channels(y, f"reference {name!r}") for name, y in references.items()}
     ests = {name: _as_channels(y, f"estimate {name!r}") for name, y in estimates.items()}
     n_channels = {y.shape[0] for y in refs.values()}
@@ -253,7 +260,10 @@ def _audio_files(folder):
 
 
 def _as_channels(y, name):
-    y = check_audio(np.asarray(y, dtype=np.float64), name)
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":  # integer samples are taken as they are
+        y = y.astype(np.float64)
+    y = check_audio(y, name).astype(np.float64, copy=False)
     return y[None] if y.ndim == 1 else y
 
 

@@ -7,6 +7,7 @@ saved as ``.npz`` files that load without pickle and are checked on loading.
 """
 import io
 import math
+import numbers
 import os
 import stat
 import zipfile
@@ -18,6 +19,8 @@ from ._validation import (
     ParameterError,
     beta_to_float,
     check_audio,
+    check_nonnegative_real,
+    check_path,
     check_positive_int,
     check_sample_rate,
     check_spectrogram_power,
@@ -122,11 +125,33 @@ LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter"
                   "semitones": (-1, 0, 1)}
 
 
+#: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
+MAX_LEARN_ITER = 100_000
+#: Most templates :meth:`SourceModel.learn` learns (100 by default).
+MAX_LEARN_COMPONENTS = 10_000
+
+
+def _check_name(name):
+    """ParameterError unless ``name`` can name a model and its output file."""
+    if not isinstance(name, str) or not name.strip():
+        raise ParameterError(f"name={name!r}: a model needs a non-empty name")
+    if any(c in name for c in "/\\\0") or name.startswith("."):
+        raise ParameterError(f"name={name!r}: must be usable as a file name, "
+                             "and not a hidden one")
+    if name == "residual":
+        raise ParameterError("name='residual' is reserved for the templates learned on the "
+                             "mixture (free_components, --free): choose another")
+
+
 def _check_semitones(semitones):
     try:
-        shifts = sorted({int(k) for k in semitones})
-    except (TypeError, ValueError):
-        raise ParameterError(f"semitones={semitones!r}: expected whole numbers of semitones") from None
+        values = list(semitones)
+    except TypeError:
+        values = None
+    if values is None or isinstance(semitones, str) or any(
+            isinstance(k, bool) or not isinstance(k, numbers.Integral) for k in values):
+        raise ParameterError(f"semitones={semitones!r}: expected whole numbers of semitones")
+    shifts = sorted({int(k) for k in values})
     if not shifts or any(abs(k) > 24 for k in shifts):
         raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
     return shifts
@@ -203,14 +228,7 @@ class SourceModel:
     context: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ParameterError(f"name={self.name!r}: a model needs a non-empty name")
-        if any(c in self.name for c in "/\\\0") or self.name.startswith("."):
-            raise ParameterError(f"name={self.name!r}: must be usable as a file name, "
-                                 "and not a hidden one")
-        if self.name == "residual":
-            raise ParameterError("name='residual' is reserved for the templates learned on the "
-                                 "mixture (free_components, --free): choose another")
+        _check_name(self.name)
         params = STFTParams(self.n_fft, self.hop_length, self.window)
         object.__setattr__(self, "hop_length", params.hop_length)
         object.__setattr__(self, "n_fft", params.n_fft)
@@ -320,25 +338,55 @@ class SourceModel:
         from .nmf import nmf
         from .separate import default_power
 
-        items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray)) else list(audio)
+        if isinstance(audio, (str, os.PathLike, np.ndarray)):
+            items = [audio]
+        elif isinstance(audio, (list, tuple)):
+            items = list(audio)
+        else:
+            raise ParameterError(f"audio={audio!r:.60}: expected a path, an array of samples, "
+                                 "or a list of them")
         if not items:
-            raise ParameterError("learn needs at least one example recording")
+            raise ParameterError("audio=[]: learn needs at least one example recording")
+        _check_name(name)
+        if sr is not None:
+            sr = check_sample_rate(sr)
+        max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+        if max_iter > MAX_LEARN_ITER:
+            raise ParameterError(f"max_iter={max_iter}: must be at most {MAX_LEARN_ITER}")
+        check_nonnegative_real(sparsity, "sparsity")
+        if isinstance(silence_db, bool) or not isinstance(silence_db, numbers.Real) \
+                or not -np.inf < silence_db <= 0:
+            raise ParameterError(f"silence_db={silence_db!r}: expected a finite level in dB, at most 0")
+        if not (random_state is None or isinstance(random_state, np.random.Generator) or (
+                isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+                and random_state >= 0)):
+            raise ParameterError(f"random_state={random_state!r}: expected None, a seed >= 0 or a "
+                                 "numpy Generator")
+        if callback is not None and not callable(callback):
+            raise ParameterError(f"callback={callback!r}: expected a function or None")
         beta = beta_to_float(beta)
         power = default_power(beta) if power is None else check_spectrogram_power(power)
         params = STFTParams(n_fft, hop_length, window)
         n_components = check_positive_int(n_components, "n_components")
+        if n_components > MAX_LEARN_COMPONENTS:
+            raise ParameterError(f"n_components={n_components}: must be at most {MAX_LEARN_COMPONENTS}")
         context = check_context(context)
         semitones = _check_semitones(semitones)
         spectra = []
-        for item in items:
+        for i, item in enumerate(items):
             if isinstance(item, (str, os.PathLike)):
+                check_path(item, f"audio[{i}]" if isinstance(audio, (list, tuple)) else "audio")
                 y, sr_item = load(item, sr=sr, mono=True, dtype=np.float64)
                 sr = sr_item if sr is None else sr
                 label = os.fspath(item)
             else:
                 if sr is None:
                     raise ParameterError("sr is needed when examples are given as arrays")
-                y = check_audio(np.asarray(item, dtype=np.float64), "example")
+                y = np.asarray(item)
+                if y.dtype.kind in "iu":
+                    y = y.astype(np.float64)
+                y = check_audio(y, f"audio[{i}]" if len(items) > 1 or not isinstance(audio, np.ndarray)
+                                else "audio").astype(np.float64, copy=False)
                 y = y.mean(axis=0) if y.ndim == 2 else y
                 label = "an example"
             if y.shape[-1] < params.n_fft:
@@ -408,7 +456,7 @@ class SourceModel:
             Missing, not an audionmf model, from a newer version, or with
             inconsistent contents; the message names the file and the problem.
         """
-        path = os.fspath(path)
+        path = check_path(path)
         contents = _read_model_file(path)
         try:
             _check_unpacked_size(path, contents)

@@ -174,11 +174,19 @@ def istft(S, *, length, n_fft=2048, hop_length=None, window="hann"):
     params = STFTParams(n_fft, hop_length, window)
     length = check_positive_int(length, "length")
     S = np.asarray(S)
-    if S.ndim < 2 or S.shape[-2] != params.n_fft // 2 + 1:
+    if S.dtype.kind not in "fc":
+        raise ParameterError(f"S must be complex (or real) numbers, got dtype {S.dtype}")
+    if S.ndim < 2 or S.shape[-2] != params.n_fft // 2 + 1 or S.shape[-1] == 0:
         raise ParameterError(
             f"S has shape {S.shape}; expected (..., {params.n_fft // 2 + 1}, n_frames) "
             f"for n_fft={params.n_fft}"
         )
+    if not np.all(np.isfinite(S)):
+        raise ParameterError("S contains NaN or Inf")
+    reach = S.shape[-1] * params.hop_length + params.n_fft
+    if length > reach:  # stft of a signal this long gives more frames
+        raise ParameterError(f"length={length}: {S.shape[-1]} frames of hop_length={params.hop_length} "
+                             f"cover at most {reach} samples")
     inverse = OverlapAdd(params, length, S.shape[:-2], np.float32 if S.dtype == np.complex64 else np.float64)
     return np.concatenate([inverse.add(S), inverse.close()], axis=-1)
 

@@ -435,3 +435,132 @@ def test_a_named_pipe_input_is_refused_at_open_without_hanging(tmp_path, how, ca
     else:
         message = outcome["error"]
     assert f"{path}: is a pipe or stream, not a file" in message and "save it to a file first" in message
+
+
+# ----------------------------------------------------------------- point 8: arrays and argument types
+@pytest.mark.parametrize("shape", [(44100, 2), (8000, 1), (20000, 6)])
+def test_a_soundfile_layout_array_is_named_with_the_fix(shape):
+    from audionmf import separate, stft
+
+    y = np.random.default_rng(0).standard_normal(shape) * 0.1
+    for call in (lambda: separate(y, SR), lambda: stft(y)):
+        with pytest.raises(ParameterError) as info:
+            call()
+        message = str(info.value)
+        assert f"shape {shape}" in message and "(n_samples, n_channels)" in message and "y.T" in message
+        assert "too short" not in message and "\n" not in message
+
+
+def test_many_short_channels_are_not_taken_for_the_soundfile_layout():
+    from audionmf import stft
+
+    assert stft(np.zeros((200, 512)) + 0.1, n_fft=64).shape == (200, 33, 33)
+
+
+# The table: every argument of the public functions of io, spectrogram, models and
+# evaluate at its bounds, just past them, and absurd. Each row: a call, the
+# argument's name (None: the call must succeed).
+def _api_table():
+    import audionmf
+    from audionmf import STFTParams, SourceModel, evaluate, istft, load, save, stft
+
+    y = np.random.default_rng(1).standard_normal(4096) * 0.1
+    S = stft(y, n_fft=N_FFT)
+    refs = {"a": y[:1024]}  # one source: one small projection per call
+    learn = dict(n_components=2, n_fft=N_FFT, context=0, max_iter=2, semitones=(0,))
+    absurd = [0, -1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5, None]
+    rows = []
+
+    def row(name, call, values, ok=(), where=""):
+        rows.extend((f"{where}{name}", name, call, v, False) for v in values)
+        rows.extend((f"{where}{name}", name, call, v, True) for v in ok)
+
+    sample = str(__import__("conftest").SAMPLE)
+    row("sr", lambda v, tmp: load(sample, sr=v), absurd[:-1] + [22050.7, 10**7 + 1, np.float64(8000)],
+        ok=[8000, np.int64(11025), None])
+    row("mono", lambda v, tmp: load(sample, mono=v), ["yes", 1, None, np.nan], ok=[True, np.bool_(False)])
+    row("dtype", lambda v, tmp: load(sample, dtype=v), [np.int16, "int32", None, "nonsense", 5, np.complex128],
+        ok=[np.float64, "float32"])
+    row("path", lambda v, tmp: load(v), [5, None, 2.5, True, [sample]])
+    row("sr", lambda v, tmp: save(tmp / "o.wav", y, v), absurd + [22050.7, 10**7 + 1], ok=[1, 8000])
+    row("subtype", lambda v, tmp: save(tmp / "o.wav", y, SR, subtype=v), [5, "NOPE", True, np.nan],
+        ok=["PCM_16", None])
+    row("path", lambda v, tmp: save(v, y, SR), [5, None, True])
+    row("y", lambda v, tmp: save(tmp / "o.wav", v, SR), ["abc", None, np.array([np.nan]), np.zeros((2, 3, 4))])
+    for fn in ("stft", "istft"):
+        call = (lambda f: (lambda kw: f(kw)))(None)
+        rows_fn = (lambda kw, fn=fn: stft(y, **kw) if fn == "stft" else istft(S, length=len(y), **kw))
+        row("n_fft", lambda v, tmp, r=rows_fn: r({"n_fft": v}),
+            absurd + [1, 3, 2**20 + 1, np.float64(256), "256"], ok=[] if fn == "istft" else [4, 2**20])
+        row("hop_length", lambda v, tmp, r=rows_fn: r({"n_fft": N_FFT, "hop_length": v}),
+            [0, -1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5, N_FFT + 1, 0.25 * N_FFT],
+            ok=[N_FFT // 4, None] if fn == "istft" else [1, N_FFT // 2, None])
+        row("window", lambda v, tmp, r=rows_fn: r({"n_fft": N_FFT, "window": v}),
+            [5, None, "nope", np.nan, ("kaiser", 8), True], ok=["hann", "hamming"])
+    row("y", lambda v, tmp: stft(v), ["abc", None, np.array([np.inf]), np.zeros((2, 2, 600)), 5.0,
+                                      np.zeros(600, np.int16), np.array([], float)])
+    row("length", lambda v, tmp: istft(S, length=v, n_fft=N_FFT), absurd[:-1] + [np.float64(4096)],
+        ok=[1, 4096, np.int64(10)])
+    row("S", lambda v, tmp: istft(v, length=10, n_fft=N_FFT), ["abc", None, np.zeros((3, 4)),
+                                                               np.full((129, 4), np.nan)])
+    row("n_fft", lambda v, tmp: STFTParams(v), absurd + [1, 3, 2**20 + 1], ok=[4, 2**20])
+    row("hop_length", lambda v, tmp: STFTParams(N_FFT, v), [0, -1, np.nan, np.inf, 1e300, 2**70, "x", True,
+                                                            2.5, N_FFT + 1], ok=[1, N_FFT // 2, None])
+    row("window", lambda v, tmp: STFTParams(N_FFT, None, v), [5, None, "", "nope", np.nan], ok=["blackman"])
+    row("references", lambda v, tmp: evaluate(v, refs, SR), [[y], None, 5, "ab"], ok=[refs])
+    row("reference 'a'", lambda v, tmp: evaluate({"a": v}, refs, SR), ["abc", None, np.full(1024, np.nan),
+                                                                        np.zeros((1024, 2)) + 0.1])
+    row("estimates", lambda v, tmp: evaluate(refs, v, SR), [[y], None, 5, "ab"], ok=[refs])
+    row("estimate 'a'", lambda v, tmp: evaluate(refs, {"a": v}, SR), ["abc", None, np.array([np.inf])])
+    row("sr", lambda v, tmp: evaluate(refs, refs, v), absurd[:-1] + [22050.7, 10**7 + 1],
+        ok=[None, 8000, np.int64(8000)])
+    row("permutation", lambda v, tmp: evaluate(refs, refs, SR, permutation=v), ["yes", 1, None, np.nan],
+        ok=[True, False])
+    row("mixture", lambda v, tmp: evaluate(refs, refs, SR, mixture=v), ["abc", np.zeros(1024), 5,
+                                                                         np.full(1024, np.inf)],
+        ok=[None, y[:1024]])
+    row("path", lambda v, tmp: SourceModel.load(v), [5, None, True, 2.5])
+    for arg, values, ok in [
+        ("sr", absurd + [22050.7, 10**7 + 1, np.float64(8000)], [SR]),
+        ("name", [5, None, "", "a/b", ".hidden", "residual", True], ["ok"]),
+        ("n_components", absurd + [10_001], [1]),
+        ("n_fft", absurd + [1, 2**20 + 1], [N_FFT]),
+        ("hop_length", [0, -1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5, N_FFT], [N_FFT // 2]),
+        ("window", [5, "nope", np.nan], ["hamming"]),
+        ("beta", [np.nan, np.inf, 1e300, 2**70, "x", True, None, 10.5], [0, "is", 2]),
+        ("power", [0, -1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5], [None, 2, 0.5]),
+        ("context", [-1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5, 33], [0, 1]),
+        ("semitones", [[np.inf], [np.nan], [1e300], [2**70], "x", [25], [], 5, [True], [0.5]], [(0,), [-1, 1]]),
+        ("sparsity", [-1, np.nan, np.inf, "x", True], [0, 0.5, 1e300]),
+        ("max_iter", [-1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5], [1, 0]),
+        ("silence_db", [np.nan, np.inf, -np.inf, 1e300, 2**70, "x", True, 1.0, None], [-40, -120.5, 0]),
+        ("random_state", ["x", 2.5, -1, np.nan], [None, 0, np.random.default_rng(0)]),
+        ("callback", ["x", 5, True], [None, lambda i, loss: None]),
+    ]:
+        def call(v, tmp, arg=arg):
+            kw = {**learn, "name": "m", arg: v}
+            return SourceModel.learn(y, kw.pop("sr", SR), **kw)
+        row(arg, call, values, ok=ok, where="learn.")
+    row("audio", lambda v, tmp: SourceModel.learn(v, SR, name="m", **learn),
+        [5, None, "", [], [None], [""], [["abc"]], np.zeros((2, 2, 600)), True, {"a": y}], ok=[[y, y]],
+        where="learn.")
+    return rows
+
+
+API_TABLE = _api_table()
+
+
+@pytest.mark.parametrize("name, call, value, ok", [row[1:] for row in API_TABLE],
+                         ids=[f"{i}-{label}-{'ok' if ok else 'bad'}-{str(v)[:20]}"
+                              for i, (label, _, _, v, ok) in enumerate(API_TABLE)])
+def test_api_arguments_at_their_bounds_and_beyond(tmp_path, name, call, value, ok):
+    from audionmf import AudioError
+
+    if ok:
+        call(value, tmp_path)
+        return
+    with pytest.raises((ParameterError, AudioError, ModelError)) as info:
+        call(value, tmp_path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert name in message, message
