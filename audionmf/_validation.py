@@ -41,9 +41,11 @@ MAX_BETA = 10.0
 #: minutes at 44.1 kHz, 127 MB). Beyond it, a refusal before any work instead of
 #: running out of memory.
 MAX_COMPONENTS = 4096
-#: Highest sampling rate taken where the rate is chosen (a model's, a resampling's):
-#: 768 kHz, the highest rate audio interfaces use.
-MAX_SAMPLE_RATE = 768_000
+#: Highest sampling rate taken where one is asked for (a model's, a resampling's, a
+#: file's to write): 768 kHz, the highest rate audio interfaces record at. A model at
+#: 10 MHz learned from 30 s of examples would need about 10 GB for its spectrogram;
+#: 1e300 is a mistake.
+MAX_SR = 768_000
 
 
 class ParameterError(ValueError):
@@ -89,6 +91,33 @@ def check_positive_int(value, name, minimum=1, maximum=None):
     return int(value)
 
 
+def check_sample_rate(sr, name="sr"):
+    """Return ``sr`` as an int in [1, :data:`MAX_SR`] Hz, or raise ParameterError.
+
+    A float is refused, even a whole one: 22050.7 would be truncated silently.
+    """
+    sr = check_positive_int(sr, name)
+    if sr > MAX_SR:
+        raise ParameterError(f"{name}={sr}: a sampling rate of at most {MAX_SR} Hz is expected")
+    return sr
+
+
+def check_path(path, name="path"):
+    """Return ``os.fspath(path)``, or raise ParameterError for what is not a file name."""
+    import os
+
+    if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)) or not os.fspath(path):
+        raise ParameterError(f"{name}={path!r}: expected a file name (str or os.PathLike)")
+    return os.fspath(path)
+
+
+def check_flag(value, name):
+    """Return ``value`` as a bool, or raise ParameterError if it is not True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name}={value!r}: expected True or False")
+    return bool(value)
+
+
 def check_nonnegative_real(value, name, allow_zero=True):
     """Return ``value`` as a float, or raise if it is not a finite real >= 0 (> 0)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -131,9 +160,19 @@ def check_nonnegative_matrix(X, name, dtype=None):
     return X
 
 
+#: A 2-D signal with at most this many columns and at least 16 times as many rows is
+#: taken for soundfile's (n_samples, n_channels) layout, and refused naming the fix:
+#: as (n_channels, n_samples), it would be a few samples of many channels.
+LAYOUT_CHANNELS = 64
+
+
 def check_audio(y, name="audio", *, loudest=None):
     """Check a signal of shape (n_samples,) or (n_channels, n_samples), and with
-    ``loudest``, that no sample's magnitude exceeds it."""
+    ``loudest``, that no sample's magnitude exceeds it.
+
+    An array that looks transposed (see :data:`LAYOUT_CHANNELS`), such as the
+    (44100, 2) of ``soundfile.read``, is refused with the fix in the message.
+    """
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.floating):
         raise ParameterError(f"{name} must be floating point, got dtype {y.dtype}")
@@ -143,6 +182,11 @@ def check_audio(y, name="audio", *, loudest=None):
         )
     if y.shape[-1] == 0 or (y.ndim == 2 and y.shape[0] == 0):
         raise ParameterError(f"{name} holds no samples")
+    if y.ndim == 2 and y.shape[1] <= LAYOUT_CHANNELS and y.shape[0] >= 16 * y.shape[1]:
+        raise ParameterError(
+            f"{name} has shape {y.shape}: that is soundfile's (n_samples, n_channels) layout; "
+            "audionmf takes (n_channels, n_samples) as librosa does: pass y.T"
+        )
     if not np.all(np.isfinite(y)):
         raise ParameterError(f"{name} contains NaN or Inf samples")
     if loudest is not None:

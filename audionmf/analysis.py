@@ -12,13 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._threads import serial_blas
-from ._validation import (
-    MAX_SAMPLE_RATE,
-    ParameterError,
-    beta_to_float,
-    check_positive_int,
-    check_spectrogram_power,
-)
+from ._validation import ParameterError, beta_to_float, check_sample_rate, check_spectrogram_power
 from .spectrogram import STFTParams, stack_frames
 
 __all__ = ["Analysis", "default_power", "templates_at_rate"]
@@ -65,7 +59,7 @@ class Analysis:
         yet (:meth:`audionmf.SourceModel.learn` takes its first file's)."""
         beta = beta_to_float("kl" if beta is None else beta)
         return cls(
-            sr=None if sr is None else check_positive_int(sr, "sr", maximum=MAX_SAMPLE_RATE),
+            sr=None if sr is None else check_sample_rate(sr),
             stft=STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann"),
             beta=beta,
             power=default_power(beta) if power is None else check_spectrogram_power(power),

@@ -1,18 +1,32 @@
 """Separation metrics: BSS Eval v3 (SDR, SIR, SAR) and SI-SDR.
 
-SDR, SIR and SAR are exactly those of :func:`mir_eval.separation.bss_eval_sources`
-(BSS Eval v3, Vincent, Gribonval & Févotte 2006, doi:10.1109/TSA.2005.858005),
-which this module calls. SI-SDR is the scale-invariant SDR of Le Roux, Wisdom,
-Erdogan & Hershey (2019), doi:10.1109/ICASSP.2019.8683855, on zero-mean signals.
+SDR, SIR and SAR are those of :func:`mir_eval.separation.bss_eval_sources` 0.8
+(BSS Eval v3, Vincent, Gribonval & Févotte 2006, doi:10.1109/TSA.2005.858005):
+the estimate is projected on the references delayed by 0 to 511 samples. They are
+computed here, step for step as mir_eval does (the tests compare them), rather
+than by calling it: mir_eval 0.8.2 catches ``np.linalg.linalg.LinAlgError``, a
+name numpy 2 removed, so a singular system or a Ctrl-C in its solver became an
+AttributeError; its lstsq fallback scored references that are copies of each
+other as if they were separable; and it deprecates the function (gone in 0.9).
+Here the references' Gram matrix is built and factored once per channel, not once
+per pair (with the permutation, 3 factorizations for 2 sources instead of 8).
+SI-SDR is the scale-invariant SDR of Le Roux, Wisdom, Erdogan & Hershey (2019),
+doi:10.1109/ICASSP.2019.8683855, on zero-mean signals.
+
+All four scores are invariant to the scale of every reference and estimate (the
+projections depend only on the span of the references), so each signal is
+divided by its peak before scoring: samples anywhere in float64's range (1e-300
+to 1e300) give the scores of the same signals at full scale, where sums of
+squares would otherwise underflow or overflow.
 
 Multichannel signals are scored channel by channel and the scores averaged.
 """
+import itertools
 import os
-import warnings
 
 import numpy as np
 
-from ._validation import AudioError, ParameterError, check_audio
+from ._validation import AudioError, ParameterError, check_audio, check_flag, check_sample_rate
 from .io import AUDIO_EXTENSIONS
 
 __all__ = ["evaluate", "evaluate_folders", "si_sdr", "METRICS"]
@@ -22,15 +36,40 @@ MIXTURE_NAME = "mix"
 
 
 def si_sdr(reference, estimate):
-    """Scale-invariant SDR in dB of one mono estimate (zero-mean, Le Roux et al. 2019)."""
-    s = np.asarray(reference, dtype=np.float64)
-    s_hat = np.asarray(estimate, dtype=np.float64)
-    s = s - s.mean()
-    s_hat = s_hat - s_hat.mean()
-    alpha = np.dot(s_hat, s) / np.dot(s, s)
-    target = alpha * s
+    """Scale-invariant SDR in dB of one mono estimate (zero-mean, Le Roux et al. 2019).
+
+    ``-inf`` for an estimate that holds nothing of the reference (a constant one);
+    a constant reference is refused, as SI-SDR is undefined for it.
+    """
+    s = _unit_peak(_as_channels(reference, "reference"))
+    s_hat = _unit_peak(_as_channels(estimate, "estimate"))
+    if s.shape != s_hat.shape or s.shape[0] != 1:
+        raise ParameterError(f"si_sdr scores one mono signal against another of the same length, "
+                             f"got shapes {np.shape(reference)} and {np.shape(estimate)}")
+    s, s_hat = s[0] - s[0].mean(), s_hat[0] - s_hat[0].mean()
+    energy = np.dot(s, s)
+    if energy == 0:
+        raise ParameterError("the reference is constant: SI-SDR is undefined for it")
+    target = (np.dot(s_hat, s) / energy) * s
     noise = s_hat - target
-    return float(10 * np.log10(np.dot(target, target) / max(np.dot(noise, noise), 1e-300)))
+    return _db(np.dot(target, target), np.dot(noise, noise))
+
+
+def _mean(values):
+    """The mean of scores in dB; NaN, without a warning, for one of +inf and one of -inf."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.isposinf(values).any() and np.isneginf(values).any():
+        return float("nan")
+    return float(np.mean(values))
+
+
+def _db(num, den):
+    """10 log10(num / den): +inf for a zero ``den``, -inf for a zero ``num``, no warnings."""
+    if den == 0:
+        return np.inf if num > 0 else -np.inf
+    if num == 0:
+        return -np.inf
+    return float(10 * np.log10(num / den))
 
 
 def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None):
@@ -62,8 +101,15 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
         "estimates": [...]}, "sample_rate": sr}``, in dB. Estimates are cut or
         zero-padded to the references' length.
     """
+    for what, signals in (("references", references), ("estimates", estimates)):
+        if not isinstance(signals, dict):
+            raise ParameterError(f"{what} must be a dict of source name -> signal, got "
+                                 f"{type(signals).__name__}")
     if not references:
         raise ParameterError("no reference sources")
+    if sr is not None:
+        sr = check_sample_rate(sr)
+    permutation = check_flag(permutation, "permutation")
     refs = {name: _as_channels(y, f"reference {name!r}") for name, y in references.items()}
     ests = {name: _as_channels(y, f"estimate {name!r}") for name, y in estimates.items()}
     n_channels = {y.shape[0] for y in refs.values()}
@@ -101,6 +147,12 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
             if kind == "reference" and any(np.ptp(y[c]) == 0 for c in range(n_channels)):
                 raise ParameterError(f"reference {name!r} is constant: SI-SDR is undefined for it")
 
+    for (i, a), (j, b) in itertools.combinations(enumerate(ref_names), 2):
+        for c in range(n_channels):
+            x, y = _unit_peak(refs[a][c:c + 1])[0], _unit_peak(refs[b][c:c + 1])[0]
+            if np.allclose(x, y, rtol=0, atol=1e-9) or np.allclose(x, -y, rtol=0, atol=1e-9):
+                raise ParameterError(f"references {a!r} and {b!r} are the same signal (up to its "
+                                     "level): BSS Eval cannot tell them apart")
     ref_stack = np.stack([refs[n] for n in ref_names])  # (n_src, n_channels, n_samples)
     est_stack = np.stack([ests[n] for n in est_names])
     sdr, sir, sar, perm = _bss_eval_per_channel(ref_stack, est_stack, permutation)
@@ -111,7 +163,7 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
             "sdr": sdr[i],
             "sir": sir[i],
             "sar": sar[i],
-            "si_sdr": float(np.mean([si_sdr(ref_stack[i, c], est_stack[j, c]) for c in range(n_channels)])),
+            "si_sdr": _mean([si_sdr(ref_stack[i, c], est_stack[j, c]) for c in range(n_channels)]),
             "estimate": est_names[j],
         }
     if mixture is not None:
@@ -124,7 +176,7 @@ def evaluate(references, estimates, sr=None, *, permutation=False, mixture=None)
             scores[name]["sdr_mix"] = mix_sdr[i]
             scores[name]["sdri"] = scores[name]["sdr"] - mix_sdr[i]
     keys = [k for k in scores[ref_names[0]] if k != "estimate"]
-    mean = {k: float(np.mean([scores[n][k] for n in ref_names])) for k in keys}
+    mean = {k: _mean([scores[n][k] for n in ref_names]) for k in keys}
     return {"sources": scores, "mean": mean, "ignored": ignored, "sample_rate": sr}
 
 
@@ -208,7 +260,10 @@ def _audio_files(folder):
 
 
 def _as_channels(y, name):
-    y = check_audio(np.asarray(y, dtype=np.float64), name)
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":  # integer samples are taken as they are
+        y = y.astype(np.float64)
+    y = check_audio(y, name).astype(np.float64, copy=False)
     return y[None] if y.ndim == 1 else y
 
 
@@ -218,26 +273,144 @@ def _fit_length(y, length):
     return np.pad(y, ((0, 0), (0, length - y.shape[1])))
 
 
-def _bss_eval_per_channel(refs, ests, permutation):
-    """mir_eval's bss_eval_sources on each channel; scores averaged over channels.
+def _unit_peak(y):
+    """``y`` of shape (n, n_samples) with each row divided by its peak (all-zero rows kept).
 
-    The permutation is decided on the first channel and kept for the others.
+    The scores are invariant to these scales; the peak, unlike the RMS, is computed
+    without overflow for any finite samples.
     """
-    import mir_eval
+    peak = np.abs(y).max(axis=-1, keepdims=True)
+    return y / np.where(peak > 0, peak, 1.0)
 
+
+#: Filter length of BSS Eval v3's projection: distortions by filters of 512 taps are
+#: allowed (mir_eval's ``flen``).
+_FILTER_LENGTH = 512
+
+
+def _bss_eval_per_channel(refs, ests, permutation):
+    """BSS Eval v3 on each channel; scores averaged over channels.
+
+    The permutation is decided on the first channel and kept for the others
+    (``perm[i]`` is the estimate of reference ``i``).
+    """
     n_src, n_channels, _ = refs.shape
-    totals = np.zeros((3, n_src))
+    per_channel = []
     perm = np.arange(n_src)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # deprecated in 0.8, kept < 0.9
-        for c in range(n_channels):
-            est_c = ests[perm, c] if c else ests[:, c]
-            sdr, sir, sar, p = mir_eval.separation.bss_eval_sources(
-                refs[:, c], est_c, compute_permutation=permutation and c == 0
-            )
-            if c == 0:
-                perm = np.asarray(p)
-                # mir_eval returns scores in reference order with perm[i] = estimate of reference i
-            totals += np.stack([sdr, sir, sar])
-    totals /= n_channels
-    return totals[0].tolist(), totals[1].tolist(), totals[2].tolist(), perm.tolist()
+    for c in range(n_channels):
+        sdr, sir, sar, p = _bss_eval_sources(_unit_peak(refs[:, c]), _unit_peak(ests[perm, c] if c else ests[:, c]),
+                                             permutation and c == 0)
+        if c == 0:
+            perm = p
+        per_channel.append(np.stack([sdr, sir, sar]))
+    per_channel = np.stack(per_channel)  # (n_channels, 3, n_src)
+    sdr, sir, sar = ([_mean(per_channel[:, m, i]) for i in range(n_src)] for m in range(3))
+    return sdr, sir, sar, perm.tolist()
+
+
+def _bss_eval_sources(refs, ests, permutation):
+    """mir_eval.separation.bss_eval_sources (0.8) of (n_src, n_samples) arrays.
+
+    Returns sdr, sir, sar (by reference) and perm (the estimate of each reference):
+    with ``permutation``, the assignment with the highest mean SIR (the first
+    such in itertools' order, as mir_eval).
+    """
+    n_src = refs.shape[0]
+    projector = _Projector(refs)
+    pairs = list(itertools.product(range(n_src), range(n_src))) if permutation else \
+        [(j, j) for j in range(n_src)]
+    scores = np.full((3, n_src, n_src), np.nan)  # [metric, estimate, reference]
+    for j_est, j_ref in pairs:
+        scores[:, j_est, j_ref] = projector.criteria(ests[j_est], j_ref)
+    if not permutation:
+        return scores[0].diagonal(), scores[1].diagonal(), scores[2].diagonal(), np.arange(n_src)
+    orders = list(itertools.permutations(range(n_src)))
+    best = np.asarray(orders[int(np.argmax([np.mean(scores[1][order, np.arange(n_src)])
+                                             for order in orders]))])
+    index = (best, np.arange(n_src))
+    return scores[0][index], scores[1][index], scores[2][index], best
+
+
+class _Projector:
+    """Least-squares projections of estimates on the references delayed by 0 to
+    ``_FILTER_LENGTH - 1`` samples (mir_eval's ``_project``), with the references'
+    Gram matrix computed once."""
+
+    def __init__(self, refs):
+        import scipy.fft
+
+        self.refs = refs
+        self.factors = {}
+        n_src, n_samples = refs.shape
+        flen = _FILTER_LENGTH
+        self.n_fft = int(2 ** np.ceil(np.log2(n_samples + flen - 1.0)))
+        self.spectra = scipy.fft.fft(refs, n=self.n_fft, axis=1)
+        self.gram = np.zeros((n_src * flen, n_src * flen))
+        for i in range(n_src):
+            for j in range(i, n_src):
+                corr = np.real(scipy.fft.ifft(self.spectra[i] * np.conj(self.spectra[j])))
+                block = _toeplitz_lags(corr, flen)
+                self.gram[i * flen:(i + 1) * flen, j * flen:(j + 1) * flen] = block
+                self.gram[j * flen:(j + 1) * flen, i * flen:(i + 1) * flen] = block.T
+
+    def _factors(self, sources):
+        """LU factors of the Gram matrix of the references ``sources``, computed once
+        (LAPACK's getrf, as np.linalg.solve, which mir_eval calls for every pair)."""
+        import scipy.linalg
+
+        key = tuple(sources)
+        if key not in self.factors:
+            rows = np.concatenate([np.arange(i * _FILTER_LENGTH, (i + 1) * _FILTER_LENGTH) for i in sources])
+            lu, piv = scipy.linalg.lu_factor(self.gram[np.ix_(rows, rows)], check_finite=False)
+            if not np.all(np.diagonal(lu)):  # a zero pivot: singular (numpy raises LinAlgError)
+                names = "reference" if len(sources) == 1 else "references"
+                raise ParameterError(f"BSS Eval's projection on the {names} is singular: a reference "
+                                     "is a copy (or a filtered copy) of another, so they cannot be "
+                                     "told apart")
+            self.factors[key] = (lu, piv)
+        return self.factors[key]
+
+    def project(self, estimate, sources):
+        """Projection of ``estimate`` on the delayed references ``sources`` (a list of
+        indices), ``n_samples + flen - 1`` samples long."""
+        import scipy.fft
+        import scipy.linalg
+        import scipy.signal
+
+        flen = _FILTER_LENGTH
+        n_samples = self.refs.shape[1]
+        est_spectrum = scipy.fft.fft(estimate, n=self.n_fft)
+        D = np.concatenate([_lags(np.real(scipy.fft.ifft(self.spectra[i] * np.conj(est_spectrum))), flen)
+                            for i in sources])
+        C = scipy.linalg.lu_solve(self._factors(sources), D).reshape(flen, len(sources), order="F")
+        projection = np.zeros(n_samples + flen - 1)
+        for k, i in enumerate(sources):
+            projection += scipy.signal.fftconvolve(C[:, k], self.refs[i])
+        return projection
+
+    def criteria(self, estimate, j):
+        """SDR, SIR and SAR of ``estimate`` as the estimate of reference ``j``
+        (mir_eval's ``_bss_decomp_mtifilt`` and ``_bss_source_crit``)."""
+        n_src, n_samples = self.refs.shape
+        s_filt = self.project(estimate, [j])  # the target: s_true + e_spat
+        s_all = s_filt if n_src == 1 else self.project(estimate, list(range(n_src)))
+        e_interf = s_all - s_filt
+        e_artif = -s_all
+        e_artif[:n_samples] += estimate
+        sdr = _db(np.sum(s_filt**2), np.sum((e_interf + e_artif) ** 2))
+        sir = _db(np.sum(s_filt**2), np.sum(e_interf**2))
+        sar = _db(np.sum((s_filt + e_interf) ** 2), np.sum(e_artif**2))
+        return sdr, sir, sar
+
+
+def _lags(corr, flen):
+    """A circular correlation's values at lags 0, -1, ..., -(flen - 1)."""
+    return np.concatenate([corr[:1], corr[-1:-flen:-1]])
+
+
+def _toeplitz_lags(corr, flen):
+    """scipy.linalg.toeplitz(_lags(corr, flen), corr[:flen]): entry (a, b) is the
+    correlation at lag b - a."""
+    import scipy.linalg
+
+    return scipy.linalg.toeplitz(_lags(corr, flen), r=corr[:flen])

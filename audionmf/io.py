@@ -11,11 +11,20 @@ import errno
 import os
 import re
 import secrets
+import stat
 
 import numpy as np
 import soundfile as sf
 
-from ._validation import MAX_SAMPLE, AudioError, ParameterError, check_positive_int
+from ._validation import (
+    MAX_SAMPLE,
+    AudioError,
+    ParameterError,
+    check_flag,
+    check_path,
+    check_positive_int,
+    check_sample_rate,
+)
 
 __all__ = ["load", "save", "resample", "Signal", "OutputFiles", "WRITE_FORMATS"]
 
@@ -62,9 +71,11 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     >>> y.shape, sr
     ((220500,), 22050)
     """
-    path = os.fspath(path)
+    path = check_path(path)
     if sr is not None:
-        sr = check_positive_int(sr, "sr")
+        sr = check_sample_rate(sr)
+    mono = check_flag(mono, "mono")
+    dtype = _check_float_dtype(dtype)
     with _open(path) as f:
         try:
             data = f.read(dtype="float64", always_2d=True)
@@ -93,12 +104,26 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     return np.ascontiguousarray(y, dtype=dtype), int(file_sr)
 
 
+def _check_float_dtype(dtype):
+    """``dtype`` as a floating np.dtype, or ParameterError naming it."""
+    try:
+        kind = np.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        kind = None
+    if kind is None or kind.kind != "f":
+        raise ParameterError(f"dtype={dtype!r}: expected a floating type, np.float32 or np.float64")
+    return kind
+
+
 def _open(path):
     """An open soundfile.SoundFile, or AudioError naming the file and the problem."""
     if not os.path.exists(path):
         raise AudioError(f"{path}: no such file")
     if os.path.isdir(path):
         raise AudioError(f"{path}: is a directory, not an audio file")
+    if not _seekable(path):
+        raise AudioError(f"{path}: is a pipe or stream, not a file: its samples are read more than "
+                         "once, so save it to a file first")
     try:
         handle = sf.SoundFile(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -113,6 +138,35 @@ def _open(path):
         raise AudioError(f"{path}: truncated: its header declares {declared} samples, "
                          f"the file holds {handle.frames}")
     return handle
+
+
+def _seekable(path):
+    """Whether ``path`` can be read more than once: a regular file, or a device that
+    seeks (not a named pipe, a socket or a terminal, which would also block).
+
+    A stream is refused rather than buffered: a separation reads its input twice
+    (the fit, then block by block), and a copy of a stream of any length would
+    have to go to memory or disk unbounded.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return True  # let the open say what is wrong
+    if stat.S_ISREG(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        return True
+    if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+        return False
+    try:  # a character device: opened without blocking, seeks or not
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return True
+    try:
+        os.lseek(fd, 0, os.SEEK_CUR)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 #: Where libsndfile's log of a file's header gives the size of its sample data: the
@@ -182,7 +236,7 @@ class Signal:
 
     def __init__(self, y=None, sr=None, *, path=None):
         if path is not None:
-            self.name = os.fspath(path)
+            self.name = check_path(path)
             self._file = _open(self.name)
             self.sr, self.n_channels = self._file.samplerate, self._file.channels
             self.n_samples = self._file.frames
@@ -196,7 +250,7 @@ class Signal:
             self.name, self._file = "the audio", None
             self._array = np.atleast_2d(y)
             self.n_channels, self.n_samples = self._array.shape
-            self.sr = check_positive_int(sr, "sr")
+            self.sr = check_sample_rate(sr)
 
     @classmethod
     def open(cls, path):
@@ -306,6 +360,14 @@ def save(path, y, sr, *, subtype=None):
         libsndfile sample format (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``...).
         Default: see :data:`WRITE_FORMATS`.
     """
+    path = check_path(path)
+    sr = check_sample_rate(sr)
+    if subtype is not None and not isinstance(subtype, str):
+        raise ParameterError(f"subtype={subtype!r}: expected a libsndfile sample format name such as 'PCM_24'")
+    y = np.asarray(y)
+    if y.dtype.kind not in "fiu" or y.ndim not in (1, 2) or y.size == 0:
+        raise ParameterError(f"y: expected samples of shape (n_samples,) or (n_channels, n_samples), "
+                             f"got {y.dtype} of shape {y.shape}")
     _commit([_write_temporary(path, y, sr, subtype)])
 
 
@@ -434,7 +496,7 @@ def output_format(path, subtype=None, n_channels=1):
     fmt, default_subtype = WRITE_FORMATS[ext]
     subtype = default_subtype if subtype is None else subtype
     if not sf.check_format(fmt, subtype):
-        raise ParameterError(f"{os.fspath(path)}: {fmt} cannot hold sample format {subtype!r}")
+        raise ParameterError(f"{os.fspath(path)}: subtype={subtype!r}: {fmt} cannot hold that sample format")
     if fmt == "FLAC" and n_channels > FLAC_CHANNELS:
         raise ParameterError(f"{os.fspath(path)}: FLAC holds at most {FLAC_CHANNELS} channels, "
                              f"not {n_channels}; write WAV")

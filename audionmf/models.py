@@ -5,23 +5,31 @@ or "drums") together with every parameter needed to use them on a mixture:
 sampling rate, STFT parameters, divergence and spectrogram exponent. Models are
 saved as ``.npz`` files that load without pickle and are checked on loading.
 """
+import io
+import math
+import numbers
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._validation import (
+    MAX_COMPONENTS,
     ParameterError,
     beta_to_float,
     check_audio,
+    check_nonnegative_real,
+    check_path,
     check_positive_int,
+    check_sample_rate,
     check_spectrogram_power,
 )
 from .analysis import Analysis
 from .io import atomic_file, load
 from .nmf import nmf
-from .spectrogram import STFTParams, stack_frames, stft
+from .spectrogram import STFTParams, check_context, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models"]
 
@@ -37,16 +45,115 @@ class ModelError(Exception):
     """A model file is missing, corrupt, foreign or inconsistent."""
 
 
+#: The array kinds (numpy's dtype.kind) a model file's scalar fields may have: whole
+#: numbers stay whole (a float sr of 22050.7 is not truncated), names are text.
+_FIELD_KINDS = {"name": ("U", "text"), "window": ("U", "text"), "sr": ("iu", "a whole number"),
+                "n_fft": ("iu", "a whole number"), "hop_length": ("iu", "a whole number"),
+                "context": ("iu", "a whole number"), "beta": ("iuf", "a real number"),
+                "power": ("iuf", "a real number")}
+
+
+def _field_value(field, value):
+    """The Python value of a model file's scalar field, or ParameterError naming it."""
+    kinds, what = _FIELD_KINDS[field]
+    if value.ndim != 0:
+        raise ParameterError(f"{field} has shape {value.shape}: parameters must be scalars")
+    if value.dtype.kind not in kinds:
+        raise ParameterError(f"{field} is {value.dtype}: expected {what}")
+    return value.item()  # int, float or str: no overflow, no truncation
+
+
+def _read_model_file(path):
+    """The bytes of a model file, as a file object: read once, MAX_MODEL_BYTES at most.
+
+    Only a regular file is opened: a device (``/dev/zero``), a named pipe or a
+    socket would be read without end (or block), and a folder holds no model.
+    The file is checked again once open, as it may have been replaced since.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a folder, not a model file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ModelError(f"{path}: is a folder, not a model file")
+        raise ModelError(f"{path}: not a regular file (a device, pipe or socket): "
+                         "a model is an .npz file written by 'audionmf learn'")
+    with os.fdopen(fd, "rb") as handle:
+        if info.st_size > MAX_MODEL_BYTES:
+            raise ModelError(f"{path}: model file of {info.st_size} bytes, more than a model needs")
+        try:
+            contents = handle.read(MAX_MODEL_BYTES + 1)
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(contents) > MAX_MODEL_BYTES:  # it grew while being read
+        raise ModelError(f"{path}: model file of more than {MAX_MODEL_BYTES} bytes, more than "
+                         "a model needs")
+    return io.BytesIO(contents)
+
+
+def _check_unpacked_size(path, contents):
+    """ModelError if the arrays of an .npz archive (a file object) would take more than
+    MAX_MODEL_BYTES, by the sizes its entries and the arrays' headers declare."""
+    total = declared = 0
+    with zipfile.ZipFile(contents) as archive:
+        for info in archive.infolist():
+            total += info.file_size
+            if total > MAX_MODEL_BYTES:
+                break
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ModelError(f"{path}: not a readable model file (.npy format {version})")
+            declared += math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if max(total, declared) > MAX_MODEL_BYTES:
+        raise ModelError(f"{path}: model file unpacks to {max(total, declared)} bytes, more than "
+                         "a model needs")
+    contents.seek(0)
+
+
 #: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
 LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter": 200,
                   "semitones": (-1, 0, 1)}
 
 
+#: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
+MAX_LEARN_ITER = 100_000
+
+
+def _check_name(name):
+    """ParameterError unless ``name`` can name a model and its output file."""
+    if not isinstance(name, str) or not name.strip():
+        raise ParameterError(f"name={name!r}: a model needs a non-empty name")
+    if any(c in name for c in "/\\\0") or name.startswith("."):
+        raise ParameterError(f"name={name!r}: must be usable as a file name, "
+                             "and not a hidden one")
+    if name == "residual":
+        raise ParameterError("name='residual' is reserved for the templates learned on the "
+                             "mixture (free_components, --free): choose another")
+
+
 def _check_semitones(semitones):
     try:
-        shifts = sorted({int(k) for k in semitones})
-    except (TypeError, ValueError):
-        raise ParameterError(f"semitones={semitones!r}: expected whole numbers of semitones") from None
+        values = list(semitones)
+    except TypeError:
+        values = None
+    if values is None or isinstance(semitones, str) or any(
+            isinstance(k, bool) or not isinstance(k, numbers.Integral) for k in values):
+        raise ParameterError(f"semitones={semitones!r}: expected whole numbers of semitones")
+    shifts = sorted({int(k) for k in values})
     if not shifts or any(abs(k) > 24 for k in shifts):
         raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
     return shifts
@@ -123,20 +230,14 @@ class SourceModel:
     context: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ParameterError(f"name={self.name!r}: a model needs a non-empty name")
-        if any(c in self.name for c in "/\\\0") or self.name.startswith("."):
-            raise ParameterError(f"name={self.name!r}: must be usable as a file name, "
-                                 "and not a hidden one")
-        if self.name == "residual":
-            raise ParameterError("name='residual' is reserved for the templates learned on the "
-                                 "mixture (free_components, --free): choose another")
+        _check_name(self.name)
         params = STFTParams(self.n_fft, self.hop_length, self.window)
         object.__setattr__(self, "hop_length", params.hop_length)
-        check_positive_int(self.sr, "sr")
+        object.__setattr__(self, "n_fft", params.n_fft)
+        object.__setattr__(self, "sr", check_sample_rate(self.sr, "sr"))
         object.__setattr__(self, "beta", beta_to_float(self.beta))
         object.__setattr__(self, "power", check_spectrogram_power(self.power))
-        check_positive_int(self.context, "context", minimum=0)
+        object.__setattr__(self, "context", check_context(self.context))
         W = np.asarray(self.templates)
         rows = (self.n_fft // 2 + 1) * (2 * self.context + 1)
         if W.ndim != 2 or W.shape[0] != rows or W.shape[1] < 1:
@@ -144,12 +245,16 @@ class SourceModel:
                 f"templates have shape {W.shape}; expected ({rows}, K) for n_fft={self.n_fft} "
                 f"and context={self.context}"
             )
-        if not np.issubdtype(W.dtype, np.floating) or not np.all(np.isfinite(W)) or W.min() < 0:
+        if not np.issubdtype(W.dtype, np.floating):
             raise ParameterError("templates must be finite, non-negative floating-point numbers")
+        with np.errstate(over="ignore"):  # beyond float32's range: Inf, refused below
+            W = np.array(W, dtype=np.float32)  # our own read-only copy
+        if not np.all(np.isfinite(W)) or W.min() < 0:
+            raise ParameterError("templates must be finite, non-negative floating-point numbers "
+                                 "(within single precision's range)")
         silent = np.flatnonzero(~W.any(axis=0))
         if len(silent):
             raise ParameterError(f"template {silent[0]} of {W.shape[1]} is all zeros: it models nothing")
-        W = np.array(W, dtype=np.float32)  # our own read-only copy
         W.setflags(write=False)
         object.__setattr__(self, "templates", W)
 
@@ -236,25 +341,53 @@ class SourceModel:
         -------
         SourceModel
         """
-        items = [audio] if isinstance(audio, (str, os.PathLike, np.ndarray)) else list(audio)
+        if isinstance(audio, (str, os.PathLike, np.ndarray)):
+            items = [audio]
+        elif isinstance(audio, (list, tuple)):
+            items = list(audio)
+        else:
+            raise ParameterError(f"audio={audio!r:.60}: expected a path, an array of samples, "
+                                 "or a list of them")
         if not items:
-            raise ParameterError("learn needs at least one example recording")
+            raise ParameterError("audio=[]: learn needs at least one example recording")
+        _check_name(name)
+        if sr is not None:
+            sr = check_sample_rate(sr)
+        max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+        if max_iter > MAX_LEARN_ITER:
+            raise ParameterError(f"max_iter={max_iter}: must be at most {MAX_LEARN_ITER}")
+        check_nonnegative_real(sparsity, "sparsity")
+        if isinstance(silence_db, bool) or not isinstance(silence_db, numbers.Real) \
+                or not -np.inf < silence_db <= 0:
+            raise ParameterError(f"silence_db={silence_db!r}: expected a finite level in dB, at most 0")
+        if not (random_state is None or isinstance(random_state, np.random.Generator) or (
+                isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+                and random_state >= 0)):
+            raise ParameterError(f"random_state={random_state!r}: expected None, a seed >= 0 or a "
+                                 "numpy Generator")
+        if callback is not None and not callable(callback):
+            raise ParameterError(f"callback={callback!r}: expected a function or None")
         analysis = Analysis.from_arguments(sr, beta=beta, power=power, n_fft=n_fft,
                                            hop_length=hop_length, window=window)
         params, beta, power = analysis.stft, analysis.beta, analysis.power
-        n_components = check_positive_int(n_components, "n_components")
-        context = check_positive_int(context, "context", minimum=0)
+        n_components = check_positive_int(n_components, "n_components", maximum=MAX_COMPONENTS)
+        context = check_context(context)
         semitones = _check_semitones(semitones)
         spectra = []
-        for item in items:
+        for i, item in enumerate(items):
             if isinstance(item, (str, os.PathLike)):
+                check_path(item, f"audio[{i}]" if isinstance(audio, (list, tuple)) else "audio")
                 y, sr_item = load(item, sr=sr, mono=True, dtype=np.float64)
                 sr = sr_item if sr is None else sr
                 label = os.fspath(item)
             else:
                 if sr is None:
                     raise ParameterError("sr is needed when examples are given as arrays")
-                y = check_audio(np.asarray(item, dtype=np.float64), "example")
+                y = np.asarray(item)
+                if y.dtype.kind in "iu":
+                    y = y.astype(np.float64)
+                y = check_audio(y, f"audio[{i}]" if len(items) > 1 or not isinstance(audio, np.ndarray)
+                                else "audio").astype(np.float64, copy=False)
                 y = y.mean(axis=0) if y.ndim == 2 else y
                 label = "an example"
             if y.shape[-1] < params.n_fft:
@@ -322,45 +455,36 @@ class SourceModel:
             Missing, not an audionmf model, from a newer version, or with
             inconsistent contents; the message names the file and the problem.
         """
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ModelError(f"{path}: no such file")
+        path = check_path(path)
+        contents = _read_model_file(path)
         try:
-            with zipfile.ZipFile(path) as archive:
-                total = sum(info.file_size for info in archive.infolist())
-            if total > MAX_MODEL_BYTES:
-                raise ModelError(f"{path}: model file unpacks to {total} bytes, more than a model needs")
-            with np.load(path, allow_pickle=False) as data:
+            _check_unpacked_size(path, contents)
+            with np.load(contents, allow_pickle=False) as data:
                 missing = [f for f in _FIELDS if f not in data.files]
                 if "kind" not in data.files or str(data["kind"]) != _KIND:
                     raise ModelError(f"{path}: not an audionmf model file")
                 if missing:
                     raise ModelError(f"{path}: model file lacks {', '.join(missing)}")
-                version = int(data["format_version"])
+                version = data["format_version"]
+                if version.ndim != 0 or version.dtype.kind not in "iu":
+                    raise ModelError(f"{path}: not a readable model file (format_version is "
+                                     f"{version.dtype} of shape {version.shape}, not a whole number)")
+                version = int(version)
                 if version > FORMAT_VERSION:
                     raise ModelError(
                         f"{path}: model format {version} is newer than this audionmf reads "
                         f"({FORMAT_VERSION}); upgrade audionmf"
                     )
+                if version < 1:
+                    raise ModelError(f"{path}: inconsistent model: format_version={version}: "
+                                     "versions start at 1")
                 fields = {f: data[f] for f in _FIELDS[2:]}
         except ModelError:
             raise
         except (zipfile.BadZipFile, ValueError, TypeError, OSError, EOFError, KeyError) as exc:
             raise ModelError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
         try:
-            scalars = {k: v for k, v in fields.items() if k != "templates"}
-            if any(np.ndim(v) != 0 for v in scalars.values()):
-                raise ParameterError("parameters must be scalars")
-            return cls(
-                name=str(fields["name"]),
-                templates=np.asarray(fields["templates"]),
-                sr=int(fields["sr"]),
-                n_fft=int(fields["n_fft"]),
-                hop_length=int(fields["hop_length"]),
-                window=str(fields["window"]),
-                beta=float(fields["beta"]),
-                power=float(fields["power"]),
-                context=int(fields["context"]),
-            )
+            values = {f: _field_value(f, v) for f, v in fields.items() if f != "templates"}
+            return cls(templates=fields["templates"], **values)
         except (ParameterError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: inconsistent model: {exc}") from None

@@ -11,6 +11,7 @@ mel filter bank.
 A spectrogram has shape ``(n_freq, n_frames)`` with ``n_freq = n_fft // 2 + 1``;
 multichannel signals give ``(n_channels, n_freq, n_frames)``.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +19,21 @@ import numpy as np
 from ._threads import available_cores
 from ._validation import ParameterError, check_audio, check_positive_int
 
-__all__ = ["STFTParams", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",
+__all__ = ["STFTParams", "MAX_N_FFT", "MAX_CONTEXT", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",
            "unstack_frames", "mel_filters"]
+
+
+#: Largest frame length taken: 2**20 samples (24 s at 44.1 kHz). A window is computed
+#: for every set of parameters, so an absurd n_fft (2**70) is refused before it.
+MAX_N_FFT = 2**20
+
+#: Least value, relative to its peak, that the overlap-add of the squared windows may
+#: fall to anywhere between frames (NOLA with a margin). The inverse STFT divides by it:
+#: where it is near zero, any change to the frames (a mask) is amplified without bound
+#: (a hann window with hop = n_fft gives sources tens of dB louder than the mixture, and
+#: zeros where it is 0). At 0.1 a change is amplified 3.2 times at most (10 dB); a hann
+#: window passes up to a hop of about 0.7 n_fft, any usual window at n_fft / 2.
+MIN_OVERLAP = 0.1
 
 
 @dataclass(frozen=True)
@@ -29,9 +43,12 @@ class STFTParams:
     Attributes
     ----------
     n_fft : int
-        Frame length in samples (and FFT size).
+        Frame length in samples (and FFT size), 2 to :data:`MAX_N_FFT`.
     hop_length : int or None
-        Samples between frames; ``None`` means ``n_fft // 4``.
+        Samples between frames; ``None`` means ``n_fft // 4``. The frames must
+        overlap enough for the inverse to rebuild every sample: the squared
+        windows' overlap-add must stay above :data:`MIN_OVERLAP` of its peak
+        (for the hann window, a hop of at most ``n_fft // 2`` always does).
     window : str
         Window name understood by :func:`scipy.signal.get_window`.
     """
@@ -41,18 +58,48 @@ class STFTParams:
     window: str = "hann"
 
     def __post_init__(self):
-        check_positive_int(self.n_fft, "n_fft", minimum=2)
-        hop = self.n_fft // 4 if self.hop_length is None else self.hop_length
-        check_positive_int(hop, "hop_length")
-        if hop > self.n_fft:
+        n_fft = check_positive_int(self.n_fft, "n_fft", minimum=2)
+        if n_fft > MAX_N_FFT:
+            raise ParameterError(f"n_fft={n_fft}: must be at most {MAX_N_FFT} (2**20 samples, "
+                                 "24 s at 44.1 kHz)")
+        if self.hop_length is None:
+            if n_fft < 4:
+                raise ParameterError(f"n_fft={n_fft}: too small for the default hop (n_fft // 4 "
+                                     "would be 0): use n_fft of at least 4, or give the hop")
+            hop = n_fft // 4
+        else:
+            hop = check_positive_int(self.hop_length, "hop_length")
+        if hop > n_fft:
             raise ParameterError(
-                f"hop_length={hop} is larger than n_fft={self.n_fft}: frames would leave gaps"
+                f"hop_length={hop} is larger than n_fft={n_fft}: frames would leave gaps"
             )
         if not isinstance(self.window, str):
             raise ParameterError(f"window={self.window!r}: expected a window name")
-        if self.window != "hann":
-            _window(self.window, self.n_fft)  # a name scipy knows (ParameterError if not)
-        object.__setattr__(self, "hop_length", int(hop))
+        floor = _overlap_floor(self.window, n_fft, hop)  # ParameterError for an unknown window
+        if floor < MIN_OVERLAP:
+            ok = next((h for h in (n_fft // 2, n_fft // 4, n_fft // 8, 1)
+                       if h >= 1 and _overlap_floor(self.window, n_fft, h) >= MIN_OVERLAP), None)
+            advice = (f"use a smaller hop, such as hop_length={ok}" if ok else
+                      f"the {self.window} window cannot be inverted at any hop")
+            raise ParameterError(
+                f"hop_length={hop} with n_fft={n_fft} and the {self.window} window: the frames "
+                f"overlap too little to rebuild the signal (the windows' overlap-add falls to "
+                f"{floor:.2g} of its peak, at least {MIN_OVERLAP:g} is needed); {advice}"
+            )
+        object.__setattr__(self, "n_fft", n_fft)
+        object.__setattr__(self, "hop_length", hop)
+
+
+@functools.lru_cache(maxsize=64)
+def _overlap_floor(window, n_fft, hop):
+    """Least value of the squared windows' overlap-add, one every ``hop``, relative
+    to its peak (scipy.signal.check_NOLA's sums, without importing scipy.signal for
+    the hann window)."""
+    squared = np.zeros(-(-n_fft // hop) * hop)
+    squared[:n_fft] = _window(window, n_fft) ** 2
+    sums = squared.reshape(-1, hop).sum(axis=0)  # sample k of a hop gets w[k + j hop]**2
+    peak = sums.max()
+    return float(sums.min() / peak) if peak > 0 else 0.0
 
 
 def stft(y, *, n_fft=2048, hop_length=None, window="hann"):
@@ -127,11 +174,19 @@ def istft(S, *, length, n_fft=2048, hop_length=None, window="hann"):
     params = STFTParams(n_fft, hop_length, window)
     length = check_positive_int(length, "length")
     S = np.asarray(S)
-    if S.ndim < 2 or S.shape[-2] != params.n_fft // 2 + 1:
+    if S.dtype.kind not in "fc":
+        raise ParameterError(f"S must be complex (or real) numbers, got dtype {S.dtype}")
+    if S.ndim < 2 or S.shape[-2] != params.n_fft // 2 + 1 or S.shape[-1] == 0:
         raise ParameterError(
             f"S has shape {S.shape}; expected (..., {params.n_fft // 2 + 1}, n_frames) "
             f"for n_fft={params.n_fft}"
         )
+    if not np.all(np.isfinite(S)):
+        raise ParameterError("S contains NaN or Inf")
+    reach = S.shape[-1] * params.hop_length + params.n_fft
+    if length > reach:  # stft of a signal this long gives more frames
+        raise ParameterError(f"length={length}: {S.shape[-1]} frames of hop_length={params.hop_length} "
+                             f"cover at most {reach} samples")
     inverse = OverlapAdd(params, length, S.shape[:-2], np.float32 if S.dtype == np.complex64 else np.float64)
     return np.concatenate([inverse.add(S), inverse.close()], axis=-1)
 
@@ -270,6 +325,20 @@ def _overlap_add(frames, hop, out=None):
     return out
 
 
+#: Most frames of context on each side of a stacked frame (:func:`stack_frames`): a
+#: template then spans 65 frames (0.75 s at 44.1 kHz, hop 512), and the stacked
+#: spectrogram is 65 times the size of the plain one.
+MAX_CONTEXT = 32
+
+
+def check_context(context):
+    """Return ``context`` as an int in [0, :data:`MAX_CONTEXT`], or raise ParameterError."""
+    context = check_positive_int(context, "context", minimum=0)
+    if context > MAX_CONTEXT:
+        raise ParameterError(f"context={context}: must be at most {MAX_CONTEXT} frames on each side")
+    return context
+
+
 def stack_frames(V, context):
     """Give every frame its neighbours: column t holds frames t-c .. t+c stacked.
 
@@ -281,15 +350,19 @@ def stack_frames(V, context):
     ----------
     V : np.ndarray [shape=(n_freq, n_frames)]
     context : int
-        c, frames on each side; 0 returns V itself.
+        c, frames on each side, at most :data:`MAX_CONTEXT`; 0 returns V itself.
 
     Returns
     -------
     np.ndarray [shape=(n_freq * (2 * context + 1), n_frames)]
         Block i (rows ``i * n_freq`` to ``(i + 1) * n_freq``) holds frame ``t + i - c``.
     """
+    context = check_context(context)
     if context == 0:
         return V
+    V = np.asarray(V)
+    if V.ndim != 2 or V.shape[1] == 0:
+        raise ParameterError(f"V has shape {V.shape}; expected (n_freq, n_frames) with at least one frame")
     n_frames = V.shape[1]
     padded = np.pad(V, ((0, 0), (context, context)), mode="edge")
     return np.vstack([padded[:, i : i + n_frames] for i in range(2 * context + 1)])
@@ -297,6 +370,9 @@ def stack_frames(V, context):
 
 def unstack_frames(M, n_freq, context):
     """Inverse of :func:`stack_frames` for a model: average the 2c+1 guesses of each frame.
+
+    A guess about a frame outside the signal (a context longer than the signal)
+    is left out; every frame has at least its own.
 
     Parameters
     ----------
@@ -308,17 +384,25 @@ def unstack_frames(M, n_freq, context):
     -------
     np.ndarray [shape=(n_freq, n_frames)]
     """
+    n_freq = check_positive_int(n_freq, "n_freq")
+    context = check_context(context)
+    M = np.asarray(M)
+    if M.ndim != 2 or M.shape[0] != n_freq * (2 * context + 1):
+        raise ParameterError(f"M has shape {M.shape}; expected ({n_freq * (2 * context + 1)}, n_frames) "
+                             f"for n_freq={n_freq} and context={context}")
     if context == 0:
         return M
     n_frames = M.shape[1]
-    total = np.zeros((n_freq, n_frames), dtype=M.dtype)
+    total = np.zeros((n_freq, n_frames), dtype=np.result_type(M.dtype, np.float32))
     count = np.zeros(n_frames)
     for i in range(2 * context + 1):
         shift = i - context  # block i of column t describes frame t + shift
         lo, hi = max(0, -shift), min(n_frames, n_frames - shift)
+        if hi <= lo:  # frames outside the signal only
+            continue
         total[:, lo + shift : hi + shift] += M[i * n_freq : (i + 1) * n_freq, lo:hi]
         count[lo + shift : hi + shift] += 1
-    return total / count
+    return total / np.maximum(count, 1)  # (only a signal of no frames has a count of 0)
 
 
 def mel_filters(*, sr, n_fft, n_mels=40):

@@ -33,7 +33,7 @@ def read_block(y, t0, t1, params):
     return segment
 
 
-@pytest.mark.parametrize("n_fft, hop", [(512, 128), (512, 512), (256, 100), (64, 48), (4, 1)])
+@pytest.mark.parametrize("n_fft, hop", [(512, 128), (512, 256), (256, 100), (64, 40), (4, 1)])
 @pytest.mark.parametrize("block", [1, 3, 50])
 @pytest.mark.parametrize("channels", [(), (2,)])
 def test_blockwise_stft_and_istft_equal_whole(rng, n_fft, hop, block, channels):
