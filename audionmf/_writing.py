@@ -22,7 +22,7 @@ from ._validation import (
 )
 
 __all__ = ["save", "OutputFiles", "WRITE_FORMATS", "output_format", "atomic_file", "missing_folders",
-           "remove_empty_folders", "sf_path"]
+           "remove_empty_folders", "sf_path", "check_name_fits"]
 
 #: Output formats by file extension, with the sample format written by default.
 #: WAV is written as 32-bit float so that separated sources sum back to the
@@ -266,6 +266,27 @@ def _temporary_beside(path):
         raise
 
 
+def check_name_fits(path):
+    """Refuse (AudioError naming ``path``), before any work, a file name too long for its
+    folder's file system once the hidden temporary name (:func:`_new_temporary`) wraps it."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    existing = folder
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not told: the usual limit
+        limit = 255
+    size = len(os.fsencode(_temporary_name(name)))
+    if size > limit:
+        raise AudioError(f"{path}: the name is too long: {size - len(os.fsencode(name))} bytes more for "
+                         f"the temporary file would make {size}, and a name here holds {limit}")
+
+
+def _temporary_name(name, tag="00000000"):
+    return f".{name}.{tag}.part"
+
+
 def _new_temporary(path):
     """Create ``.NAME.XXXXXXXX.part`` beside ``path``; return its descriptor (open for
     writing) and its name.
@@ -278,7 +299,7 @@ def _new_temporary(path):
     folder, name = os.path.split(os.path.abspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):  # a name already taken is 1 in 4 billion
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.part")
+        tmp = os.path.join(folder, _temporary_name(name, secrets.token_hex(4)))
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

@@ -13,14 +13,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._blocks import whole_spectrogram
 from ._validation import (
+    MAX_COMPONENTS,
     MAX_SAMPLE,
     ParameterError,
     check_audio,
     check_nonnegative_matrix,
     check_positive_int,
 )
-from ._blocks import whole_spectrogram
 from .analysis import Analysis
 from .io import Signal, atomic_file, resample
 from .limits import check_limits
@@ -315,7 +316,8 @@ def decompose(
                 f"n_components={n_components!r} differs from the {W.shape[1]} templates given"
             )
         n_components = W.shape[1]
-    n_components = check_positive_int(16 if n_components is None else n_components, "n_components")
+    n_components = check_positive_int(16 if n_components is None else n_components, "n_components",
+                                      maximum=MAX_COMPONENTS)
     params = analysis.stft
     if y.shape[-1] < params.n_fft:
         raise ParameterError(f"too short: {y.shape[-1]} samples, need at least n_fft={params.n_fft}")

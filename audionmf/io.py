@@ -27,6 +27,7 @@ from ._writing import (
     OutputFiles,
     _detail,
     atomic_file,
+    check_name_fits,
     missing_folders,
     output_format,
     remove_empty_folders,
@@ -35,7 +36,7 @@ from ._writing import (
 )
 
 __all__ = ["load", "save", "resample", "Signal", "OutputFiles", "WRITE_FORMATS", "atomic_file",
-           "output_format", "missing_folders", "remove_empty_folders"]
+           "output_format", "missing_folders", "remove_empty_folders", "check_name_fits"]
 
 #: Extensions taken for audio files when a folder is given (what libsndfile reads).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")

@@ -21,7 +21,7 @@ from ._blocks import SpectraSummary
 from ._validation import MAX_SAMPLE, AudioError, ParameterError, check_audio
 from .analysis import default_power
 from .grouping import assign_by_masks
-from .io import WRITE_FORMATS, OutputFiles, Signal, missing_folders, remove_empty_folders
+from .io import WRITE_FORMATS, OutputFiles, Signal, check_name_fits, missing_folders, remove_empty_folders
 from .masks import wiener_masks
 from .modes import MODES, Fitted, Mode, keyword, pick
 
@@ -306,6 +306,7 @@ def separate_file(path, folder, *, format="wav", figure=None, report=None, progr
             if _same_file(target, path):
                 raise AudioError(f"{signal.name}: output {target} is the input file; "
                                  "choose another folder")
+            check_name_fits(target)  # before the first sample is read
         created = missing_folders(folder)
         try:
             try:

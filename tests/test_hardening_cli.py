@@ -52,3 +52,86 @@ def test_an_unexpected_error_in_one_file_fails_that_file_only(tmp_path, trio, mo
     assert len(err) == 2 and "b.wav" in err[0] and "1 of 3 inputs failed" in err[1]
     if jobs == "1":
         assert "internal error: MemoryError: planted by the test" in err[0]
+
+
+def test_a_name_that_is_not_utf8_is_separated(tmp_path, capsys):
+    """Legal on Linux, common on old archives: soundfile is given the name's bytes."""
+    mix, sr = sf.read(SAMPLE, frames=22050)
+    folder = os.fsencode(tmp_path / "album")
+    os.mkdir(folder)
+    for name in (b"a.wav", b"b\xe9.wav"):
+        sf.write(os.path.join(folder, name), mix, sr, format="WAV")  # (soundfile takes bytes)
+    out = tmp_path / "out"
+    assert main(["separate", os.fsdecode(folder), "-o", str(out), "-q", "--iterations", "5"]) == 0
+    assert sorted(os.listdir(os.fsencode(out))) == [b"a", b"b\xe9"]
+    assert sorted(os.listdir(os.path.join(os.fsencode(out), b"b\xe9"))) == [b"source1.wav", b"source2.wav"]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_name_too_long_for_its_temporary_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A model named at the file system's limit: its output's hidden temporary name
+    would not fit, which used to fail after the whole separation."""
+    from audionmf import AudioError, SourceModel, separate_file
+    from audionmf.io import Signal
+
+    mix, sr = sf.read(SAMPLE, frames=22050)
+    name = "m" * 250
+    model = SourceModel(name=name, templates=np.ones((1025, 2)), sr=sr)
+    other = SourceModel(name="other", templates=np.ones((1025, 2)), sr=sr)
+    path = tmp_path / "mix.wav"
+    sf.write(path, mix, sr)
+    reads = []
+    real = Signal.read
+
+    def read(self, start, stop):
+        reads.append((start, stop))
+        return real(self, start, stop)
+
+    monkeypatch.setattr(Signal, "read", read)
+    with pytest.raises(AudioError, match=f"{name}.wav: the name is too long"):
+        separate_file(path, tmp_path / "out", models=[model, other])
+    assert reads == [] and sorted(os.listdir(tmp_path)) == ["mix.wav"]
+
+
+BAD = ["0", "-1", "nan", "inf", "1e300", str(2**70), "x", ""]
+
+
+@pytest.mark.parametrize("command, option, accepted, refused", [
+    ("separate", "--sources", ["1", "512"], BAD + ["4097"]),
+    ("separate", "--components", ["2", "4096"], BAD + ["1", "4097"]),
+    ("separate", "--group", ["0-4095"], ["-1", "4096", "0-4096", "0-" + str(2**70), "x", "3-1", ""]),
+    ("separate", "--rhythm", ["0", "1000"], ["-1", "nan", "inf", "1e300", "1000.5", "x", ""]),
+    ("separate", "--free", ["0"], ["-1", "nan", "inf", "1e300", str(2**70), "x", ""]),
+    ("separate", "--iterations", ["1", str(2**70)], BAD),
+    ("separate", "--n-fft", ["4", "1048576"], BAD[1:] + ["1", "2", "1048577"]),
+    ("separate", "--hop", ["1", "1405"], BAD + ["1406", "2048"]),  # (hann, n_fft 2048)
+    ("separate", "--beta", ["-10", "10", "kl", "is"], ["nan", "inf", "1e300", str(2**70), "x", "", "10.5"]),
+    ("separate", "--seed", ["0", str(2**70)], ["-1", "nan", "inf", "1e300", "x", ""]),
+    ("separate", "--jobs", ["1", str(2**70)], BAD),
+    ("separate", "--two-stems", ["drums"], ["vocals", "", "x"]),
+    ("separate", "--format", ["wav", "flac"], ["mp3", "", "WAV"]),
+    ("learn", "--components", ["1", "4096"], BAD + ["4097"]),
+    ("learn", "--context", ["0", "32"], BAD[1:] + ["33"]),
+    ("learn", "--pitch-range", ["0", "24"], BAD[1:] + ["25"]),
+    ("learn", "--sparsity", ["0", "1e300"], ["-1", "nan", "inf", "x", ""]),
+    ("learn", "--iterations", ["1", "100000"], BAD + ["100001"]),
+    ("learn", "--sr", ["1", "768000"], BAD + ["768001"]),
+    ("decompose", "--components", ["1", "4096"], BAD + ["4097"]),
+])
+def test_every_option_at_its_bounds_and_past_them(tmp_path, capsys, command, option, accepted, refused):
+    """Past a bound or absurd: one line, exit 2, before any work and with nothing left.
+    At a bound: accepted, which a missing input then shows (exit 1, 'no such file')."""
+    missing = str(tmp_path / "missing.wav")
+    out = tmp_path / "out"
+    head = {"separate": ["separate", missing, "-o", str(out)],
+            "learn": ["learn", "name", missing, "-o", str(out) + ".npz"],
+            "decompose": ["decompose", missing, "-o", str(out) + ".npz"]}[command]
+    for value in accepted + refused:
+        code = main(head + [f"{option}={value}"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, (option, value, err)
+        if value in accepted:
+            assert code == 1 and "no such file" in err[0], (option, value, err)
+        else:
+            assert code == 2 and option.split("=")[0] in err[0], (option, value, err)
+        assert os.listdir(tmp_path) == [], (option, value)

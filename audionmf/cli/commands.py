@@ -9,12 +9,12 @@ import traceback
 import numpy as np
 
 from .. import io
-from .._validation import AudioError, ParameterError
+from .._validation import MAX_COMPONENTS, MAX_SR, AudioError, ParameterError
 from ..evaluate import evaluate_folders
 from ..features import decompose
 from ..io import atomic_file
-from ..models import LEARN_DEFAULTS, ModelError, SourceModel
-from ..spectrogram import stft
+from ..models import LEARN_DEFAULTS, MAX_LEARN_ITER, ModelError, SourceModel
+from ..spectrogram import MAX_CONTEXT, stft
 from ._common import (
     EXIT_BAD_FILE,
     EXIT_OK,
@@ -23,6 +23,7 @@ from ._common import (
     check_analysis,
     nonnegative_float,
     nonnegative_int,
+    number,
     positive_int,
     progress,
     refuse_with_model,
@@ -82,10 +83,10 @@ def add_parsers(commands):
     learn.add_argument("name", metavar="NAME", help="source name, used for the separated files")
     learn.add_argument("inputs", nargs="+", metavar="AUDIO", help="example recordings")
     learn.add_argument("-o", "--out", required=True, metavar="MODEL.npz", help="model file to write")
-    learn.add_argument("--components", type=positive_int, default=None, metavar="K",
+    learn.add_argument("--components", type=number(int, 1, "a whole number", maximum=MAX_COMPONENTS), default=None, metavar="K",
                        help=f"number of templates (default: {LEARN_DEFAULTS['n_components']})")
     add_analysis_options(learn, "")
-    learn.add_argument("--context", type=nonnegative_int, default=None, metavar="C",
+    learn.add_argument("--context", type=number(int, 0, "a whole number", maximum=MAX_CONTEXT), default=None, metavar="C",
                        help="frames of context on each side of a template, so templates follow "
                             f"how a sound evolves (default: {LEARN_DEFAULTS['context']})")
     learn.add_argument("--pitch-range", type=nonnegative_int, default=None, metavar="N",
@@ -93,9 +94,9 @@ def add_parsers(commands):
                             "model knows notes near the ones they play; 0 for none (default: 1)")
     learn.add_argument("--sparsity", type=nonnegative_float, default=None, metavar="S",
                        help=f"L1 penalty on activations while learning (default: {LEARN_DEFAULTS['sparsity']})")
-    learn.add_argument("--iterations", type=positive_int, default=None, metavar="N",
+    learn.add_argument("--iterations", type=number(int, 1, "a whole number", maximum=MAX_LEARN_ITER), default=None, metavar="N",
                        help=f"NMF iterations (default: {LEARN_DEFAULTS['max_iter']})")
-    learn.add_argument("--sr", type=positive_int, default=None, metavar="HZ",
+    learn.add_argument("--sr", type=number(int, 1, "a whole number", maximum=MAX_SR), default=None, metavar="HZ",
                        help="sample rate of the model (default: the first file's)")
     add_run_options(learn)
     learn.set_defaults(run=_run_learn, check=_check_learn, command_parser=learn)
@@ -113,7 +114,7 @@ def add_parsers(commands):
         cmd.add_argument("-o", "--out", required=True, metavar="FILE", help=out_help)
         cmd.add_argument("--model", default=None, metavar="MODEL.npz",
                          help="use this model's templates and compute activations only")
-        cmd.add_argument("--components", type=positive_int, default=None, metavar="K",
+        cmd.add_argument("--components", type=number(int, 1, "a whole number", maximum=MAX_COMPONENTS), default=None, metavar="K",
                          help="number of templates without --model (default: 16)")
         add_analysis_options(cmd, "without --model: ")
         cmd.add_argument("--iterations", type=positive_int, default=200, metavar="N",
