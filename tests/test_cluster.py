@@ -90,3 +90,16 @@ def test_scheduler_and_jobs_do_not_mix(tmp_path, capsys):
     code = main(["separate", "x.wav", "--scheduler", "tcp://127.0.0.1:9", "--jobs", "2"])
     assert code == 2
     assert "--jobs cannot be used with --scheduler" in capsys.readouterr().err
+
+
+def test_a_name_that_is_not_utf8_on_a_cluster(tmp_path, cluster, capsys):
+    """Its task's key must be text the scheduler can encode; the file is separated as
+    the others are (it used to fail every file of the batch)."""
+    inputs = write_inputs(tmp_path / "in", 1)
+    os.rename(inputs / "clip0.wav", os.path.join(os.fsencode(inputs), b"clip\xe9.wav"))
+    write_inputs(tmp_path / "more", 1)
+    os.rename(tmp_path / "more" / "clip0.wav", inputs / "plain.wav")
+    code = main(["separate", str(inputs), "-o", str(tmp_path / "out"), "--scheduler",
+                 cluster.scheduler_address, "--n-fft", "512", "-q"])
+    assert (code, capsys.readouterr().err) == (0, "")
+    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"clip\xe9", b"plain"]
