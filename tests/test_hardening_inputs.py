@@ -523,11 +523,12 @@ def _api_table():
     for arg, values, ok in [
         ("sr", absurd + [22050.7, 10**7 + 1, np.float64(8000)], [SR]),
         ("name", [5, None, "", "a/b", ".hidden", "residual", True], ["ok"]),
-        ("n_components", absurd + [10_001], [1]),
-        ("n_fft", absurd + [1, 2**20 + 1], [N_FFT]),
+        ("n_components", absurd + [4097], [1]),
+        # (None means the default, as in separate and decompose: the analysis is one)
+        ("n_fft", absurd[:-1] + [1, 2**20 + 1], [N_FFT, None]),
         ("hop_length", [0, -1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5, N_FFT], [N_FFT // 2]),
         ("window", [5, "nope", np.nan], ["hamming"]),
-        ("beta", [np.nan, np.inf, 1e300, 2**70, "x", True, None, 10.5], [0, "is", 2]),
+        ("beta", [np.nan, np.inf, 1e300, 2**70, "x", True, 10.5], [0, "is", 2, None]),
         ("power", [0, -1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5], [None, 2, 0.5]),
         ("context", [-1, np.nan, np.inf, 1e300, 2**70, "x", True, 2.5, 33], [0, 1]),
         ("semitones", [[np.inf], [np.nan], [1e300], [2**70], "x", [25], [], 5, [True], [0.5]], [(0,), [-1, 1]]),
