@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shutil
 
 import numpy as np
 import soundfile as sf
@@ -39,6 +40,19 @@ def sf_path(path):
 
 def _detail(exc):
     return str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
+
+
+def _why_not_written(exc, path):
+    """What stopped a write, in words: the OS's reason, or where libsndfile says only
+    "System error", a full disk if the folder's file system has no room left."""
+    reason = getattr(exc, "strerror", None) or _detail(exc)
+    if "system error" in reason.lower():
+        try:
+            if shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 2**20:
+                return "No space left on device"
+        except OSError:
+            pass
+    return reason
 
 
 def save(path, y, sr, *, subtype=None):
@@ -117,7 +131,7 @@ class OutputFiles:
                     handle = sf.SoundFile(sf_path(tmp), "w", samplerate=check_positive_int(sr, "sr"),
                                           channels=n_channels, subtype=kind, format=fmt)
                 except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-                    raise AudioError(f"{path}: cannot write ({_detail(exc)})") from None
+                    raise AudioError(f"{path}: cannot write ({_why_not_written(exc, path)})") from None
                 self._open.append((handle, path, kind.startswith(("FLOAT", "DOUBLE"))))
         except BaseException:
             self.discard()
@@ -139,7 +153,7 @@ class OutputFiles:
         try:
             handle.write(y.T)
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise AudioError(f"{path}: cannot write ({_detail(exc)})") from None
+            raise AudioError(f"{path}: cannot write ({_why_not_written(exc, path)})") from None
 
     def commit(self, files=()):
         """Close the files and rename them into place, with ``files`` of
@@ -170,7 +184,7 @@ class OutputFiles:
             try:
                 handle.close()
             except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-                raise AudioError(f"{path}: cannot write ({_detail(exc)})") from None
+                raise AudioError(f"{path}: cannot write ({_why_not_written(exc, path)})") from None
 
     def __enter__(self):
         return self
@@ -330,7 +344,7 @@ def _write_temporary(path, y, sr, subtype):
         with _temporary_beside(path) as (handle, tmp):
             sf.write(handle, data, sr, subtype=subtype, format=fmt)
     except (OSError, sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None
+        raise AudioError(f"{path}: cannot write ({_why_not_written(exc, path)})") from None
     return tmp, path
 
 

@@ -135,3 +135,26 @@ def test_every_option_at_its_bounds_and_past_them(tmp_path, capsys, command, opt
         else:
             assert code == 2 and option.split("=")[0] in err[0], (option, value, err)
         assert os.listdir(tmp_path) == [], (option, value)
+
+
+@pytest.mark.parametrize("free", [0, 10**9])
+def test_a_full_disk_is_named_as_such(tmp_path, monkeypatch, capsys, free):
+    """libsndfile reports a write to a full disk as "System error": the message says
+    what is wrong where the folder's file system has no room, and nothing is left."""
+    import shutil
+
+    mix, sr = sf.read(SAMPLE, frames=22050)
+    path = tmp_path / "mix.wav"
+    sf.write(path, mix, sr)
+
+    def no_room(self, data):
+        raise RuntimeError("Error writing: System error.")
+
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(sf.SoundFile, "write", no_room)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: real_usage(folder)._replace(free=free))
+    assert main(["separate", str(path), "-o", str(tmp_path / "out"), "-q", "--iterations", "5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    reason = "No space left on device" if free == 0 else "System error"
+    assert len(err) == 1 and f"source1.wav: cannot write ({reason})" in err[0], err
+    assert sorted(os.listdir(tmp_path)) == ["mix.wav"]
