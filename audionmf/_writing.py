@@ -104,6 +104,7 @@ class OutputFiles:
     Examples
     --------
     >>> import os, tempfile
+    >>> from audionmf import load
     >>> folder = tempfile.mkdtemp()
     >>> paths = [os.path.join(folder, name) for name in ("a.wav", "b.wav")]
     >>> with OutputFiles(paths, 8000, 1) as files:
