@@ -53,6 +53,20 @@ def test_every_channel_count_from_3_to_7(tmp_path, channels):
     np.testing.assert_allclose(parts[0][0] + parts[1][0], y.T, atol=1e-6)
 
 
+@pytest.mark.parametrize("command", ["separate", "decompose", "plot"])
+def test_a_sample_rate_above_768_khz_is_refused(tmp_path, capsys, command):
+    """README: "any sample rate up to 768 kHz", and a file at a higher rate refused in
+    one line naming it, with nothing left (768 kHz itself: test_hardening_cli.py::
+    test_every_option_at_its_bounds_and_past_them, for learn --sr)."""
+    path = tmp_path / "fast.wav"
+    sf.write(path, music(0.2, sr=1_000_000)[0], 1_000_000, subtype="FLOAT")
+    out = tmp_path / {"separate": "out", "decompose": "f.npz", "plot": "f.png"}[command]
+    assert main([command, str(path), "-o", str(out), "--iterations", "5"]) == 1
+    assert one_line(capsys) == (f"audionmf: error: {path}: sr=1000000: a sampling rate of at most "
+                                "768000 Hz is expected")
+    assert sorted(os.listdir(tmp_path)) == ["fast.wav"]
+
+
 @pytest.mark.parametrize("command", ["learn", "decompose", "plot"])
 def test_learn_decompose_and_plot_refuse_any_folder(tmp_path, capsys, command):
     """README: "Refused inputs: ... a folder without audio files (or any folder, for
