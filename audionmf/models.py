@@ -377,9 +377,13 @@ class SourceModel:
         for i, item in enumerate(items):
             if isinstance(item, (str, os.PathLike)):
                 check_path(item, f"audio[{i}]" if isinstance(audio, (list, tuple)) else "audio")
-                y, sr_item = load(item, sr=sr, mono=True, dtype=np.float64)
-                sr = sr_item if sr is None else sr
                 label = os.fspath(item)
+                y, sr_item = load(item, sr=sr, mono=True, dtype=np.float64)
+                if sr is None:  # the model's rate: the first file's, checked before any work
+                    try:
+                        sr = check_sample_rate(sr_item)
+                    except ParameterError as exc:
+                        raise ParameterError(f"{label}: {exc}; resample it, or pass sr") from None
             else:
                 if sr is None:
                     raise ParameterError("sr is needed when examples are given as arrays")

@@ -158,3 +158,14 @@ def test_a_full_disk_is_named_as_such(tmp_path, monkeypatch, capsys, free):
     reason = "No space left on device" if free == 0 else "System error"
     assert len(err) == 1 and f"source1.wav: cannot write ({reason})" in err[0], err
     assert sorted(os.listdir(tmp_path)) == ["mix.wav"]
+
+
+def test_learn_names_the_example_whose_rate_is_refused(tmp_path, capsys):
+    """The model's rate is the first file's: a file above 768 kHz is named, before any fit."""
+    path = tmp_path / "bat.wav"
+    sf.write(path, np.random.default_rng(0).standard_normal(100_000) * 0.1, 1_000_000)
+    assert main(["learn", "bats", str(path), "-o", str(tmp_path / "bats.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"audionmf: error: {path}: sr=1000000: a sampling rate of at most 768000 Hz is "
+                   "expected; resample it, or pass sr"]
+    assert sorted(os.listdir(tmp_path)) == ["bat.wav"]
