@@ -42,10 +42,11 @@ def _detail(exc):
     return str(exc).split(":")[-1].strip().rstrip(".") or type(exc).__name__
 
 
-def _why_not_written(exc, path):
-    """What stopped a write, in words: the OS's reason, or where libsndfile says only
-    "System error", a full disk if the folder's file system has no room left."""
-    reason = getattr(exc, "strerror", None) or _detail(exc)
+def _why_not_written(exc, path, detail=_detail):
+    """What stopped a write, in words: the OS's reason, else ``detail(exc)``; where
+    libsndfile says only "System error", a full disk if the folder's file system has no
+    room left."""
+    reason = getattr(exc, "strerror", None) or detail(exc)
     if "system error" in reason.lower():
         try:
             if shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 2**20:
@@ -345,7 +346,7 @@ def _write_temporary(path, y, sr, subtype):
         with _temporary_beside(path) as (handle, tmp):
             sf.write(handle, data, sr, subtype=subtype, format=fmt)
     except (OSError, sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"{path}: cannot write ({_why_not_written(exc, path)})") from None
+        raise AudioError(f"{path}: cannot write ({_why_not_written(exc, path, str)})") from None
     return tmp, path
 
 
