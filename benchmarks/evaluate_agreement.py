@@ -26,13 +26,22 @@ def main(corpus, work=None):
     for mix_dir in sorted(glob.glob(os.path.join(corpus, "*", "test", "*", ""))):
         task = mix_dir.rstrip(os.sep).split(os.sep)[-3]
         out = os.path.join(work, task, os.path.basename(mix_dir.rstrip(os.sep)))
-        subprocess.run(["audionmf", "separate", os.path.join(mix_dir, "mix.flac"), "-o", out, "-q"], check=True)
+        # The task's sources are the folders of its training clips (a test folder may hold
+        # other files, such as speech_noise's noise_sample.flac): linked into a folder of
+        # references with the mixture, and as many sources separated.
+        sources = sorted(os.listdir(os.path.join(mix_dir, "..", "..", "train")))
+        truth = os.path.join(out, "truth")
+        os.makedirs(truth)
+        for name in sources + ["mix"]:
+            os.symlink(os.path.abspath(os.path.join(mix_dir, f"{name}.flac")), os.path.join(truth, f"{name}.flac"))
+        subprocess.run(["audionmf", "separate", os.path.join(mix_dir, "mix.flac"), "-o", out, "-q",
+                        "--sources", str(len(sources))], check=True)
         estimates = os.path.join(out, "mix")
-        report = subprocess.run(["audionmf", "evaluate", mix_dir, estimates, "--json", "--permutation"],
+        report = subprocess.run(["audionmf", "evaluate", truth, estimates, "--json", "--permutation"],
                                 capture_output=True, text=True, check=True)
         result = json.loads(report.stdout)["sources"]
         names = sorted(result)
-        refs = np.stack([sf.read(os.path.join(mix_dir, f"{n}.flac"))[0] for n in names])
+        refs = np.stack([sf.read(os.path.join(truth, f"{n}.flac"))[0] for n in names])
         est_names = sorted(os.listdir(estimates))
         ests = np.stack([sf.read(os.path.join(estimates, n))[0] for n in est_names])
         with warnings.catch_warnings():
