@@ -18,10 +18,10 @@ from .evaluate import evaluate
 from .features import Decomposition, decompose
 from .grouping import group_components
 from .io import load, save
-from .models import ModelError, SourceModel
-from .nmf import NMFResult, beta_divergence, nmf
 from .limits import Limits
 from .masks import wiener_masks
+from .models import ModelError, SourceModel
+from .nmf import NMFResult, beta_divergence, nmf
 from .separate import separate, separate_file
 from .spectrogram import (
     STFTParams,

@@ -24,6 +24,8 @@ import os
 import sys
 import threading
 
+from . import _threads
+
 #: In the main process: the flag of the batch running (for SIGTERM to set, whatever
 #: SIGINT's handler), and whether an interrupted batch is being left.
 INTERRUPTS = {"flag": None, "leaving": False}
@@ -304,7 +306,6 @@ def _start_worker(pids, current, cancelled):
 
     from threadpoolctl import threadpool_limits
 
-    from . import _threads
 
     WORKER["in_worker"] = True
     WORKER["cancelled"] = cancelled

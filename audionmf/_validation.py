@@ -5,6 +5,7 @@ Public functions validate their arguments here and raise :class:`ParameterError`
 behind them trust their input.
 """
 import numbers
+import os
 
 import numpy as np
 
@@ -104,8 +105,6 @@ def check_sample_rate(sr, name="sr"):
 
 def check_path(path, name="path"):
     """Return ``os.fspath(path)``, or raise ParameterError for what is not a file name."""
-    import os
-
     if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)) or not os.fspath(path):
         raise ParameterError(f"{name}={path!r}: expected a file name (str or os.PathLike)")
     return os.fspath(path)

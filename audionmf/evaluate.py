@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from ._validation import AudioError, ParameterError, check_audio, check_flag, check_sample_rate
-from .io import AUDIO_EXTENSIONS
+from .io import AUDIO_EXTENSIONS, load
 
 __all__ = ["evaluate", "evaluate_folders", "si_sdr", "METRICS"]
 
@@ -201,8 +201,6 @@ def evaluate_folders(reference_dir, estimate_dir, *, permutation=False):
     ParameterError
         The folders cannot be compared (no common names, sample rates differ...).
     """
-    from .io import load
-
     ref_files = _audio_files(reference_dir)
     est_files = _audio_files(estimate_dir)
     if not ref_files:

@@ -48,6 +48,9 @@ __all__ = ["separation_report", "index_page", "scores_page", "read_summary", "co
 REPORT_NAME, INDEX_NAME, SCORES_NAME = "report.html", "index.html", "report_scores.html"
 #: Each component's clip: its loudest stretch of this many seconds, at this rate, mono.
 CLIP_SECONDS, CLIP_SR = 4.0, 16000
+#: Most components a report shows one by one (a figure and a clip each; the 3-minute
+#: song's 16 take 2.5 MB, so 64 stay well under 50 MB).
+MAX_SHOWN_COMPONENTS = 64
 #: Resolution of the pictures (dots per inch).
 DPI = 80
 #: Extensions of the inputs that browsers play, linked as the mixture's player.
@@ -57,7 +60,7 @@ _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga"
 _SUMMARY = re.compile(r'<script type="application/json" id="audionmf-summary">(.*?)</script>', re.S)
 
 
-def separation_report(separation, *, command=None, parameters=None):
+def separation_report(separation, *, command=None, grouping=(), parameters=None):
     """The page of a separation, as ``{"report.html": bytes}``.
 
     Parameters
@@ -69,6 +72,9 @@ def separation_report(separation, *, command=None, parameters=None):
         (``--sources``, ``--components``, ``--group``, ``--rhythm``): the page
         adds ``--components`` and ``--group`` for the grouping it shows.
         Without it, the page gives those options alone.
+    grouping : list of str
+        The grouping options that were given (``["--sources", "3"]``), shown
+        with the command that ran the separation.
     parameters : dict, optional
         More to list under "parameters" (the command line's options).
 
@@ -99,7 +105,7 @@ def separation_report(separation, *, command=None, parameters=None):
              _figure(plot.energy_shares(spectra, signal.sr, hop_length=summary.hop_length)[0].figure,
                      "each source's share of the energy over time", size=(9, 2.2))]
     body.append(_components(sep, command))
-    body += ["<h2>Parameters</h2>", _parameters(sep, parameters, command)]
+    body += ["<h2>Parameters</h2>", _parameters(sep, parameters, command, grouping)]
     page = _page(f"audionmf: {stem}", "\n".join(body), info)
     return {REPORT_NAME: page.encode()}
 
@@ -132,6 +138,10 @@ def _components(sep, command):
         return out[0] + ("<p>This file is longer than one fit takes, so its components were "
                          "learned on excerpts of it: the page shows the pooled spectrograms only, "
                          "and <code>--group</code> cannot be used for it.</p>")
+    if K > MAX_SHOWN_COMPONENTS:
+        return out[0] + (f"<p>{K} components are more than a page can show one by one (at most "
+                         f"{MAX_SHOWN_COMPONENTS}, each with a figure and a clip): the page shows "
+                         "the spectrograms and the sources' shares only.</p>")
     refined = K != mode.n_components
     if refined:
         out.append(f"<p>The mixture sounded sustained, so its {mode.n_components} components were "
@@ -199,7 +209,7 @@ def component_clip(signal, mode, fitted, k, seconds=CLIP_SECONDS, sr=CLIP_SR):
     X = stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window)
     h = H[:, t0:t0 + X.shape[-1]]
     h = np.pad(h, ((0, 0), (0, X.shape[-1] - h.shape[1])))
-    mask = wiener_masks(W, h, np.arange(W.shape[1]), mask_power=mode.mask_power, context=c)[k]
+    mask = _component_mask(W, h, k, mode.mask_power, c)
     if mask.shape[0] < X.shape[-2]:  # above the templates' band: the top band's share
         mask = np.concatenate([mask, np.repeat(mask[-1:], X.shape[-2] - mask.shape[0], axis=0)])
     part = istft(X * mask, length=n, n_fft=params.n_fft, hop_length=params.hop_length,
@@ -219,6 +229,22 @@ def component_clip(signal, mode, fitted, k, seconds=CLIP_SECONDS, sr=CLIP_SR):
     return buffer.getvalue(), start / signal.sr
 
 
+def _component_mask(W, H, k, p, context):
+    """Component ``k``'s soft mask among all components, ``(W_k H_k)**p / sum_j
+    (W_j H_j)**p``. Without context the sum is ``W**p @ H**p``, one product, instead
+    of every component's spectrogram (K of them for each of K clips)."""
+    if context:
+        return wiener_masks(W, H, np.arange(W.shape[1]), mask_power=p, context=context)[k]
+    W, H = np.asarray(W, dtype=np.float64), np.asarray(H, dtype=np.float64)
+    top = W.max(axis=0) * H.max(axis=1)  # scaled by the largest component: no overflow
+    scale = float(top.max()) if top.size and top.max() > 0 else 1.0
+    Wp = (W / scale ** 0.5) ** p
+    Hp = (H / scale ** 0.5) ** p
+    total = Wp @ Hp
+    own = np.outer(Wp[:, k], Hp[k])
+    return np.divide(own, total, out=np.full(total.shape, 1.0 / W.shape[1]), where=total > 0)
+
+
 def group_ranges(indices):
     """``--group``'s spelling of component numbers: ``[0, 1, 2, 5]`` -> ``'0-2,5'``.
 
@@ -236,10 +262,10 @@ def group_ranges(indices):
     return ",".join(parts)
 
 
-def _parameters(sep, parameters, command):
+def _parameters(sep, parameters, command, grouping=()):
     mode, analysis = sep.mode, sep.mode.analysis
     rows = {"mode": mode.key, "sources": ", ".join(mode.names),
-            "components": sep.fitted.W.shape[1] if sep.fitted.W is not None else "-",
+            "components": sep.fitted.W.shape[1],
             "divergence (beta)": f"{analysis.beta:g}", "spectrogram power": f"{analysis.power:g}",
             "n_fft": analysis.stft.n_fft, "hop": analysis.stft.hop_length,
             "window": analysis.stft.window, "mask power": f"{mode.mask_power:g}",
@@ -248,7 +274,7 @@ def _parameters(sep, parameters, command):
             **(parameters or {}),
             "time taken": f"{sep.seconds:.1f} s", "audionmf": __version__}
     if command:
-        rows["command"] = shlex.join(command)
+        rows["command"] = shlex.join(list(command) + list(grouping))
     return "<table class=\"params\">" + "".join(
         f"<tr><th>{_e(key)}</th><td><code>{_e(value)}</code></td></tr>" for key, value in rows.items()
     ) + "</table>"
@@ -286,7 +312,7 @@ def index_page(entries, folder):
             why = error or "no report"
             rows.append(f'<tr class="failed"><td>{_e(path)}</td><td colspan="3">{_e(why)}</td></tr>')
             continue
-        link = urllib.parse.quote(_relative(report, folder).replace(os.sep, "/"))
+        link = _url(_relative(report, folder))
         rows.append(f'<tr><td><a href="{link}">{_e(path)}</a></td>'
                     f'<td>{_duration(summary["duration"])}</td>'
                     f'<td>{_e(", ".join(summary["sources"]))}</td>'
@@ -329,7 +355,7 @@ def scores_page(result, reference_dir, estimate_dir):
     own = os.path.join(estimate_dir, REPORT_NAME)
     link = f'<p><a href="{REPORT_NAME}">the separation\'s report</a></p>' if os.path.isfile(own) else ""
     body = (f"<h1>Scores of {_e(estimate_dir)}</h1>"
-            f'<p class="meta">against {_e(reference_dir)}: BSS Eval v3 (mir_eval), in dB, higher is '
+            f'<p class="meta">against {_e(reference_dir)}: BSS Eval v3 (as mir_eval computes it), in dB, higher is '
             f"better; audionmf {_e(__version__)}</p>"
             f'<table class="scores"><tr><th>source</th><th>estimate</th>{head}</tr>{"".join(rows)}'
             f"</table>{''.join(notes)}{link}")
@@ -347,7 +373,7 @@ def _mixture_player(path, folder):
 
 def _player(src, mime):
     if not src.startswith(("data:", "file:")):
-        src = urllib.parse.quote(src.replace(os.sep, "/"))
+        src = _url(src)
     return f'<audio controls preload="metadata"><source src="{_e(src)}" type="{mime}"></audio>'
 
 
@@ -380,7 +406,15 @@ def _duration(seconds):
 
 
 def _e(value):
-    return html.escape(str(value))
+    """Text for the page: escaped, and a file name that is not UTF-8 shown with its
+    undecodable bytes as escapes (the page is UTF-8)."""
+    return html.escape(str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _url(path):
+    """A relative link to ``path``: its bytes percent-encoded, so that a name that is not
+    UTF-8 links to the very file."""
+    return urllib.parse.quote(os.fsencode(path.replace(os.sep, "/")))
 
 
 def _json(value):

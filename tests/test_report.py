@@ -146,6 +146,51 @@ def test_a_refined_grouping_shows_its_components_and_no_group_command(tmp_path):
     assert 'id="rerun"' not in page  # --group names the first fit's components, not these
 
 
+def test_a_name_that_is_not_utf8_gets_its_report_and_index(tmp_path, capsys):
+    """The player links the very bytes of the name, the page shows it escaped."""
+    folder = os.fsencode(tmp_path / "album")
+    os.mkdir(folder)
+    y, sr = sf.read(SAMPLE, frames=2 * 22050)
+    sf.write(os.path.join(folder, b"caf\xe9.wav"), y, sr, format="WAV")
+    sf.write(os.path.join(folder, b"ok.wav"), y, sr, format="WAV")
+    out = tmp_path / "out"
+    assert main(["separate", os.fsdecode(folder), "-o", str(out), "--iterations", "5", "--report",
+                 "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    page = open(os.path.join(os.fsencode(out), b"caf\xe9", b"report.html"), encoding="utf-8").read()
+    assert "../../album/caf%E9.wav" in audio_sources(page) and "caf\\udce9" in page
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="caf%E9/report.html"' in index
+
+
+def test_the_command_row_holds_every_option_given(tmp_path):
+    """The models and --free of a supervised run, the grouping options of a blind one."""
+    from audionmf import SourceModel
+
+    path = excerpt(tmp_path / "mix.wav", 0.0, 2.0)
+    SourceModel.learn(path, name="tone", n_components=4, max_iter=10, random_state=0).save(
+        tmp_path / "tone.npz")
+    assert main(["separate", path, "-o", str(tmp_path / "a"), "--model", str(tmp_path / "tone.npz"),
+                 "--free", "2", "--iterations", "5", "--report", "-q"]) == 0
+    page = (tmp_path / "a" / "mix" / "report.html").read_text()
+    assert f"--model {tmp_path / 'tone.npz'} --free 2" in page
+    assert main(["separate", path, "-o", str(tmp_path / "b"), "--sources", "3", "--rhythm", "1",
+                 "--iterations", "5", "--report", "-q"]) == 0
+    page = (tmp_path / "b" / "mix" / "report.html").read_text()
+    assert "--report --sources 3 --rhythm 1</code>" in page  # the command that ran it
+    assert re.search(r'id="rerun">[^<]*--components 24 --group', page)  # and the rerun, without them
+
+
+def test_many_components_are_summarized(tmp_path):
+    """Past 64 components the page shows no component one by one (each has a figure and
+    a clip), so its size and the time to make it stay bounded."""
+    path = excerpt(tmp_path / "mix.wav", 0.0, 2.0)
+    separate_file(path, tmp_path / "out", n_components=65, max_iter=3, rhythm_weight=1.0,
+                  report=separation_report)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert len(audio_sources(page)) == 3 and "65 components are more than a page can show" in page
+
+
 def test_group_ranges():
     assert group_ranges([3, 0, 1, 2, 9, 11, 10]) == "0-3,9-11"
     assert group_ranges([4]) == "4"

@@ -400,8 +400,8 @@ def test_sustained_notes_are_refined(monkeypatch, two_tones, tone_and_clicks):
 
 
 def test_long_sustained_mixtures_are_refined_on_stretches(monkeypatch, two_tones):
-    """Past REFINE_VALUES the finer fit is fitted on evenly spread stretches of
-    EXCERPT_FRAMES frames, and gives its templates to a fit of all the frames'
+    """Past limits.refine_values the finer fit is fitted on evenly spread stretches of
+    limits.excerpt_frames frames, and gives its templates to a fit of all the frames'
     activations; the sources are as good, and sum to the mixture."""
     import sys
 

@@ -67,7 +67,10 @@ COMMON_FLAGS = {"two_stems": "--two-stems", "beta": "--beta", "n_fft": "--n-fft"
                 "hop_length": "--hop", "max_iter": "--iterations"}
 #: What a worker process needs of the arguments, besides the modes' options.
 TASK_FIELDS = ("out", "two_stems", "beta", "n_fft", "hop", "iterations", "seed", "format", "plot",
-               "report", "quiet")
+               "report", "quiet", "model_paths")
+#: The blind mode's options, which a report's rerun command replaces by its own
+#: --components and --group.
+BLIND_GROUPING = {option.name for option in MODES["blind"].options}
 #: The report of each input, and the page of a batch that links them.
 REPORT, INDEX = "report.html", "index.html"
 
@@ -186,13 +189,13 @@ def check_separate(sub, args):
 
 def _load_models(args):
     """The model files of the options loaded in their place (their paths kept in
-    ``args.model_files``); raises ModelError."""
-    args.model_files = []
+    ``args.model_paths``, by option); raises ModelError."""
+    args.model_paths = {}
     for option in mode_options():
         paths = getattr(args, option.name)
         if option.kind != "model" or not paths:
             continue
-        args.model_files += paths
+        args.model_paths[option.name] = list(paths)
         models = [SourceModel.load(path) for path in paths]
         try:
             check_models(models)
@@ -224,7 +227,8 @@ def run_separate(args):
                   "skipped", file=sys.stderr)
     else:
         todo = inputs
-    task = _SeparateTask(args, protected=inputs + args.model_files)
+    model_files = [path for paths in args.model_paths.values() for path in paths]
+    task = _SeparateTask(args, protected=inputs + model_files)
     created = []
     if len(todo) > 1:
         # The shared output folder is made here, before any worker starts: a worker whose
@@ -475,16 +479,33 @@ def _separate_one(path, args, protected):
 def _report_maker(path, args):
     """The ``report`` callable of separate_file for this input: its page, with the
     command that reruns it (the report adds --components and --group)."""
-    from ..report import separation_report
+    from ..report import group_ranges, separation_report
+
+    def spelled(value):
+        return f"{value:g}" if isinstance(value, float) else str(value)
 
     command = ["audionmf", "separate", path, "-o", args.out]
     for flag, value in (("--two-stems", args.two_stems), ("--beta", args.beta), ("--n-fft", args.n_fft),
                         ("--hop", args.hop), ("--iterations", args.iterations)):
         if value is not None:
-            command += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            command += [flag, spelled(value)]
+    grouping = []  # the blind mode's: the report writes its own --components and --group
+    for option in mode_options():
+        value = args.model_paths.get(option.name) if option.kind == "model" else getattr(args, option.name)
+        if not option.given(value):
+            continue
+        values = value if option.repeat else [value]
+        if option.kind == "components":
+            values = [group_ranges(v) for v in values]
+        words = [word for v in values for word in (option.flag, spelled(v))]
+        if option.name in BLIND_GROUPING:
+            grouping += words
+        else:
+            command += words
     command += ["--seed", str(args.seed)] + (["--format", args.format] if args.format != "wav" else [])
     command += (["--plot"] if args.plot else []) + ["--report"]
-    return functools.partial(separation_report, command=command, parameters={"seed": args.seed})
+    return functools.partial(separation_report, command=command, grouping=grouping,
+                             parameters={"seed": args.seed})
 
 
 def _separation_png(spectra, sr, hop_length, n_fft):

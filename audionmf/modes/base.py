@@ -50,7 +50,11 @@ class Option:
     default: object = None
 
     def given(self, value):
-        return value is not None and value is not False and value != self.default
+        """Whether ``value`` was given: not None, nor the default (compared only when
+        both are plain values: an array is given)."""
+        if value is None:
+            return False
+        return self.default is None or not (np.isscalar(value) and value == self.default)
 
 
 def keyword(name, value=None):
