@@ -131,7 +131,8 @@ def add_parser(commands):
                           "tcp://10.0.0.5:8786 (needs 'pip install audionmf[dask]'; the workers "
                           "must see the same paths)")
     add_run_options(sep)
-    sep.set_defaults(run=run_separate, check=check_separate, command_parser=sep)
+    sep.set_defaults(run=run_separate, check=check_separate, command_parser=sep,
+                     model_paths={})  # (the model files' paths, once they are loaded)
 
 
 def _iterations_help(mode):
