@@ -314,7 +314,7 @@ def _start_worker(pids, current, cancelled):
     sys.unraisablehook = _quiet_about_termination
     threading.Thread(target=_exit_with_parent, name="audionmf-parent-watch", daemon=True).start()
     threadpool_limits(limits=1)  # for the life of this worker process
-    _threads.LIMIT = 1  # the NMF engine's threads and the FFTs' (a no-op where pinned below)
+    _threads.limit_cores(1)  # the NMF engine's threads and the FFTs' (a no-op where pinned below)
     with pids.get_lock():
         index = next(i for i, pid in enumerate(pids) if pid == 0)
         pids[index] = os.getpid()

@@ -10,7 +10,8 @@ import contextlib
 import os
 import threading
 
-__all__ = ["LIMIT", "available_cores", "thread_pool", "blas_controller", "serial_blas"]
+__all__ = ["LIMIT", "available_cores", "limit_cores", "cores_limited", "thread_pool", "blas_controller",
+           "serial_blas"]
 
 #: None: the cores this process may run on. A batch worker process sets 1 (where it
 #: is pinned to one core, Linux, the count is 1 anyway; elsewhere it is not).
@@ -25,6 +26,24 @@ def available_cores():
     if LIMIT:
         return LIMIT
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def limit_cores(n):
+    """From now on, run this process's own work on at most ``n`` cores (None: on all
+    it may run on), as a batch worker process does."""
+    global LIMIT
+    LIMIT = n
+
+
+@contextlib.contextmanager
+def cores_limited(n):
+    """At most ``n`` cores inside; the limit before is restored after."""
+    before = LIMIT
+    limit_cores(n)
+    try:
+        yield
+    finally:
+        limit_cores(before)
 
 
 def thread_pool(n_threads):

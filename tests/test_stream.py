@@ -65,14 +65,11 @@ def test_single_precision_spectra_are_the_same_in_any_block(rng, block):
     S = stft(y, n_fft=512, hop_length=128)
     assert S.dtype == np.complex64
     for workers in (1, 3):
-        _threads.LIMIT = workers
-        try:
+        with _threads.cores_limited(workers):
             for t0 in range(0, S.shape[-1], block):
                 t1 = min(S.shape[-1], t0 + block)
                 np.testing.assert_array_equal(stft_frames(read_block(y, t0, t1, params), params),
                                               S[..., t0:t1])
-        finally:
-            _threads.LIMIT = None
 
 
 def test_half_precision_is_transformed_in_double(rng):
