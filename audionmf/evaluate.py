@@ -29,10 +29,18 @@ import numpy as np
 from ._validation import AudioError, ParameterError, check_audio, check_flag, check_sample_rate
 from .io import AUDIO_EXTENSIONS, load
 
-__all__ = ["evaluate", "evaluate_folders", "si_sdr", "METRICS"]
+__all__ = ["evaluate", "evaluate_folders", "si_sdr", "score_columns", "METRICS"]
 
 METRICS = ("sdr", "sir", "sar", "si_sdr")
 MIXTURE_NAME = "mix"
+_TITLES = {"sdr": "SDR", "sir": "SIR", "sar": "SAR", "si_sdr": "SI-SDR", "sdri": "SDRi"}
+
+
+def score_columns(result):
+    """``(key, title)`` of the scores in a result of :func:`evaluate`, in table order:
+    the metrics, then the SDR improvement where a mixture was given."""
+    keys = METRICS + (("sdri",) if "sdri" in result["mean"] else ())
+    return [(key, _TITLES[key]) for key in keys]
 
 
 def si_sdr(reference, estimate):

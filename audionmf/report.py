@@ -38,6 +38,7 @@ import soundfile as sf
 
 from . import plot
 from ._version import __version__
+from .evaluate import score_columns
 from .io import resample
 from .masks import wiener_masks
 from .spectrogram import bin_frequencies, frame_times, istft, stft
@@ -338,9 +339,7 @@ def scores_page(result, reference_dir, estimate_dir):
     -------
     bytes
     """
-    columns = [("sdr", "SDR"), ("sir", "SIR"), ("sar", "SAR"), ("si_sdr", "SI-SDR")]
-    if "sdri" in result["mean"]:
-        columns.append(("sdri", "SDRi"))
+    columns = score_columns(result)
     head = "".join(f"<th>{title}</th>" for _, title in columns)
     rows = [f'<tr><th>{_e(name)}</th><td>{_e(scores["estimate"])}</td>'
             + "".join(f"<td>{scores[k]:.2f}</td>" for k, _ in columns) + "</tr>"

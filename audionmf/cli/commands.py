@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import io
 from .._validation import MAX_COMPONENTS, MAX_SR, AudioError, ParameterError
-from ..evaluate import evaluate_folders
+from ..evaluate import evaluate_folders, score_columns
 from ..features import decompose
 from ..io import atomic_file
 from ..models import LEARN_DEFAULTS, MAX_LEARN_ITER, ModelError, SourceModel
@@ -272,9 +272,7 @@ def _finite_or_null(value):
 
 def _score_table(result):
     """The scores as a plain-text table, then the files that were left out."""
-    columns = [("sdr", "SDR"), ("sir", "SIR"), ("sar", "SAR"), ("si_sdr", "SI-SDR")]
-    if "sdri" in result["mean"]:
-        columns.append(("sdri", "SDRi"))
+    columns = score_columns(result)
     rows = [(name, scores) for name, scores in result["sources"].items()]
     show_pairing = any(name != scores["estimate"] for name, scores in rows)
     labels = [f"{name} <- {s['estimate']}" if show_pairing else name for name, s in rows]
