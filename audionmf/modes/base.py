@@ -212,8 +212,7 @@ class Mode:
         fitted templates; zeros for a silent block."""
         if not np.any(V):
             return np.zeros((fitted.templates.shape[1], V.shape[1]), dtype=np.float32)
-        return nmf(V / V.max(), fitted.templates.shape[1], W=fitted.templates, update_W=False,
-                   **self.fit_options()).H
+        return self.fixed_activations(V / V.max(), fitted.templates)
 
     def spread(self, fitted):
         """Frames beyond a block whose activations its masks depend on."""
