@@ -81,8 +81,7 @@ class Analysis:
                     f"{field}={value!r} differs from the models' {getattr(ref, field)!r}; "
                     "the analysis must be the one the models were learned with"
                 )
-        return cls(sr=ref.sr, stft=ref.stft_params, beta=ref.beta, power=ref.power,
-                   context=ref.context)
+        return ref.analysis
 
     @property
     def n_freq(self):
