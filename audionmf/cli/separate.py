@@ -389,14 +389,19 @@ def _expected_names(args):
     return pick(options).source_names(options)
 
 
+def _outputs(path, args, every=False):
+    """The files the separation of ``path`` writes: its sources, and the picture and the
+    report where asked for (``every``: whether asked for or not)."""
+    folder = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
+    names = [f"{name}.{args.format}" for name in _expected_names(args)]
+    names += ["separation.png"] if args.plot or every else []
+    names += [REPORT] if args.report or every else []
+    return [os.path.join(folder, name) for name in names]
+
+
 def _already_separated(path, args, since=None):
     """Whether every output of ``path`` exists (and, with ``since``, was written since then)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    files = [os.path.join(args.out, stem, f"{name}.{args.format}") for name in _expected_names(args)]
-    if args.plot:
-        files.append(os.path.join(args.out, stem, "separation.png"))
-    if args.report:
-        files.append(os.path.join(args.out, stem, REPORT))
+    files = _outputs(path, args)
     return all(os.path.isfile(f) and (since is None or os.path.getmtime(f) >= since) for f in files)
 
 
@@ -431,11 +436,9 @@ class _SeparateTask:
     def abandoned(self, path):
         """Remove what a worker that died on ``path`` left: its temporary files (only
         ours: hidden, named after an output, ending in .part), then its folder if empty."""
-        stem = os.path.splitext(os.path.basename(path))[0]
-        folder = os.path.join(self.args.out, stem)
-        names = [f"{name}.{self.args.format}" for name in _expected_names(self.args)] + ["separation.png",
-                                                                                         REPORT]
-        for name in names:
+        outputs = _outputs(path, self.args, every=True)
+        folder = os.path.dirname(outputs[0])
+        for name in map(os.path.basename, outputs):
             for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.part")):
                 try:
                     os.remove(leftover)
@@ -449,11 +452,9 @@ class _SeparateTask:
 
 def _separate_one(path, args, protected):
     """Separate one file; returns the folder written. Nothing is left on failure."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    folder = os.path.join(args.out, stem)
-    targets = [os.path.join(folder, f"{name}.{args.format}") for name in _expected_names(args)]
-    targets += ([os.path.join(folder, "separation.png")] if args.plot else []) + (
-        [os.path.join(folder, REPORT)] if args.report else [])
+    targets = _outputs(path, args)
+    folder = os.path.dirname(targets[0])
+    stem = os.path.basename(folder)
     for target in targets:
         if _identity(target) in protected:
             raise AudioError(f"{path}: output {target} is an input file; choose another -o")
