@@ -36,6 +36,7 @@ def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
     n_frames = 1 + signal.n_samples // params.hop_length
     n_freq = analysis.n_freq
     whole = n_frames * mode.fit_rows * (2 * c + 1) <= limits.fit_values
+    mode.prepare(signal)
     fitted = _learn(signal, mode, n_frames, whole)
     if inspect is not None:
         inspect(mode, fitted)

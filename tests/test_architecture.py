@@ -24,11 +24,11 @@ LAYERS = [
     {"_engine", "nmf", "_writing", "io", "spectrogram"},
     {"analysis", "masks"},
     {"grouping", "models"},
-    {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums"},
+    {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums", "modes.denoise"},
     {"_blocks"},
     {"separate", "features"},
     {"evaluate", "plot", "report", "_batch", "__main__", "cli", "cli._common", "cli.separate",
-     "cli.commands", "sklearn"},
+     "cli.commands", "cli.denoise", "sklearn"},
 ]
 
 

@@ -8,13 +8,14 @@ the modes here: adding one is one new module and one entry in :data:`MODES`
 from .._validation import ParameterError
 from .base import Fitted, Mode, Option, keyword, refuse_foreign
 from .blind import Blind
+from .denoise import Denoise
 from .drums import Drums
 from .supervised import Supervised
 
 __all__ = ["MODES", "DEFAULT_MODE", "pick", "Mode", "Option", "Fitted", "keyword"]
 
 #: Every mode, by key. The first whose selecting keyword is given is used, else the default.
-MODES = {mode.key: mode for mode in (Blind, Supervised, Drums)}
+MODES = {mode.key: mode for mode in (Blind, Supervised, Drums, Denoise)}
 #: The mode of ``separate(y, sr)`` with no selecting keyword.
 DEFAULT_MODE = Blind
 

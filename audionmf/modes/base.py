@@ -183,6 +183,10 @@ class Mode:
         """Rows of one frame of the spectrogram that is fitted."""
         return self.rows if self.pool is None else self.pool.shape[0]
 
+    def prepare(self, signal):
+        """Read what the mode needs of the signal itself (an :class:`audionmf.io.Signal`)
+        before its fit, such as a stretch named by an option; nothing by default."""
+
     def needs_fit(self, whole):
         """Whether :meth:`fit` has anything to learn (a signal fitted on excerpts
         with every template fixed has not: each block is fitted on its own)."""

@@ -1,0 +1,300 @@
+"""Noise out of a recorded voice: ``separate(two_stems="noise")``, :func:`audionmf.denoise`.
+
+Semi-supervised NMF (Smaragdis, Raj & Shashanka 2007; Mohammadiha, Smaragdis &
+Leijon 2013): the magnitude spectrogram of the input is explained by
+
+* **noise**: :data:`NOISE_COMPONENTS` templates learned from a noise profile and
+  held fixed: a recording of the noise alone (``noise``), a noise-only stretch of
+  the input (``noise_from``), or by default the input's quietest stretches
+  (:func:`quiet_frames`);
+* **speech**: what the noise templates cannot explain: :data:`SPEECH_COMPONENTS`
+  free templates learned on the input, or the templates of speech models
+  (``speech_models``, from :meth:`audionmf.SourceModel.learn`), held fixed.
+
+Unless ``stationary``, the noise model then follows the noise of this input: the
+noise templates are learned again from the profile and the frames the first fit
+finds noise-dominated (where the speech model holds under :data:`ADAPT_SHARE` of
+the frame), and the input is fitted again with them. Soft masks
+(:data:`MASK_POWER`) split each bin; ``reduction`` (dB) leaves that much of the
+noise in ``clean``, the rest in ``noise``, so the two always sum to the input.
+How each default measures: ``docs/decisions.md`` ("Denoise").
+
+References
+----------
+P. Smaragdis, B. Raj and M. Shashanka, "Supervised and semi-supervised separation
+of sounds from single-channel mixtures", ICA 2007. doi:10.1007/978-3-540-74494-8_52
+
+N. Mohammadiha, P. Smaragdis and A. Leijon, "Supervised and unsupervised speech
+enhancement using nonnegative matrix factorization", IEEE TASLP 21(10), 2013.
+doi:10.1109/TASL.2013.2270369
+"""
+import numbers
+import os
+
+import numpy as np
+
+from .._validation import MAX_SAMPLE, AudioError, ParameterError, check_audio
+from ..analysis import Analysis, templates_at_rate
+from ..masks import wiener_masks
+from ..models import SourceModel, check_models
+from ..nmf import nmf
+from .base import Fitted, Mode, Option, keyword
+from .blind import MIXTURE_OVER_RELAXATION
+
+__all__ = ["Denoise", "quiet_frames", "denoise_n_fft", "parse_span"]
+
+#: STFT frame of about 46 ms (a power of two: 1024 samples at 22.05 kHz, 2048 at 44.1 kHz).
+FRAME_SECONDS = 0.046
+#: Templates of the noise, learned from the profile (docs/decisions.md, "Denoise: templates").
+NOISE_COMPONENTS = 16
+#: Free templates of the speech, learned on the input.
+SPEECH_COMPONENTS = 32
+#: Iterations of the noise templates' fit on the profile.
+NOISE_FIT_ITER = 200
+#: Soft masks on magnitude models, exponent 1 (docs/decisions.md, "Denoise: mask power").
+MASK_POWER = 1.0
+#: Iterations of the fit on the input: fewer let the free templates take less noise.
+DEFAULT_ITER = 50
+#: Adaptive noise model: frames whose speech model holds under this share are noise.
+ADAPT_SHARE = 0.1
+#: The automatic profile: the quietest share of frames, in stretches of at least ...
+QUIET_SHARE = 0.15
+QUIET_SECONDS = 0.25
+#: ... which must lie this many dB under the input's median frame (else: no noise-only stretch).
+QUIET_CONTRAST_DB = 1.0
+
+
+def denoise_n_fft(sr):
+    """The STFT frame at rate ``sr``: the power of two nearest :data:`FRAME_SECONDS`."""
+    return int(2 ** max(4, round(np.log2(FRAME_SECONDS * sr))))
+
+
+def parse_span(value, name="noise_from"):
+    """``(start, end)`` in seconds from a pair of numbers or a ``"START:END"`` string."""
+    if isinstance(value, str):
+        start, colon, end = value.partition(":")
+        try:
+            value = (float(start), float(end)) if colon else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise ParameterError(f"{name}: expected START:END in seconds, such as 0:1.5")
+    try:
+        start, end = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name}: expected (start, end) in seconds, got {value!r}") from None
+    if not (np.isfinite(start) and np.isfinite(end)) or start < 0 or end <= start:
+        raise ParameterError(f"{name}: {start:g}:{end:g} is not a stretch of the input "
+                             "(need 0 <= START < END, in seconds)")
+    return start, end
+
+
+def quiet_frames(V, min_frames, share=QUIET_SHARE, contrast_db=QUIET_CONTRAST_DB, power=1.0):
+    """Frames of ``V`` that hold noise only: its quietest stretches.
+
+    Each frame is scored by how far it lies above each row's 10th percentile over
+    time: the mean of ``log V - log P10`` over the quarter of rows where it is
+    largest (a band counts as much as any other however loud the noise is there,
+    and speech raises only some of them), smoothed over ``min_frames`` frames;
+    the ``share`` of frames with the lowest score are returned. Frames of digital
+    silence are left out.
+
+    It fails (returns None) where those frames are not at least ``contrast_db``
+    under the median frame: no stretch is clearly quieter than the rest (speech
+    with no pause, or noise alone). It is wrong where the quietest stretches are
+    not noise (a quiet voice in a pause of louder noise).
+
+    Parameters
+    ----------
+    V : np.ndarray [shape=(n_rows, n_frames)]
+    min_frames : int
+    power : float
+        The spectrogram's exponent (1: magnitude), for the contrast in dB.
+
+    Returns
+    -------
+    np.ndarray of int or None
+    """
+    V = np.asarray(V, dtype=np.float64)
+    heard = np.flatnonzero(V.max(axis=0) > 0)
+    if len(heard) < 2 * min_frames:
+        return None
+    L = np.log(V[:, heard] + 1e-6 * V.max())
+    rise = np.sort(L - np.percentile(L, 10, axis=1, keepdims=True), axis=0)
+    score = rise[-max(1, len(rise) // 4):].mean(axis=0)
+    width = max(1, min(int(min_frames), len(score)))
+    smooth = np.convolve(np.pad(score, (width // 2, width - 1 - width // 2), mode="edge"),
+                         np.ones(width) / width, mode="valid")
+    quiet = smooth <= np.quantile(smooth, share)
+    contrast = 20.0 / power * (np.median(smooth) - smooth[quiet].mean()) / np.log(10)
+    if contrast < contrast_db:
+        return None
+    return heard[quiet]
+
+
+class Denoise(Mode):
+    """``separate(y, sr, two_stems="noise")``: ``clean`` and ``noise``."""
+
+    key = "denoise"
+    selected_by = "two_stems"
+    two_stems = "noise"
+    default_mask_power = MASK_POWER
+    default_max_iter = DEFAULT_ITER
+    options = (
+        Option("noise", "--noise-sample", "audio", "with --two-stems noise: a recording of the "
+               "noise alone, its noise profile (default: found in the input)", metavar="NOISE.wav"),
+        Option("noise_from", "--noise-from", "span", "with --two-stems noise: the noise profile is "
+               "this noise-only stretch of the input, in seconds", metavar="START:END"),
+        Option("reduction", "--reduction", "decibels", "with --two-stems noise: lower the noise by "
+               "this many dB only (12 keeps some, as Audacity does; default: all of it); what is "
+               "removed goes to noise.wav", metavar="DB"),
+        Option("stationary", "--stationary", "flag", "with --two-stems noise: keep the noise model "
+               "of the profile (default: it adapts to the input's noise-dominated frames)",
+               default=False),
+        Option("speech_models", "--speech-model", "model", "with --two-stems noise: speech "
+               "templates from 'audionmf learn' instead of free ones (repeat for several)",
+               metavar="SPEECH.npz", repeat=True),
+    )
+
+    @classmethod
+    def source_names(cls, options):
+        return ["clean", "noise"]
+
+    @classmethod
+    def check_options(cls, options, spell=keyword):
+        noise, span = options.get("noise"), options.get("noise_from")
+        if noise is not None and span is not None:
+            raise ParameterError(f"{spell('noise')} and {spell('noise_from')} cannot be used "
+                                 "together: give one noise profile")
+        if span is not None:
+            span = parse_span(span, spell("noise_from"))
+        reduction = options.get("reduction")
+        if reduction is not None:
+            if isinstance(reduction, bool) or not isinstance(reduction, numbers.Real) \
+                    or not 0 < reduction < float("inf"):
+                raise ParameterError(f"{spell('reduction', reduction)}: expected a positive number of dB")
+            reduction = float(reduction)
+        return dict(options, noise_from=span, reduction=reduction,
+                    stationary=bool(options.get("stationary")))
+
+    def configure(self, analysis_options, spell=keyword, noise=None, noise_from=None, reduction=None,
+                  stationary=False, speech_models=None):
+        checked = self.check_options(dict(noise=noise, noise_from=noise_from, reduction=reduction,
+                                          stationary=stationary), spell)
+        self.spell = spell
+        self.noise_from, self.stationary = checked["noise_from"], checked["stationary"]
+        reduction = checked["reduction"]
+        self.keep = 0.0 if reduction is None else 10.0 ** (-reduction / 20.0)
+        models = list(speech_models or ())
+        for m in models:
+            if not isinstance(m, SourceModel):
+                raise ParameterError(f"speech_models must be SourceModel objects, got {type(m).__name__}")
+        if models:
+            check_models(models)
+            own = Analysis.from_models(models, **analysis_options)
+            self.analysis = own.at_rate(self.sr)
+            self.speech = templates_at_rate(np.hstack([m.templates for m in models]), own, self.sr)
+            self.rows = self.speech.shape[0] // (2 * own.context + 1)
+        else:
+            if analysis_options.get("n_fft") is None:
+                analysis_options = dict(analysis_options, n_fft=denoise_n_fft(self.sr))
+            self.analysis = Analysis.from_arguments(self.sr, **analysis_options)
+            self.speech = None
+        self.names = self.source_names({})
+        self.profile = None if noise is None else self._profile(self._noise_samples(noise))
+
+    def prepare(self, signal):
+        """The noise profile of ``noise_from``: that stretch of the signal."""
+        if self.noise_from is None:
+            return
+        start, end = (int(round(s * signal.sr)) for s in self.noise_from)
+        if end > signal.n_samples:
+            raise ParameterError(
+                f"{signal.name}: {self.spell('noise_from')} {self.noise_from[0]:g}:{self.noise_from[1]:g} "
+                f"reaches past the end of the input ({signal.n_samples / signal.sr:.2f} s)")
+        if end - start < self.analysis.stft.n_fft:
+            raise ParameterError(f"{signal.name}: {self.spell('noise_from')} is shorter than one STFT "
+                                 f"frame ({self.analysis.stft.n_fft / signal.sr:.3f} s)")
+        samples = signal.read(start, end)
+        if not np.any(samples):
+            raise ParameterError(f"{signal.name}: {self.spell('noise_from')} "
+                                 f"{self.noise_from[0]:g}:{self.noise_from[1]:g} is silent: "
+                                 "it holds no noise to learn from")
+        self.profile = self._profile(samples)
+
+    def _noise_samples(self, noise):
+        """The noise recording at the signal's rate, (n_channels, n_samples)."""
+        if isinstance(noise, (str, os.PathLike)):
+            from ..io import load  # (layer 1: imported where a file is given)
+
+            name = os.fspath(noise)
+            y, _ = load(name, sr=self.sr, dtype=np.float64)
+        else:
+            name = "the noise sample"
+            y = np.asarray(noise)
+        y = check_audio(y, name, loudest=MAX_SAMPLE)
+        if y.shape[-1] < self.analysis.stft.n_fft:
+            raise AudioError(f"{name}: too short for a noise profile: {y.shape[-1]} samples, "
+                             f"need at least {self.analysis.stft.n_fft}")
+        if not np.any(y):
+            raise AudioError(f"{name}: silent: it holds no noise to learn from")
+        return np.atleast_2d(y)
+
+    def _profile(self, samples):
+        """The spectrogram of noise samples, as the fit sees the input's."""
+        from ..spectrogram import stft_frames
+
+        X = stft_frames(np.atleast_2d(samples).astype(np.float32), self.analysis.stft)
+        return self.analysis.spectrogram(X, self.rows)
+
+    def _noise_templates(self, Vn):
+        fit = nmf(Vn / max(float(Vn.max()), 1e-30), NOISE_COMPONENTS,
+                  **dict(self.fit_options(random_state=self.rng), max_iter=NOISE_FIT_ITER))
+        return fit.W / np.maximum(fit.W.sum(axis=0), 1e-30)
+
+    def _fit(self, V, Wn, Ws):
+        """V ~= [Wn Ws] H, the noise templates fixed; the speech's too, with models."""
+        free = self.speech is None
+        W = np.hstack([Wn, Ws]).astype(np.float32)
+        update = np.r_[np.zeros(Wn.shape[1], bool), np.full(Ws.shape[1], free)]
+        return nmf(V, W.shape[1], W=W, update_W=update if free else False,
+                   over_relaxation=MIXTURE_OVER_RELAXATION,
+                   **self.fit_options(random_state=self.rng, callback=self.callback))
+
+    def fit(self, V, whole):
+        profile = self.profile
+        if profile is None:
+            frames = quiet_frames(V[: self.rows], max(1, int(QUIET_SECONDS * self.sr / self.analysis.stft.hop_length)),
+                                  power=self.analysis.power)
+            if frames is None:
+                raise ParameterError(
+                    "no noise-only stretch found: no part of the input is clearly quieter than the "
+                    f"rest; give the noise profile with {self.spell('noise')} NOISE.wav (the noise "
+                    f"alone) or {self.spell('noise_from')} START:END (a noise-only stretch, in seconds)")
+            profile = V[:, frames]
+        Wn = self._noise_templates(profile)
+        if self.speech is None:
+            Ws = self.rng.random((V.shape[0], SPEECH_COMPONENTS)).astype(np.float32)
+            Ws /= Ws.sum(axis=0)
+        else:
+            Ws = self.speech
+        result = self._fit(V, Wn, Ws)
+        labels = np.repeat([1, 0], [Wn.shape[1], Ws.shape[1]])
+        if not self.stationary:
+            k = Wn.shape[1]
+            speech = result.W[:, k:] @ result.H[k:]
+            share = speech.sum(axis=0) / np.maximum((result.W @ result.H).sum(axis=0), 1e-30)
+            noisy = np.flatnonzero(share < ADAPT_SHARE)
+            if len(noisy):
+                Wn = self._noise_templates(np.hstack([profile / max(float(profile.max()), 1e-30),
+                                                      V[:, noisy] / max(float(V[:, noisy].max()), 1e-30)]))
+                result = self._fit(V, Wn, result.W[:, k:])
+        return Fitted(W=result.W, labels=labels, H=result.H if whole else None)
+
+    def masks(self, fitted, H, X, h_span, x_span):
+        clean, noise = wiener_masks(fitted.W, H, fitted.labels, mask_power=self.mask_power,
+                                    context=self.analysis.context)[:, :, h_span]
+        if self.keep:
+            clean = clean + self.keep * noise
+            noise = 1.0 - clean
+        return np.stack([clean, noise])
