@@ -22,7 +22,7 @@ from .limits import Limits
 from .masks import wiener_masks
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
-from .separate import separate, separate_file
+from .separate import denoise, separate, separate_file
 from .spectrogram import (
     STFTParams,
     bin_frequencies,
@@ -50,6 +50,7 @@ __all__ = [
     "NMFResult",
     "beta_divergence",
     "separate",
+    "denoise",
     "separate_file",
     "group_components",
     "wiener_masks",

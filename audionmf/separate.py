@@ -25,7 +25,7 @@ from .io import WRITE_FORMATS, OutputFiles, Signal, check_name_fits, missing_fol
 from .masks import wiener_masks
 from .modes import MODES, Fitted, Mode, keyword, pick
 
-__all__ = ["separate", "separate_file", "Separation", "SpectraSummary", "wiener_masks",
+__all__ = ["separate", "separate_file", "denoise", "Separation", "SpectraSummary", "wiener_masks",
            "assign_by_masks", "default_power", "configure"]
 
 #: Keywords of :func:`separate` that are no mode's own: every mode takes them.
@@ -204,6 +204,72 @@ def separate(
     return dict(zip(mode.names, out))
 
 
+def denoise(y, sr, *, noise=None, noise_sr=None, noise_from=None, reduction=None, stationary=False,
+            model=None, random_state=0, limits=None, **options):
+    """Remove background noise from a recorded voice: ``(clean, noise)``, which sum to ``y``.
+
+    A thin front over ``separate(y, sr, two_stems="noise", ...)``
+    (:mod:`audionmf.modes.denoise`: semi-supervised NMF, noise templates from a
+    noise profile, speech as what they cannot explain, soft masks).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
+    sr : int
+    noise : np.ndarray or str or os.PathLike, optional
+        A recording of the noise alone (samples at ``noise_sr``, or a file, resampled
+        to ``sr``): the noise profile.
+    noise_sr : int or None
+        Rate of ``noise`` samples; default ``sr``.
+    noise_from : (float, float) or str, optional
+        The noise profile is this noise-only stretch of ``y``, in seconds
+        (``(0, 1.2)`` or ``"0:1.2"``).
+    reduction : float or None
+        Lower the noise by this many dB only (12 keeps some, as Audacity's default
+        does); None removes all of it. The removed part is ``noise``.
+    stationary : bool
+        Keep the noise model learned from the profile instead of adapting it to the
+        frames the first fit finds noise-dominated.
+    model : SourceModel or list of SourceModel, optional
+        Speech templates (from :meth:`audionmf.SourceModel.learn`), held fixed,
+        instead of free templates learned on ``y``.
+    random_state, limits, **options
+        As for :func:`separate` (``n_fft``, ``hop_length``, ``max_iter``, ``mask_power``...).
+
+    Without ``noise`` or ``noise_from`` the profile is the input's quietest
+    stretches (:func:`audionmf.modes.denoise.quiet_frames`); where none is clearly
+    quieter than the rest, a ParameterError says so and what to pass instead.
+
+    Returns
+    -------
+    clean, noise : np.ndarray
+        Each of the shape and dtype of ``y``; ``clean + noise == y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sr = 16000
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.arange(3 * sr) / sr
+    >>> voice = np.sin(2 * np.pi * 220 * t) * (t > 1)  # 1 s of noise alone, then a tone
+    >>> y = voice + 0.1 * rng.standard_normal(len(t))
+    >>> clean, noise = denoise(y, sr)
+    >>> bool(np.allclose(clean + noise, y))
+    True
+    """
+    if noise is not None and not isinstance(noise, (str, os.PathLike)):
+        noise = check_audio(noise, "the noise sample", loudest=MAX_SAMPLE)
+        if noise_sr is not None and noise_sr != sr:
+            from .io import resample
+
+            noise = resample(noise, noise_sr, sr)
+    models = None if model is None else [model] if not isinstance(model, (list, tuple)) else list(model)
+    sources = separate(y, sr, two_stems="noise", noise=noise, noise_from=noise_from, reduction=reduction,
+                       stationary=stationary, speech_models=models, random_state=random_state,
+                       limits=limits, **options)
+    return sources["clean"], sources["noise"]
+
+
 @dataclass
 class Separation:
     """What :func:`separate_file` hands its ``report`` callable: a separation just
@@ -241,7 +307,7 @@ class Separation:
 
 
 def separate_file(path, folder, *, format="wav", figure=None, report=None, progress=None, limits=None,
-                  **options):
+                  spell=keyword, **options):
     """Separate an audio file of any length into one file per source, in bounded memory.
 
     The file is read and the sources are written a block at a time (see
@@ -272,6 +338,8 @@ def separate_file(path, folder, *, format="wav", figure=None, report=None, progr
         ``progress(done_frames, total_frames)`` after each block.
     limits : audionmf.limits.Limits or None
         How much is held in memory at once.
+    spell : callable
+        How messages name an option (the command line passes its own).
     **options
         Those of :func:`separate`.
 
@@ -294,7 +362,7 @@ def separate_file(path, folder, *, format="wav", figure=None, report=None, progr
         raise ParameterError(f"format={format!r}: expected {' or '.join(map(repr, formats))}")
     format = format.lower()
     with Signal.open(path) as signal:
-        mode = configure(signal.sr, options, limits)
+        mode = configure(signal.sr, options, limits, spell)
         n_fft = mode.analysis.stft.n_fft
         if signal.n_samples < n_fft:
             raise ParameterError(f"{signal.name}: too short: {signal.n_samples} samples, "

@@ -12,7 +12,7 @@ import threading
 
 from .._batch import INTERRUPTS
 from .._version import __version__
-from . import commands, separate
+from . import commands, denoise, separate
 from ._common import EXIT_BAD_FILE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser
 
 __all__ = ["get_parser", "main", "console", "EXIT_OK", "EXIT_BAD_FILE", "EXIT_USAGE",
@@ -41,6 +41,7 @@ def get_parser():
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subcommands.required = True
     separate.add_parser(subcommands)
+    denoise.add_parser(subcommands)
     commands.add_parsers(subcommands)
     return parser
 

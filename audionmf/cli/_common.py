@@ -72,6 +72,24 @@ def component_list(text):
     return indices
 
 
+def seconds_span(text):
+    """An argparse type: 'START:END' in seconds -> (start, end)."""
+    from ..modes.denoise import parse_span
+
+    try:
+        return parse_span(text, "")
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).lstrip(": ")) from None
+
+
+def decibels(text):
+    """An argparse type: a positive number of dB."""
+    value = number(float, 0, "a number of dB")(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 dB, got {text}")
+    return value
+
+
 positive_int = number(int, 1, "a whole number")
 nonnegative_int = number(int, 0, "a whole number")
 nonnegative_float = number(float, 0, "a number")

@@ -22,12 +22,14 @@ from ._common import (
     add_run_options,
     check_analysis,
     component_list,
+    decibels,
     feature_weight,
     nonnegative_int,
     positive_int,
     progress,
     render_png,
     report,
+    seconds_span,
     unusable_output_folder,
 )
 
@@ -61,7 +63,8 @@ stderr; the others are still processed), 2 bad usage, 130 interrupted (Ctrl-C),
 
 #: How the command line reads each kind of mode option (:class:`audionmf.modes.Option`).
 KINDS = {"count": positive_int, "count0": nonnegative_int, "weight": feature_weight,
-         "components": component_list, "model": str}
+         "components": component_list, "model": str, "audio": str, "span": seconds_span,
+         "decibels": decibels, "flag": None}
 #: The options every mode takes, as the library names them, with their flags.
 COMMON_FLAGS = {"two_stems": "--two-stems", "beta": "--beta", "n_fft": "--n-fft",
                 "hop_length": "--hop", "max_iter": "--iterations"}
@@ -100,11 +103,7 @@ def add_parser(commands):
                           "such as 'album/**/*.flac' (quoted)")
     sep.add_argument("-o", "--out", default="separated", metavar="OUTDIR",
                      help="folder for the results (default: %(default)s)")
-    for option in mode_options():
-        sep.add_argument(option.flag, dest=option.name, type=KINDS[option.kind],
-                         action="append" if option.repeat else "store",
-                         default=None if option.repeat else option.default,
-                         metavar=option.metavar, help=option.help)
+    add_mode_options(sep)
     choices = two_stems_choices()
     sep.add_argument("--two-stems", choices=choices, default=None, metavar="|".join(choices),
                      help="split into two stems, such as drums.wav and no_drums.wav, with "
@@ -133,6 +132,20 @@ def add_parser(commands):
     add_run_options(sep)
     sep.set_defaults(run=run_separate, check=check_separate, command_parser=sep,
                      model_paths={})  # (the model files' paths, once they are loaded)
+
+
+def add_mode_options(parser, options=None, flags=None):
+    """The ``options`` of modes (default: every mode's), as ``flags`` (name -> flags)
+    spells them or as their own flag."""
+    for option in mode_options() if options is None else options:
+        spelled = (flags or {}).get(option.name, (option.flag,))
+        if option.kind == "flag":  # (a switch: no value)
+            parser.add_argument(*spelled, dest=option.name, action="store_true", help=option.help)
+            continue
+        parser.add_argument(*spelled, dest=option.name, type=KINDS[option.kind],
+                            action="append" if option.repeat else "store",
+                            default=None if option.repeat else option.default,
+                            metavar=option.metavar, help=option.help)
 
 
 def _iterations_help(mode):
@@ -473,6 +486,7 @@ def _separate_one(path, args, protected):
         max_iter=args.iterations,
         random_state=args.seed,
         callback=progress(stem, iterations, args.quiet),
+        spell=spell,
         **options,
     )
     return os.path.dirname(next(iter(written.values()))) + os.sep
@@ -497,6 +511,11 @@ def _report_maker(path, args):
         if not option.given(value):
             continue
         values = value if option.repeat else [value]
+        if option.kind == "flag":
+            command.append(option.flag)
+            continue
+        if option.kind == "span":
+            values = [":".join(f"{v:g}" for v in span) for span in values]
         if option.kind == "components":
             values = [group_ranges(v) for v in values]
         words = [word for v in values for word in (option.flag, spelled(v))]
