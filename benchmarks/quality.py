@@ -26,6 +26,13 @@ Methods:
   audionmf_two_stems  audionmf.separate(two_stems="drums"): drums / no_drums (blind; scored
                       with the best permutation, as HPSS)
   audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
+  noisereduce_nonstationary  noisereduce.reduce_noise(stationary=False): speech / the rest
+  noisereduce_stationary     noisereduce.reduce_noise(stationary=True, y_noise=noise_sample.flac)
+  audionmf_denoise           audionmf.denoise(): the noise profile found in the mixture
+  audionmf_denoise_sample    audionmf.denoise(noise=noise_sample.flac)
+(the last four only on speech_noise, scored with no permutation: clean -> speech). On
+speech_noise the table also gives the speech estimate's PESQ (wide band, at 16 kHz) and
+STOI, where the `pesq` / `pystoi` packages are installed (pip install 'audionmf[bench]').
 """
 import argparse
 import glob
@@ -58,6 +65,7 @@ def read_corpus(root, tasks=None):
         for mix_dir in sorted(glob.glob(os.path.join(task_dir, "test", "*", ""))):
             tests.append({
                 "id": os.path.basename(os.path.dirname(mix_dir)),
+                "folder": mix_dir,  # (what else a method may read there: noise_sample.flac)
                 "mix": os.path.join(mix_dir, "mix.flac"),
                 "stems": {s: os.path.join(mix_dir, f"{s}.flac") for s in sources},
             })
@@ -222,6 +230,72 @@ class AudionmfModels:
         return audionmf.separate(mix, sr, models=models, random_state=0)
 
 
+class Denoiser:
+    """A speech denoiser: ``clean`` scored as the speech, the rest as the noise, no permutation.
+    The test item's folder is ``self.folder`` (its noise_sample.flac)."""
+
+    blind = False
+    tasks = ("speech_noise",)
+    folder = None
+
+    def prepare(self, task, sr):
+        return None
+
+    def noise_sample(self):
+        return os.path.join(self.folder, "noise_sample.flac")
+
+    def run(self, state, mix, sr, stems):
+        clean = self.clean(mix, sr)
+        return {"speech": clean, "noise": mix - clean}
+
+
+class NoisereduceNonstationary(Denoiser):
+    def clean(self, mix, sr):
+        import noisereduce
+
+        return noisereduce.reduce_noise(y=mix, sr=sr, stationary=False)
+
+
+class NoisereduceStationary(Denoiser):
+    def clean(self, mix, sr):
+        import noisereduce
+
+        noise, _ = audionmf.load(self.noise_sample(), sr=sr, dtype=np.float64)
+        return noisereduce.reduce_noise(y=mix, sr=sr, stationary=True, y_noise=noise)
+
+
+class AudionmfDenoise(Denoiser):
+    def clean(self, mix, sr):
+        return audionmf.denoise(mix, sr, random_state=0)[0]
+
+
+class AudionmfDenoiseSample(Denoiser):
+    def clean(self, mix, sr):
+        return audionmf.denoise(mix, sr, noise=self.noise_sample(), random_state=0)[0]
+
+
+def speech_scores(reference, estimate, sr):
+    """{"pesq", "stoi"} of a speech estimate, those whose package is installed (PESQ
+    wide band at 16 kHz, resampled; STOI at the signal's rate)."""
+    import importlib.util
+
+    scores = {}
+    if importlib.util.find_spec("pesq") is not None:
+        from pesq import pesq
+
+        ref, est = (audionmf.io.resample(y, sr, 16000) for y in (reference, estimate))
+        scores["pesq"] = float(pesq(16000, ref, est, "wb"))
+    if importlib.util.find_spec("pystoi") is not None:
+        from pystoi import stoi
+
+        scores["stoi"] = float(stoi(reference, estimate, sr, extended=False))
+    return scores
+
+
+#: Tasks whose speech estimate also gets PESQ and STOI.
+SPEECH_TASKS = ("speech_noise",)
+
+
 METHODS = {
     "mixture": Mixture,
     "oracle_wiener": OracleWiener,
@@ -233,6 +307,10 @@ METHODS = {
     "audionmf_blind_rhythm": AudionmfBlindRhythm,
     "audionmf_two_stems": AudionmfTwoStems,
     "audionmf_models": AudionmfModels,
+    "noisereduce_nonstationary": NoisereduceNonstationary,
+    "noisereduce_stationary": NoisereduceStationary,
+    "audionmf_denoise": AudionmfDenoise,
+    "audionmf_denoise_sample": AudionmfDenoiseSample,
 }
 
 
@@ -244,24 +322,31 @@ def run(corpus, methods, log=sys.stderr):
         for item in task["test"]:
             mix, sr = audionmf.load(item["mix"], dtype=np.float64)
             stems = {s: audionmf.load(p, dtype=np.float64)[0] for s, p in item["stems"].items()}
-            mixtures.append((item["id"], mix, sr, stems))
+            mixtures.append((item["id"], mix, sr, stems, item.get("folder")))
         sr = mixtures[0][2]
         for method_name in methods:
             method = METHODS[method_name]()
             if getattr(method, "n_sources", len(task["sources"])) != len(task["sources"]):
                 continue
+            if task_name not in getattr(method, "tasks", (task_name,)):
+                continue
             t0 = time.perf_counter()
             state = method.prepare(task, sr)
             train_seconds = time.perf_counter() - t0
             per_mix, seconds = [], []
-            for mix_id, mix, sr, stems in mixtures:
+            for mix_id, mix, sr, stems, folder in mixtures:
+                method.folder = folder
                 t0 = time.perf_counter()
                 estimates = method.run(state, mix, sr, stems)
                 seconds.append(time.perf_counter() - t0)
                 scores = audionmf.evaluate(stems, estimates, sr, permutation=method.blind)
                 per_mix.append({"id": mix_id, **{s: scores["sources"][s] for s in task["sources"]}})
+                if task_name in SPEECH_TASKS and "speech" in stems:
+                    speech = scores["sources"]["speech"]
+                    speech.update(speech_scores(stems["speech"], estimates[speech["estimate"]], sr))
+            metrics = ("sdr", "sir", "sar", "si_sdr", "pesq", "stoi")
             summary = {
-                s: {m: float(np.mean([r[s][m] for r in per_mix])) for m in ("sdr", "sir", "sar")}
+                s: {m: float(np.mean([r[s][m] for r in per_mix])) for m in metrics if all(m in r[s] for r in per_mix)}
                 for s in task["sources"]
             }
             results.setdefault(task_name, {})[method_name] = {
@@ -277,12 +362,17 @@ def run(corpus, methods, log=sys.stderr):
 
 
 def table(results):
-    lines = [f"{'task':16s} {'source':9s} {'method':20s} {'SDR':>6s} {'SIR':>6s} {'SAR':>6s} {'s/mix':>6s}"]
+    lines = [f"{'task':16s} {'source':9s} {'method':20s} {'SDR':>6s} {'SIR':>6s} {'SAR':>6s} {'s/mix':>6s}"
+             f"  {'SI-SDR':>6s} {'PESQ':>5s} {'STOI':>5s}"]
     for task, methods in results.items():
         for method, r in methods.items():
             for source, s in r["sources"].items():
+                extra = ""
+                if task in SPEECH_TASKS:
+                    extra = f"  {s.get('si_sdr', float('nan')):6.2f}" + "".join(
+                        f" {s[m]:5.{digits}f}" for m, digits in (("pesq", 2), ("stoi", 3)) if m in s)
                 lines.append(f"{task:16s} {source:9s} {method:20s} {s['sdr']:6.2f} {s['sir']:6.2f} "
-                             f"{s['sar']:6.2f} {r['seconds_per_mixture']:6.2f}")
+                             f"{s['sar']:6.2f} {r['seconds_per_mixture']:6.2f}{extra}")
     lines.append("")
     methods = list(dict.fromkeys(m for r in results.values() for m in r))
     lines.append("mean SDR (dB) | " + " | ".join(results))

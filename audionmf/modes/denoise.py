@@ -60,7 +60,7 @@ ADAPT_SHARE = 0.1
 #: The automatic profile: the quietest share of frames, in stretches of at least ...
 QUIET_SHARE = 0.15
 QUIET_SECONDS = 0.25
-#: ... which must lie this many dB under the input's median frame (else: no noise-only stretch).
+#: ... which must lie this many dB under the input's 75th-percentile frame (else: no noise-only stretch).
 QUIET_CONTRAST_DB = 1.0
 
 
@@ -93,14 +93,15 @@ def quiet_frames(V, min_frames, share=QUIET_SHARE, contrast_db=QUIET_CONTRAST_DB
     """Frames of ``V`` that hold noise only: its quietest stretches.
 
     Each frame is scored by how far it lies above each row's 10th percentile over
-    time: the mean of ``log V - log P10`` over the quarter of rows where it is
-    largest (a band counts as much as any other however loud the noise is there,
-    and speech raises only some of them), smoothed over ``min_frames`` frames;
+    time, once ``log V`` is averaged over ``min_frames`` frames: the mean of
+    ``log V - log P10`` over the quarter of rows where it is largest (a band
+    counts as much as any other however loud the noise is there, and speech
+    raises only some of them);
     the ``share`` of frames with the lowest score are returned. Frames of digital
     silence are left out.
 
     It fails (returns None) where those frames are not at least ``contrast_db``
-    under the median frame: no stretch is clearly quieter than the rest (speech
+    under the frame at the 75th percentile of the score: no stretch is clearly quieter than the rest (speech
     with no pause, or noise alone). It is wrong where the quietest stretches are
     not noise (a quiet voice in a pause of louder noise).
 
@@ -119,14 +120,14 @@ def quiet_frames(V, min_frames, share=QUIET_SHARE, contrast_db=QUIET_CONTRAST_DB
     heard = np.flatnonzero(V.max(axis=0) > 0)
     if len(heard) < 2 * min_frames:
         return None
-    L = np.log(V[:, heard] + 1e-6 * V.max())
+    from scipy.ndimage import uniform_filter1d
+
+    L = uniform_filter1d(np.log(V[:, heard] + 1e-6 * V.max()), max(1, int(min_frames)), axis=1,
+                         mode="nearest")
     rise = np.sort(L - np.percentile(L, 10, axis=1, keepdims=True), axis=0)
-    score = rise[-max(1, len(rise) // 4):].mean(axis=0)
-    width = max(1, min(int(min_frames), len(score)))
-    smooth = np.convolve(np.pad(score, (width // 2, width - 1 - width // 2), mode="edge"),
-                         np.ones(width) / width, mode="valid")
+    smooth = rise[-max(1, len(rise) // 4):].mean(axis=0)
     quiet = smooth <= np.quantile(smooth, share)
-    contrast = 20.0 / power * (np.median(smooth) - smooth[quiet].mean()) / np.log(10)
+    contrast = 20.0 / power * (np.percentile(smooth, 75) - smooth[quiet].mean()) / np.log(10)
     if contrast < contrast_db:
         return None
     return heard[quiet]
@@ -269,8 +270,9 @@ class Denoise(Mode):
             if frames is None:
                 raise ParameterError(
                     "no noise-only stretch found: no part of the input is clearly quieter than the "
-                    f"rest; give the noise profile with {self.spell('noise')} NOISE.wav (the noise "
-                    f"alone) or {self.spell('noise_from')} START:END (a noise-only stretch, in seconds)")
+                    f"rest; give the noise profile with {self.spell('noise')} (a recording of the "
+                    f"noise alone) or {self.spell('noise_from')} (START:END, a noise-only stretch "
+                    "of the input in seconds)")
             profile = V[:, frames]
         Wn = self._noise_templates(profile)
         if self.speech is None:

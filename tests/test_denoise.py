@@ -1,0 +1,201 @@
+"""audionmf.denoise, separate(two_stems="noise") and `audionmf denoise`: properties on
+synthetic speech-like signals (a harmonic voice with pauses in stationary coloured noise)."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audionmf import ParameterError, denoise, separate
+from audionmf._validation import AudioError
+from audionmf.cli import main
+from audionmf.limits import Limits
+from audionmf.modes.denoise import denoise_n_fft, parse_span, quiet_frames
+from audionmf.spectrogram import stft
+
+SR = 8000
+LEAD_IN = 1.0  # seconds of noise alone
+BURSTS = [(1.0, 2.2), (2.6, 3.8), (4.3, 5.5)]  # where the voice speaks
+
+
+def coloured_noise(n, rng):
+    """Stationary noise, louder in the low bands (white noise through a one-pole low-pass)."""
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -0.9], rng.standard_normal(n)) * 0.02
+
+
+def voice(n):
+    """Harmonic bursts with a gliding pitch, silent outside BURSTS."""
+    t = np.arange(n) / SR
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(k * phase) / k for k in range(1, 12))
+    gate = np.zeros(n)
+    for a, b in BURSTS:
+        gate[(t >= a) & (t < b)] = np.hanning(np.count_nonzero((t >= a) & (t < b)))
+    return 0.25 * y * gate
+
+
+@pytest.fixture(scope="module")
+def scene():
+    rng = np.random.default_rng(7)
+    n = int(6 * SR)
+    speech, noise = voice(n), coloured_noise(n, rng)
+    sample = coloured_noise(2 * SR, rng)  # the same noise, recorded elsewhere
+    return speech, noise, speech + noise, sample
+
+
+def corr(a, b):
+    return float(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+
+
+def test_clean_and_noise_sum_to_the_input(scene):
+    speech, noise, mix, sample = scene
+    clean, removed = denoise(mix.astype(np.float32), SR)
+    assert clean.dtype == removed.dtype == np.float32 and clean.shape == mix.shape
+    np.testing.assert_allclose(clean + removed, mix.astype(np.float32), atol=1e-6)
+    sources = separate(mix, SR, two_stems="noise")
+    assert list(sources) == ["clean", "noise"]
+
+
+def test_with_a_noise_sample_the_estimates_follow_the_truth(scene):
+    speech, noise, mix, sample = scene
+    clean, removed = denoise(mix, SR, noise=sample)
+    assert corr(removed, noise) > 0.8
+    assert corr(clean, speech) > 0.8
+    assert corr(clean, speech) > corr(mix, speech)
+
+
+def test_a_noise_sample_at_another_rate_is_resampled(scene, tmp_path):
+    speech, noise, mix, sample = scene
+    from audionmf.io import resample
+
+    path = tmp_path / "noise.wav"
+    sf.write(path, resample(sample, SR, 2 * SR), 2 * SR, subtype="FLOAT")
+    from_file = denoise(mix, SR, noise=str(path))[1]
+    from_array = denoise(mix, SR, noise=resample(sample, SR, 2 * SR), noise_sr=2 * SR)[1]
+    assert corr(from_file, noise) > 0.8
+    assert corr(from_file, from_array) > 0.999
+
+
+def test_reduction_leaves_that_much_of_the_noise_in_clean(scene):
+    speech, noise, mix, sample = scene
+    clean, removed = denoise(mix, SR, noise=sample)
+    clean12, removed12 = denoise(mix, SR, noise=sample, reduction=12)
+    np.testing.assert_allclose(clean12 + removed12, mix, atol=1e-9)
+    left = clean12 - clean  # the noise estimate kept in clean
+    level = 10 * np.log10(np.sum(left**2) / np.sum(removed**2))
+    assert level == pytest.approx(-12.0, abs=0.2)
+    assert corr(left, removed) > 0.99
+
+
+def test_the_automatic_profile_finds_the_noise_alone(scene):
+    speech, noise, mix, sample = scene
+    n_fft = denoise_n_fft(SR)
+    hop = n_fft // 4
+    frames = quiet_frames(np.abs(stft(mix, n_fft=n_fft, hop_length=hop)), int(0.25 * SR / hop))
+    times = frames * hop / SR
+    in_speech = [any(a + 0.1 < t < b - 0.1 for a, b in BURSTS) for t in times]
+    assert np.mean(in_speech) < 0.05
+    assert np.any(times < LEAD_IN)
+    clean, removed = denoise(mix, SR)
+    assert corr(removed, noise) > 0.7
+    lead = slice(0, int(0.8 * SR))
+    assert np.sum(clean[lead] ** 2) < 0.2 * np.sum(mix[lead] ** 2)
+
+
+def test_no_noise_only_stretch_says_so_and_what_to_pass(scene):
+    rng = np.random.default_rng(1)
+    t = np.arange(4 * SR) / SR
+    steady = 0.1 * np.sin(2 * np.pi * 200 * t) + coloured_noise(len(t), rng)
+    with pytest.raises(ParameterError, match=r"no noise-only stretch.*noise .*noise_from"):
+        denoise(steady, SR)
+    denoise(steady, SR, noise_from=(0, 1))  # with a profile, it runs
+
+
+@pytest.mark.parametrize("span, message", [
+    ((2, 1), "not a stretch"), ((-1, 1), "not a stretch"), ("a:b", "START:END"),
+    ((5, 9), "past the end"), ((1, 1.01), "shorter than one STFT frame"),
+])
+def test_bad_noise_spans_are_refused(scene, span, message):
+    mix = scene[2]
+    with pytest.raises(ParameterError, match=message):
+        denoise(mix, SR, noise_from=span)
+
+
+def test_other_bad_options_are_refused(scene, tmp_path):
+    speech, noise, mix, sample = scene
+    with pytest.raises(ParameterError, match="cannot be used together"):
+        denoise(mix, SR, noise=sample, noise_from=(0, 1))
+    with pytest.raises(ParameterError, match="positive number of dB"):
+        denoise(mix, SR, reduction=0)
+    with pytest.raises(AudioError, match="missing.wav"):
+        denoise(mix, SR, noise=str(tmp_path / "missing.wav"))
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....WAVEfmt nonsense")
+    with pytest.raises(AudioError, match="corrupt.wav"):
+        denoise(mix, SR, noise=str(corrupt))
+    with pytest.raises(AudioError, match="silent"):
+        denoise(mix, SR, noise=np.zeros(SR))
+    with pytest.raises(ParameterError, match="NaN"):
+        denoise(mix, SR, noise=np.full(SR, np.nan))
+    with pytest.raises(ParameterError, match="n_sources"):
+        separate(mix, SR, two_stems="noise", n_sources=3)
+
+
+def test_long_input_goes_through_blocks(scene):
+    speech, noise, mix, sample = scene
+    n_freq = denoise_n_fft(SR) // 2 + 1
+    limits = Limits(fit_values=n_freq * 120, block_values=n_freq * 40, excerpt_frames=40)
+    clean, removed = denoise(mix, SR, noise=sample, limits=limits)
+    np.testing.assert_allclose(clean + removed, mix, atol=1e-9)
+    assert corr(removed, noise) > 0.75
+    clean_auto, removed_auto = denoise(mix, SR, limits=limits)
+    assert np.all(np.isfinite(clean_auto)) and corr(removed_auto, noise) > 0.6
+
+
+def test_parse_span():
+    assert parse_span("0:1.5") == (0.0, 1.5)
+    assert parse_span((1, 2)) == (1.0, 2.0)
+
+
+def test_cli_writes_clean_and_noise(scene, tmp_path, capsys):
+    speech, noise, mix, sample = scene
+    path, noise_path = tmp_path / "talk.wav", tmp_path / "room.wav"
+    sf.write(path, mix, SR, subtype="FLOAT")
+    sf.write(noise_path, sample, SR)
+    out = tmp_path / "out"
+    assert main(["denoise", str(path), "-o", str(out), "-q", "--noise-sample", str(noise_path),
+                 "--reduction", "12", "--stationary"]) == 0
+    clean, _ = sf.read(out / "talk" / "clean.wav")
+    removed, _ = sf.read(out / "talk" / "noise.wav")
+    np.testing.assert_allclose(clean + removed, mix, atol=1e-6)
+    assert main(["denoise", str(path), "-o", str(out), "--skip-existing"]) == 0
+    assert "already separated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--noise-from", "3:2"], 2, "--noise-from: 3:2 is not a stretch"),
+    (["--noise-from", "0:99"], 1, "--noise-from 0:99 reaches past the end"),
+    (["--noise-sample", "nowhere.wav"], 1, "nowhere.wav"),
+    (["--reduction", "0"], 2, "--reduction"),
+    (["--noise-sample", "x.wav", "--noise-from", "0:1"], 2, "cannot be used together"),
+    (["--sources", "3"], 2, "unrecognized"),
+])
+def test_cli_errors_are_one_line(scene, tmp_path, capsys, args, code, message):
+    path = tmp_path / "talk.wav"
+    sf.write(path, scene[2], SR)
+    assert main(["denoise", str(path), "-o", str(tmp_path / "out"), "-q", *args]) == code
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out" / "talk").exists()
+
+
+def test_cli_says_when_no_noise_only_stretch(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * SR) / SR
+    path = tmp_path / "steady.wav"
+    sf.write(path, 0.1 * np.sin(2 * np.pi * 200 * t) + coloured_noise(len(t), rng), SR)
+    assert main(["denoise", str(path), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no noise-only stretch" in err and "--noise-sample" in err and "--noise-from" in err
+    assert len(err.splitlines()) == 1
