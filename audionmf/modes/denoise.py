@@ -40,11 +40,20 @@ from ..models import SourceModel, check_models
 from ..nmf import nmf
 from .base import Fitted, Mode, Option, keyword
 from .blind import MIXTURE_OVER_RELAXATION
+from .drums import band_pooling
 
-__all__ = ["Denoise", "quiet_frames", "denoise_n_fft", "parse_span"]
+__all__ = ["Denoise", "quiet_frames", "harmonic_templates", "denoise_n_fft", "parse_span"]
 
-#: STFT frame of about 46 ms (a power of two: 1024 samples at 22.05 kHz, 2048 at 44.1 kHz).
-FRAME_SECONDS = 0.046
+#: STFT frame of about 93 ms (a power of two: 2048 samples at 22.05 kHz, 4096 at 44.1 kHz):
+#: fine enough in frequency for the harmonic combs (docs/decisions.md, "Denoise: frame").
+FRAME_SECONDS = 0.093
+#: The harmonic speech model: a comb per semitone of pitch from PITCH_MIN to PITCH_MAX Hz,
+#: cut into the bands between COMB_BANDS_HZ, partials falling as n ** -COMB_SLOPE.
+PITCH_MIN, PITCH_MAX = 70.0, 400.0
+COMB_BANDS_HZ = (0.0, 1000.0, 2000.0, 4000.0)
+COMB_SLOPE = 0.5
+#: Bins above this frequency are summed in 1/12-octave bands for the fits (speed).
+POOL_ABOVE_HZ = 1000.0
 #: Templates of the noise, learned from the profile (docs/decisions.md, "Denoise: templates").
 NOISE_COMPONENTS = 16
 #: Free templates of the speech, learned on the input.
@@ -62,6 +71,34 @@ QUIET_SHARE = 0.15
 QUIET_SECONDS = 0.25
 #: ... which must lie this many dB under the input's 75th-percentile frame (else: no noise-only stretch).
 QUIET_CONTRAST_DB = 1.0
+
+
+def harmonic_templates(sr, n_fft, fmin=PITCH_MIN, fmax=PITCH_MAX, bands=COMB_BANDS_HZ, slope=COMB_SLOPE):
+    """Voiced speech: for each pitch, a semitone apart from ``fmin`` to ``fmax``, its
+    harmonic comb (:func:`audionmf.modes.drums.comb_templates`) cut into the bands
+    that start at ``bands`` (Hz; the last runs to the Nyquist frequency), so that
+    the activations of one pitch's pieces draw its spectral envelope.
+
+    Returns
+    -------
+    W : np.ndarray [shape=(n_fft // 2 + 1, n_templates), dtype=float32]
+        Columns sum to 1.
+
+    Examples
+    --------
+    >>> W = harmonic_templates(22050, 2048)
+    >>> W.shape
+    (1025, 124)
+    """
+    from .drums import comb_templates
+
+    combs = comb_templates(sr=sr, n_fft=n_fft, fmin=fmin / 2 ** (1 / 12), fmax=fmax, slope=slope)
+    freqs = np.arange(combs.shape[0]) * sr / n_fft
+    edges = list(bands) + [np.inf]
+    pieces = [combs * ((freqs >= lo) & (freqs < hi))[:, None] for lo, hi in zip(edges[:-1], edges[1:])]
+    W = np.hstack(pieces)
+    W = W[:, W.sum(axis=0) > 0]
+    return (W / W.sum(axis=0)).astype(np.float32)
 
 
 def denoise_n_fft(sr):
@@ -201,6 +238,13 @@ class Denoise(Mode):
                 analysis_options = dict(analysis_options, n_fft=denoise_n_fft(self.sr))
             self.analysis = Analysis.from_arguments(self.sr, **analysis_options)
             self.speech = None
+            # The fits see bins above POOL_ABOVE_HZ summed in 1/12-octave bands; masks are
+            # made at full resolution (each bin its band's).
+            self.pool = band_pooling(self.analysis.n_freq, sr=self.sr, n_fft=self.analysis.stft.n_fft,
+                                     above_hz=POOL_ABOVE_HZ)
+            self.band_of_bin = self.pool.argmax(axis=0)
+            combs = self.pool @ harmonic_templates(self.sr, self.analysis.stft.n_fft)
+            self.combs = combs / combs.sum(axis=0)
         self.names = self.source_names({})
         self.profile = None if noise is None else self._profile(self._noise_samples(noise))
 
@@ -246,57 +290,94 @@ class Denoise(Mode):
         from ..spectrogram import stft_frames
 
         X = stft_frames(np.atleast_2d(samples).astype(np.float32), self.analysis.stft)
-        return self.analysis.spectrogram(X, self.rows)
+        return self.analysis.spectrogram(X, self.rows, self.pool)
 
     def _noise_templates(self, Vn):
         fit = nmf(Vn / max(float(Vn.max()), 1e-30), NOISE_COMPONENTS,
                   **dict(self.fit_options(random_state=self.rng), max_iter=NOISE_FIT_ITER))
         return fit.W / np.maximum(fit.W.sum(axis=0), 1e-30)
 
-    def _fit(self, V, Wn, Ws):
-        """V ~= [Wn Ws] H, the noise templates fixed; the speech's too, with models."""
-        free = self.speech is None
+    def _fit(self, V, Wn, Ws, free):
+        """V ~= [Wn Ws] H, the noise templates fixed; the speech's too unless ``free``."""
         W = np.hstack([Wn, Ws]).astype(np.float32)
         update = np.r_[np.zeros(Wn.shape[1], bool), np.full(Ws.shape[1], free)]
         return nmf(V, W.shape[1], W=W, update_W=update if free else False,
                    over_relaxation=MIXTURE_OVER_RELAXATION,
                    **self.fit_options(random_state=self.rng, callback=self.callback))
 
+    def _find_profile(self, V):
+        frames = quiet_frames(V[: self.fit_rows], max(1, int(QUIET_SECONDS * self.sr / self.analysis.stft.hop_length)),
+                              power=self.analysis.power)
+        if frames is None:
+            raise ParameterError(
+                "no noise-only stretch found: no part of the input is clearly quieter than the "
+                f"rest; give the noise profile with {self.spell('noise')} (a recording of the "
+                f"noise alone) or {self.spell('noise_from')} (START:END, a noise-only stretch "
+                "of the input in seconds)")
+        return V[:, frames]
+
     def fit(self, V, whole):
-        profile = self.profile
-        if profile is None:
-            frames = quiet_frames(V[: self.rows], max(1, int(QUIET_SECONDS * self.sr / self.analysis.stft.hop_length)),
-                                  power=self.analysis.power)
-            if frames is None:
-                raise ParameterError(
-                    "no noise-only stretch found: no part of the input is clearly quieter than the "
-                    f"rest; give the noise profile with {self.spell('noise')} (a recording of the "
-                    f"noise alone) or {self.spell('noise_from')} (START:END, a noise-only stretch "
-                    "of the input in seconds)")
-            profile = V[:, frames]
+        """The speech models, each beside the noise templates: the harmonic combs (or
+        the speech models given), the noise adapted to the frames they leave to it,
+        then the free templates (none with speech models)."""
+        profile = self._find_profile(V) if self.profile is None else self.profile
         Wn = self._noise_templates(profile)
-        if self.speech is None:
-            Ws = self.rng.random((V.shape[0], SPEECH_COMPONENTS)).astype(np.float32)
-            Ws /= Ws.sum(axis=0)
-        else:
-            Ws = self.speech
-        result = self._fit(V, Wn, Ws)
-        labels = np.repeat([1, 0], [Wn.shape[1], Ws.shape[1]])
+        fixed = self.speech if self.speech is not None else self.combs
+        first = self._fit(V, Wn, fixed, free=False)
+        k = Wn.shape[1]
         if not self.stationary:
-            k = Wn.shape[1]
-            speech = result.W[:, k:] @ result.H[k:]
-            share = speech.sum(axis=0) / np.maximum((result.W @ result.H).sum(axis=0), 1e-30)
+            speech = fixed @ first.H[k:]
+            share = speech.sum(axis=0) / np.maximum((first.W @ first.H).sum(axis=0), 1e-30)
             noisy = np.flatnonzero(share < ADAPT_SHARE)
             if len(noisy):
                 Wn = self._noise_templates(np.hstack([profile / max(float(profile.max()), 1e-30),
                                                       V[:, noisy] / max(float(V[:, noisy].max()), 1e-30)]))
-                result = self._fit(V, Wn, result.W[:, k:])
-        return Fitted(W=result.W, labels=labels, H=result.H if whole else None)
+                first = self._fit(V, Wn, fixed, free=False)
+        fits = [first]
+        if self.speech is None and SPEECH_COMPONENTS:
+            Ws = self.rng.random((V.shape[0], SPEECH_COMPONENTS)).astype(np.float32)
+            fits.append(self._fit(V, Wn, Ws / Ws.sum(axis=0), free=True))
+        W = np.hstack([f.W for f in fits])
+        labels = np.concatenate([np.repeat([1, 0], [k, f.W.shape[1] - k]) for f in fits])
+        split = np.cumsum([f.W.shape[1] for f in fits])[:-1]
+        return Fitted(W=W, labels=labels, H=np.vstack([f.H for f in fits]) if whole else None,
+                      state=split)
+
+    def activations(self, fitted, V):
+        """Each model's activations on its own (they are averaged, not competing)."""
+        if not np.any(V):
+            return np.zeros((fitted.W.shape[1], V.shape[1]), dtype=np.float32)
+        return np.vstack([self.fixed_activations(V / V.max(), W)
+                          for W in np.split(fitted.W, fitted.state, axis=1)])
 
     def masks(self, fitted, H, X, h_span, x_span):
-        clean, noise = wiener_masks(fitted.W, H, fitted.labels, mask_power=self.mask_power,
-                                    context=self.analysis.context)[:, :, h_span]
+        """The mean of each model's soft masks, ``S**p / (S**p + N**p)`` (S, N: its
+        speech and noise spectrograms), made on the fit's rows and then given to
+        every bin of each row's band."""
+        if self.analysis.context:  # (speech models with context: the general masks)
+            parts = [wiener_masks(W, h, labels, mask_power=self.mask_power, context=self.analysis.context)[0]
+                     for W, h, labels in self._models(fitted, H)]
+        else:
+            parts = []
+            for W, h, labels in self._models(fitted, H):
+                h = np.asarray(h[:, h_span], dtype=np.float32)
+                speech, noise = (W[:, labels == s] @ h[labels == s] for s in (0, 1))
+                np.maximum(speech, np.float32(1e-30), out=speech)
+                if self.mask_power != 1.0:
+                    speech **= self.mask_power
+                    noise **= self.mask_power
+                parts.append(speech / (speech + noise))
+        clean = parts[0] if len(parts) == 1 else np.mean(parts, axis=0)
+        if self.analysis.context:
+            clean = clean[:, h_span]
+        if self.pool is not None:
+            clean = clean[self.band_of_bin]
+        clean = np.clip(clean, 0.0, 1.0)
         if self.keep:
-            clean = clean + self.keep * noise
-            noise = 1.0 - clean
-        return np.stack([clean, noise])
+            clean = clean + self.keep * (1.0 - clean)
+        return np.stack([clean, 1.0 - clean])
+
+    def _models(self, fitted, H):
+        """(templates, activations, labels) of each model of the fit."""
+        return zip(np.split(fitted.W, fitted.state, axis=1), np.split(H, fitted.state),
+                   np.split(fitted.labels, fitted.state))
