@@ -92,7 +92,14 @@ def _own_help(option):
 
 
 def check_denoise(sub, args):
-    separate.check_separate(sub, args)
+    # Without --n-fft the frame follows each file's rate, so a --hop is checked per file.
+    hop = args.hop
+    if args.n_fft is None:
+        args.hop = None
+    try:
+        separate.check_separate(sub, args)
+    finally:
+        args.hop = hop
 
 
 def run_denoise(args):

@@ -66,6 +66,8 @@ MASK_POWER = 1.0
 DEFAULT_ITER = 50
 #: Adaptive noise model: frames whose speech model holds under this share are noise.
 ADAPT_SHARE = 0.1
+#: ... in a first fit of this many iterations.
+ADAPT_ITER = 15
 #: The automatic profile: the quietest share of frames, in stretches of at least ...
 QUIET_SHARE = 0.15
 QUIET_SECONDS = 0.25
@@ -297,13 +299,15 @@ class Denoise(Mode):
                   **dict(self.fit_options(random_state=self.rng), max_iter=NOISE_FIT_ITER))
         return fit.W / np.maximum(fit.W.sum(axis=0), 1e-30)
 
-    def _fit(self, V, Wn, Ws, free):
+    def _fit(self, V, Wn, Ws, free, max_iter=None):
         """V ~= [Wn Ws] H, the noise templates fixed; the speech's too unless ``free``."""
         W = np.hstack([Wn, Ws]).astype(np.float32)
         update = np.r_[np.zeros(Wn.shape[1], bool), np.full(Ws.shape[1], free)]
+        options = self.fit_options(random_state=self.rng, callback=self.callback)
+        if max_iter is not None:
+            options["max_iter"] = min(max_iter, options["max_iter"])
         return nmf(V, W.shape[1], W=W, update_W=update if free else False,
-                   over_relaxation=MIXTURE_OVER_RELAXATION,
-                   **self.fit_options(random_state=self.rng, callback=self.callback))
+                   over_relaxation=MIXTURE_OVER_RELAXATION, **options)
 
     def _find_profile(self, V):
         frames = quiet_frames(V[: self.fit_rows], max(1, int(QUIET_SECONDS * self.sr / self.analysis.stft.hop_length)),
@@ -323,7 +327,7 @@ class Denoise(Mode):
         profile = self._find_profile(V) if self.profile is None else self.profile
         Wn = self._noise_templates(profile)
         fixed = self.speech if self.speech is not None else self.combs
-        first = self._fit(V, Wn, fixed, free=False)
+        first = self._fit(V, Wn, fixed, free=False, max_iter=None if self.stationary else ADAPT_ITER)
         k = Wn.shape[1]
         if not self.stationary:
             speech = fixed @ first.H[k:]
