@@ -199,3 +199,21 @@ def test_cli_says_when_no_noise_only_stretch(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "no noise-only stretch" in err and "--noise-sample" in err and "--noise-from" in err
     assert len(err.splitlines()) == 1
+
+
+def test_cli_bad_inputs_fail_alone(scene, tmp_path, capsys):
+    good, silent, text = tmp_path / "good.wav", tmp_path / "silent.wav", tmp_path / "text.wav"
+    sf.write(good, scene[2], SR)
+    sf.write(silent, np.zeros(2 * SR), SR)
+    text.write_text("not audio")
+    out = tmp_path / "out"
+    code = main(["denoise", str(silent), str(text), str(good), str(tmp_path / "missing.wav"),
+                 "-o", str(out), "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    for name in ("silent.wav", "text.wav", "missing.wav"):
+        assert sum(name in line for line in err.splitlines()) >= 1
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (out / "good").iterdir()) == ["clean.wav", "noise.wav"]
+    assert not (out / "silent").exists() and not (out / "text").exists()
+    assert sf.read(good)[0].shape == scene[2].shape  # the input is untouched

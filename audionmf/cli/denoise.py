@@ -24,7 +24,7 @@ noise profile (what the noise sounds like alone), one of:
                              that rise most above their quietest level are
                              averaged per frame, smoothed over 0.25 s, and the
                              15% of frames lowest on that score are the noise;
-                             where they are not at least 1 dB under the median
+                             where they are not at least 3 dB under the louder
                              frame (speech with no pause, or noise alone), the
                              command stops and asks for one of the above.
 
@@ -66,7 +66,7 @@ def add_parser(commands):
                      help="STFT frame length in samples (default: about 46 ms, 1024 at 22.05 kHz, "
                           "2048 at 44.1 kHz)")
     cmd.add_argument("--hop", type=positive_int, default=None, metavar="N",
-                     help="STFT hop in samples (default: n-fft / 4)")
+                     help="STFT hop in samples (default: n-fft / 2)")
     cmd.add_argument("--iterations", type=positive_int, default=None, metavar="N",
                      help=f"maximum NMF iterations (default: {mode.default_max_iter})")
     cmd.add_argument("--format", choices=[ext[1:] for ext in separate.WRITE_FORMATS], default="wav",
