@@ -217,3 +217,20 @@ def test_cli_bad_inputs_fail_alone(scene, tmp_path, capsys):
     assert sorted(p.name for p in (out / "good").iterdir()) == ["clean.wav", "noise.wav"]
     assert not (out / "silent").exists() and not (out / "text").exists()
     assert sf.read(good)[0].shape == scene[2].shape  # the input is untouched
+
+
+def test_a_speech_model_replaces_the_speech_templates(scene, tmp_path):
+    from audionmf import SourceModel
+
+    speech, noise, mix, sample = scene
+    model = SourceModel.learn([voice(4 * SR)[::-1].copy()], SR, name="speech", n_components=12,
+                              context=1, max_iter=30, semitones=(0,), random_state=0)
+    clean, removed = denoise(mix, SR, noise=sample, model=model)
+    np.testing.assert_allclose(clean + removed, mix, atol=1e-9)
+    assert corr(removed, noise) > 0.7
+    path = tmp_path / "speech.npz"
+    model.save(path)
+    talk = tmp_path / "talk.wav"
+    sf.write(talk, mix, SR, subtype="FLOAT")
+    assert main(["denoise", str(talk), "-o", str(tmp_path / "out"), "-q", "--model", str(path),
+                 "--noise-from", "0:0.9"]) == 0

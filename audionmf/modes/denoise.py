@@ -1,23 +1,25 @@
 """Noise out of a recorded voice: ``separate(two_stems="noise")``, :func:`audionmf.denoise`.
 
 Semi-supervised NMF (Smaragdis, Raj & Shashanka 2007; Mohammadiha, Smaragdis &
-Leijon 2013): the magnitude spectrogram of the input is explained by
+Leijon 2013): the magnitude spectrogram of the input (93 ms frames, bins above
+1 kHz summed in 1/12-octave bands) is explained by
 
 * **noise**: :data:`NOISE_COMPONENTS` templates learned from a noise profile and
   held fixed: a recording of the noise alone (``noise``), a noise-only stretch of
   the input (``noise_from``), or by default the input's quietest stretches
   (:func:`quiet_frames`);
-* **speech**: what the noise templates cannot explain: :data:`SPEECH_COMPONENTS`
-  free templates learned on the input, or the templates of speech models
-  (``speech_models``, from :meth:`audionmf.SourceModel.learn`), held fixed.
+* **speech**, in two fits whose soft masks are averaged: harmonic combs, one per
+  semitone of pitch, cut into bands (:func:`harmonic_templates`), held fixed;
+  and :data:`SPEECH_COMPONENTS` free templates learned on the input (what the
+  noise templates cannot explain). With speech models (``speech_models``, from
+  :meth:`audionmf.SourceModel.learn`) their templates replace both.
 
-Unless ``stationary``, the noise model then follows the noise of this input: the
-noise templates are learned again from the profile and the frames the first fit
-finds noise-dominated (where the speech model holds under :data:`ADAPT_SHARE` of
-the frame), and the input is fitted again with them. Soft masks
-(:data:`MASK_POWER`) split each bin; ``reduction`` (dB) leaves that much of the
-noise in ``clean``, the rest in ``noise``, so the two always sum to the input.
-How each default measures: ``docs/decisions.md`` ("Denoise").
+Unless ``stationary``, the noise model follows the noise of this input: the noise
+templates are learned again from the profile and the frames a first fit finds
+noise-dominated (where the speech model holds under :data:`ADAPT_SHARE` of the
+frame). ``reduction`` (dB) leaves that much of the noise in ``clean``, the rest
+in ``noise``, so the two always sum to the input. How each default measures:
+``docs/decisions.md``, "Denoise".
 
 References
 ----------
@@ -45,9 +47,9 @@ from .drums import band_pooling
 __all__ = ["Denoise", "quiet_frames", "harmonic_templates", "denoise_n_fft", "parse_span"]
 
 #: STFT frame of about 93 ms (a power of two: 2048 samples at 22.05 kHz, 4096 at 44.1 kHz):
-#: fine enough in frequency for the harmonic combs (docs/decisions.md, "Denoise: frame").
+#: fine enough in frequency for the harmonic combs (docs/decisions.md, "Denoise").
 FRAME_SECONDS = 0.093
-#: Hop of n_fft / 2: half the frames of n_fft / 4, for 0.2 dB less (docs/decisions.md, "Denoise: speed").
+#: Hop of n_fft / 2: half the frames of n_fft / 4, for about 0.2 dB less (docs/decisions.md).
 HOP_SHARE = 2
 #: The harmonic speech model: a comb per semitone of pitch from PITCH_MIN to PITCH_MAX Hz,
 #: cut into the bands between COMB_BANDS_HZ, partials falling as n ** -COMB_SLOPE.
@@ -56,13 +58,13 @@ COMB_BANDS_HZ = (0.0, 1000.0, 2000.0, 4000.0)
 COMB_SLOPE = 0.5
 #: Bins above this frequency are summed in 1/12-octave bands for the fits (speed).
 POOL_ABOVE_HZ = 1000.0
-#: Templates of the noise, learned from the profile (docs/decisions.md, "Denoise: templates").
+#: Templates of the noise, learned from the profile (docs/decisions.md, "Denoise").
 NOISE_COMPONENTS = 16
 #: Free templates of the speech, learned on the input.
 SPEECH_COMPONENTS = 32
 #: Iterations of the noise templates' fit on the profile.
 NOISE_FIT_ITER = 200
-#: Soft masks on magnitude models, exponent 1 (docs/decisions.md, "Denoise: mask power").
+#: Soft masks on magnitude models, exponent 1 (docs/decisions.md, "Denoise").
 MASK_POWER = 1.0
 #: Iterations of the fit on the input: fewer let the free templates take less noise.
 DEFAULT_ITER = 50
