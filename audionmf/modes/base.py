@@ -31,8 +31,10 @@ class Option:
     kind : str
         How the command line reads it: ``"count"`` (a whole number >= 1),
         ``"count0"`` (>= 0), ``"weight"`` (a real number in [0, 1000]),
-        ``"components"`` (component numbers such as ``0-2,7``) or ``"model"``
-        (a model file).
+        ``"components"`` (component numbers such as ``0-2,7``), ``"model"``
+        (a model file), ``"audio"`` (an audio file), ``"span"`` (``START:END``
+        in seconds), ``"decibels"`` (a positive number of dB) or ``"flag"`` (a
+        switch, no value).
     help : str
     metavar : str
     repeat : bool

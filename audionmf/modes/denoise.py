@@ -35,6 +35,7 @@ import os
 
 import numpy as np
 
+from .._threads import serial_blas
 from .._validation import MAX_SAMPLE, AudioError, ParameterError, check_audio
 from ..analysis import Analysis, templates_at_rate
 from ..masks import wiener_masks
@@ -372,21 +373,22 @@ class Denoise(Mode):
             for W, h, labels in self._models(fitted, H):
                 k = np.count_nonzero(labels == 1)  # (the noise templates come first)
                 h = np.asarray(h[:, h_span], dtype=np.float32)
-                speech, noise = W[:, k:] @ h[k:], W[:, :k] @ h[:k]
+                with serial_blas():  # (small products: threads would only wait on each other)
+                    speech, noise = W[:, k:] @ h[k:], W[:, :k] @ h[:k]
                 np.maximum(speech, np.float32(1e-30), out=speech)
                 if self.mask_power != 1.0:
                     speech **= self.mask_power
                     noise **= self.mask_power
                 parts.append(speech / (speech + noise))
-        clean = parts[0] if len(parts) == 1 else np.mean(parts, axis=0)
+        clean = parts[0] if len(parts) == 1 else sum(parts[1:], parts[0]) / len(parts)
         if self.analysis.context:
             clean = clean[:, h_span]
-        if self.pool is not None:
-            clean = clean[self.band_of_bin]
-        clean = np.clip(clean, 0.0, 1.0)
+        np.clip(clean, 0.0, 1.0, out=clean)
         if self.keep:
             clean = clean + self.keep * (1.0 - clean)
-        return np.stack([clean, 1.0 - clean])
+        masks = np.stack([clean, 1.0 - clean])
+        # (on the fit's rows until here: each bin then takes its band's)
+        return masks if self.pool is None else np.take(masks, self.band_of_bin, axis=1)
 
     def _models(self, fitted, H):
         """(templates, activations, labels) of each model of the fit."""
