@@ -95,7 +95,7 @@ def harmonic_templates(sr, n_fft, fmin=PITCH_MIN, fmax=PITCH_MAX, bands=COMB_BAN
     --------
     >>> W = harmonic_templates(22050, 2048)
     >>> W.shape
-    (1025, 124)
+    (1025, 128)
     """
     from .drums import comb_templates
 
