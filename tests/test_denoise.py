@@ -234,3 +234,10 @@ def test_a_speech_model_replaces_the_speech_templates(scene, tmp_path):
     sf.write(talk, mix, SR, subtype="FLOAT")
     assert main(["denoise", str(talk), "-o", str(tmp_path / "out"), "-q", "--model", str(path),
                  "--noise-from", "0:0.9"]) == 0
+
+
+def test_denoise_options_need_the_mode(scene, capsys):
+    with pytest.raises(ParameterError, match=r"reduction needs two_stems='noise'"):
+        separate(scene[2], SR, reduction=12)
+    assert main(["separate", "x.wav", "--stationary"]) == 2
+    assert "--stationary needs --two-stems noise" in capsys.readouterr().err

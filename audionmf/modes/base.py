@@ -250,4 +250,7 @@ def refuse_foreign(mode, options, modes, spell=keyword):
         if other.selected_by is not None and other.selected_by != "two_stems":
             raise ParameterError(f"{names} {'needs' if len(given) == 1 else 'need'} "
                                  f"{spell(other.selected_by)}")
+        if other.two_stems is not None and mode.selected_by is None:  # (the default mode)
+            raise ParameterError(f"{names} {'needs' if len(given) == 1 else 'need'} "
+                                 f"{spell('two_stems', other.two_stems)}")
         raise ParameterError(f"{names} cannot be used here")
