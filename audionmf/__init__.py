@@ -22,7 +22,7 @@ from .limits import Limits
 from .masks import wiener_masks
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
-from .separate import separate, separate_file
+from .separate import melody, separate, separate_file
 from .spectrogram import (
     STFTParams,
     bin_frequencies,
@@ -51,6 +51,7 @@ __all__ = [
     "beta_divergence",
     "separate",
     "separate_file",
+    "melody",
     "group_components",
     "wiener_masks",
     "evaluate",

@@ -10,11 +10,12 @@ from .base import Fitted, Mode, Option, keyword, refuse_foreign
 from .blind import Blind
 from .drums import Drums
 from .supervised import Supervised
+from .vocals import Vocals
 
 __all__ = ["MODES", "DEFAULT_MODE", "pick", "Mode", "Option", "Fitted", "keyword"]
 
 #: Every mode, by key. The first whose selecting keyword is given is used, else the default.
-MODES = {mode.key: mode for mode in (Blind, Supervised, Drums)}
+MODES = {mode.key: mode for mode in (Blind, Supervised, Drums, Vocals)}
 #: The mode of ``separate(y, sr)`` with no selecting keyword.
 DEFAULT_MODE = Blind
 

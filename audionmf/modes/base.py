@@ -177,6 +177,20 @@ class Mode:
         (``whole``) or of excerpts of it laid side by side; returns a :class:`Fitted`."""
         raise NotImplementedError
 
+    @classmethod
+    def file_names(cls, options):
+        """Files besides the sources that these options make the mode write (names
+        in the output folder), for the command line's --skip-existing."""
+        return []
+
+    def files(self):
+        """After a separation: those files, name -> bytes (committed with the sources)."""
+        return {}
+
+    def picture(self):
+        """After a separation: keywords for the picture of it (a melody, say)."""
+        return {}
+
     # ------------------------------------------------------------- defaults
     @property
     def fit_rows(self):
@@ -207,9 +221,9 @@ class Mode:
         return nmf(V, templates.shape[1], W=templates, update_W=False,
                    **self.fit_options(random_state=self.rng)).H
 
-    def activations(self, fitted, V):
+    def activations(self, fitted, V, start=0):
         """Activations of a block's spectrogram ``V`` (not normalized) with the
-        fitted templates; zeros for a silent block."""
+        fitted templates; zeros for a silent block. ``start``: its first frame."""
         if not np.any(V):
             return np.zeros((fitted.templates.shape[1], V.shape[1]), dtype=np.float32)
         return self.fixed_activations(V / V.max(), fitted.templates)
