@@ -26,6 +26,12 @@ Methods:
   audionmf_two_stems  audionmf.separate(two_stems="drums"): drums / no_drums (blind; scored
                       with the best permutation, as HPSS)
   audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
+  librosa_vocal       librosa's "Vocal separation" gallery recipe: nearest-neighbour filtering
+                      (nn_filter, cosine, 2 s) of the magnitude, soft masks with margins
+                      (foreground 10, background 2, power 2); foreground as the first source
+  audionmf_vocals     audionmf.separate(two_stems="vocals"): vocals as the first source (vocals,
+                      speech), no_vocals as the second; not blind (no permutation); only on
+                      vocals_band and speech_music
 """
 import argparse
 import glob
@@ -222,6 +228,44 @@ class AudionmfModels:
         return audionmf.separate(mix, sr, models=models, random_state=0)
 
 
+class LibrosaVocal:
+    """librosa's documented vocal separation (gallery, "Vocal separation"): the
+    repeating background by nearest-neighbour filtering, soft masks with margins."""
+
+    blind = False
+    tasks = ("vocals_band", "speech_music")
+
+    def prepare(self, task, sr):
+        return task["sources"]
+
+    def run(self, sources, mix, sr, stems):
+        import librosa
+
+        X = librosa.stft(mix)
+        S_full = np.abs(X)
+        S_filter = librosa.decompose.nn_filter(S_full, aggregate=np.median, metric="cosine",
+                                               width=int(librosa.time_to_frames(2, sr=sr)))
+        S_filter = np.minimum(S_full, S_filter)
+        mask_i = librosa.util.softmask(S_filter, 2 * (S_full - S_filter), power=2)
+        mask_v = librosa.util.softmask(S_full - S_filter, 10 * S_filter, power=2)
+        foreground, background = (librosa.istft(m * X, length=mix.shape[-1]) for m in (mask_v, mask_i))
+        return {sources[0]: foreground, sources[1]: background}
+
+
+class AudionmfVocals:
+    """`separate --two-stems vocals`: the lead (vocals, speech) as the first source."""
+
+    blind = False
+    tasks = ("vocals_band", "speech_music")
+
+    def prepare(self, task, sr):
+        return task["sources"]
+
+    def run(self, sources, mix, sr, stems):
+        out = audionmf.separate(mix, sr, two_stems="vocals", random_state=0)
+        return {sources[0]: out["vocals"], sources[1]: out["no_vocals"]}
+
+
 METHODS = {
     "mixture": Mixture,
     "oracle_wiener": OracleWiener,
@@ -233,6 +277,8 @@ METHODS = {
     "audionmf_blind_rhythm": AudionmfBlindRhythm,
     "audionmf_two_stems": AudionmfTwoStems,
     "audionmf_models": AudionmfModels,
+    "librosa_vocal": LibrosaVocal,
+    "audionmf_vocals": AudionmfVocals,
 }
 
 
@@ -249,6 +295,8 @@ def run(corpus, methods, log=sys.stderr):
         for method_name in methods:
             method = METHODS[method_name]()
             if getattr(method, "n_sources", len(task["sources"])) != len(task["sources"]):
+                continue
+            if task_name not in getattr(method, "tasks", (task_name,)):
                 continue
             t0 = time.perf_counter()
             state = method.prepare(task, sr)

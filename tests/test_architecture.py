@@ -192,7 +192,7 @@ def test_a_new_mode_is_one_class_and_a_registry_entry(halves, tmp_path, capsys):
 
 
 def test_without_the_entry_the_mode_is_unknown(capsys):
-    with pytest.raises(ParameterError, match=r"two_stems='halves': expected one of \['drums'\]"):
+    with pytest.raises(ParameterError, match=r"two_stems='halves': expected one of \['drums', 'vocals'\]"):
         separate(np.ones(4000), 8000, two_stems="halves")
     assert main(["separate", "x.wav", "--two-stems", "halves"]) == 2
     assert "invalid choice: 'halves'" in capsys.readouterr().err

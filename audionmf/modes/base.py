@@ -221,12 +221,17 @@ class Mode:
         return nmf(V, templates.shape[1], W=templates, update_W=False,
                    **self.fit_options(random_state=self.rng)).H
 
-    def activations(self, fitted, V, start=0):
+    def activations(self, fitted, V):
         """Activations of a block's spectrogram ``V`` (not normalized) with the
-        fitted templates; zeros for a silent block. ``start``: its first frame."""
+        fitted templates; zeros for a silent block."""
         if not np.any(V):
             return np.zeros((fitted.templates.shape[1], V.shape[1]), dtype=np.float32)
         return self.fixed_activations(V / V.max(), fitted.templates)
+
+    def activations_at(self, fitted, V, start):
+        """:meth:`activations` of the block whose first frame is ``start`` (for a mode
+        whose activations depend on where the block lies: a melody given in time)."""
+        return self.activations(fitted, V)
 
     def spread(self, fitted):
         """Frames beyond a block whose activations its masks depend on."""

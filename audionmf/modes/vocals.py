@@ -10,8 +10,9 @@ consonants; the band is free NMF components. Two fits:
    activations (:func:`audionmf.sourcefilter.track`), voiced where the comb
    near it holds a share of the frame (:data:`VOICED_SHARE`);
 2. the accompaniment started afresh, the lead's fundamentals kept within
-   :data:`NEAR_SEMITONES` of the melody on voiced frames and the flat source
-   on voiced frames only (off them, it takes the hi-hat and the snare).
+   :data:`NEAR_SEMITONES` of the melody on voiced frames; the flat source is
+   left out (:data:`UNVOICED`): wherever it may sound, it takes the hi-hat
+   and the snare.
 
 A melody may be given instead (``melody``: a CSV of time and F0 in Hz, or an
 array of the two columns), then only the second fit runs. The masks are the
@@ -50,6 +51,9 @@ JUMP_COST = 0.5
 NEAR_SEMITONES = 1.0
 #: A frame is voiced where the comb near the melody holds this share of its model.
 VOICED_SHARE = 0.1
+#: Whether the flat (unvoiced) source may sound on voiced frames: off, it takes the band's
+#: broadband parts (drums) into the vocals (docs/decisions.md, "Vocals: no unvoiced part").
+UNVOICED = False
 #: Bins above this frequency are summed in 1/12-octave bands for the fit and masks.
 POOL_ABOVE_HZ = 2000.0
 #: Frames beyond a block that a long file's melody tracking sees on each side.
@@ -139,7 +143,7 @@ class Vocals(Mode):
     def n_accompaniment_start(self):
         return N_ACCOMPANIMENT
 
-    def activations(self, fitted, V, start=0):
+    def activations_at(self, fitted, V, start):
         """A block's fits with the accompaniment's templates fixed; its melody from
         ``start``, the block's first frame, where one is given."""
         if not np.any(V):
@@ -176,7 +180,7 @@ class Vocals(Mode):
             melody = given
         voiced = melody > 0
         allowed = np.vstack([sf.near_melody(melody, self.f0s, voiced, semitones=NEAR_SEMITONES),
-                             voiced[None, :].astype(np.float32)])
+                             (voiced & UNVOICED)[None, :].astype(np.float32)])
         factors.H_F0 += 1e-3 * float(factors.H_F0.mean()) * allowed  # room to grow where allowed
         sf.fit(V, factors, SECOND_ITER, allowed=allowed, update_acc=not fixed)
         return factors, melody.astype(np.float32)
