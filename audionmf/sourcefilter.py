@@ -25,8 +25,9 @@ J.-L. Durrieu, B. David and G. Richard, "A musically motivated mid-level
 representation for pitch estimation and musical audio source separation",
 IEEE JSTSP 5(6), 2011, doi:10.1109/JSTSP.2011.2158801.
 """
+import functools
+
 import numpy as np
-from numba import njit
 
 __all__ = ["f0_grid", "harmonic_templates", "smooth_filters", "SourceFilter", "fit", "model",
            "is_divergence", "track", "near_melody"]
@@ -214,10 +215,17 @@ def track(salience, f0s, *, jump_cost, steps_per_semitone):
     S = np.asarray(salience, dtype=np.float64)
     S = S / np.maximum(S.sum(axis=0), 1e-300)
     score = np.log(S + 1e-6)
-    return _viterbi_l1(np.ascontiguousarray(score.T), jump_cost / steps_per_semitone)
+    return _viterbi_kernel()(np.ascontiguousarray(score.T), float(jump_cost / steps_per_semitone))
 
 
-@njit(cache=True)
+@functools.lru_cache(maxsize=1)
+def _viterbi_kernel():
+    """The compiled kernel, on first use (numba is slow to import: not for --help)."""
+    from numba import njit
+
+    return njit(cache=True)(_viterbi_l1)
+
+
 def _viterbi_l1(score, cost):
     """Best path through ``score`` (n_frames x n_states) with a transition penalty
     ``cost * |i - j|``: the max-plus convolution with an L1 cone is two sweeps."""

@@ -2,7 +2,7 @@
 
 The mixture's power spectrogram is explained by the source/filter model of
 :mod:`audionmf.sourcefilter` (Durrieu et al. 2010, 2011): the lead is a
-harmonic comb on a fine grid of fundamentals from 100 Hz to 1 kHz (a quarter
+harmonic comb on a fine grid of fundamentals from 70 Hz to 1 kHz (a quarter
 of a semitone apart) times a smooth filter, plus a flat source for breath and
 consonants; the band is free NMF components. Two fits:
 
@@ -39,18 +39,18 @@ __all__ = ["Vocals", "read_melody", "melody_csv"]
 #: 46 ms frames resolve the partials of a 100 Hz voice; Itakura-Saito on power.
 SR, N_FFT, HOP = 22050, 1024, 256
 #: Fundamentals of the lead, and the grid's steps per semitone.
-F0_MIN, F0_MAX, STEPS_PER_SEMITONE = 100.0, 1000.0, 4
+F0_MIN, F0_MAX, STEPS_PER_SEMITONE = 70.0, 1000.0, 4
 #: Smooth filters (Hann bumps on the mel scale) and free accompaniment components.
 N_FILTERS, N_ACCOMPANIMENT = 30, 40
 #: Iterations of the first fit (melody) and of the second (restricted to it).
-FIRST_ITER, SECOND_ITER = 40, 40
+FIRST_ITER, SECOND_ITER = 80, 40
 #: Cost of a semitone's move of the melody from one frame to the next, against the
 #: log of the normalized F0 activations.
-JUMP_COST = 0.5
+JUMP_COST = 0.2
 #: The lead's F0 activations kept within this many semitones of the melody.
 NEAR_SEMITONES = 1.0
 #: A frame is voiced where the comb near the melody holds this share of its model.
-VOICED_SHARE = 0.1
+VOICED_SHARE = 0.05
 #: Whether the flat (unvoiced) source may sound on voiced frames: off, it takes the band's
 #: broadband parts (drums) into the vocals (docs/decisions.md, "Vocals: no unvoiced part").
 UNVOICED = False
