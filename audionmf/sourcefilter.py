@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["f0_grid", "harmonic_templates", "smooth_filters", "SourceFilter", "fit", "model",
+__all__ = ["f0_grid", "harmonic_templates", "smooth_filters", "SourceFilter", "fit", "model", "comb_power",
            "is_divergence", "track", "near_melody"]
 
 #: Least value of the spectrogram (its peak is 1), so that the Itakura-Saito
@@ -118,6 +118,14 @@ class SourceFilter:
 
     def accompaniment(self):
         return self.W_acc @ self.H_acc
+
+
+def comb_power(factors):
+    """The power each harmonic comb (not the flat source) contributes to each frame:
+    its activation times its template's sum through the frame's filter. The melody's
+    salience: the filter's scale is set by its peak, so a comb's activation alone
+    favours combs high above the filter's peak (a harmonic of the voice)."""
+    return factors.H_F0[:-1] * (factors.W_F0[:, :-1].T @ (factors.W_filter @ factors.H_filter))
 
 
 def model(factors):

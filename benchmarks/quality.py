@@ -28,9 +28,9 @@ Methods:
   audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
   librosa_vocal       librosa's "Vocal separation" gallery recipe: nearest-neighbour filtering
                       (nn_filter, cosine, 2 s) of the magnitude, soft masks with margins
-                      (foreground 10, background 2, power 2); foreground as the first source
-  audionmf_vocals     audionmf.separate(two_stems="vocals"): vocals as the first source (vocals,
-                      speech), no_vocals as the second; not blind (no permutation); only on
+                      (foreground 10, background 2, power 2); foreground as the lead (vocals, speech)
+  audionmf_vocals     audionmf.separate(two_stems="vocals"): vocals as the lead (vocals,
+                      speech), no_vocals as the other source; not blind (no permutation); only on
                       vocals_band and speech_music
 """
 import argparse
@@ -228,6 +228,16 @@ class AudionmfModels:
         return audionmf.separate(mix, sr, models=models, random_state=0)
 
 
+#: The sources that are a lead voice, in the tasks that have one.
+LEADS = ("vocals", "speech")
+
+
+def lead_and_band(sources):
+    """The task's lead voice (vocals, speech) and the other source."""
+    lead = next(s for s in sources if s in LEADS)
+    return lead, next(s for s in sources if s != lead)
+
+
 class LibrosaVocal:
     """librosa's documented vocal separation (gallery, "Vocal separation"): the
     repeating background by nearest-neighbour filtering, soft masks with margins."""
@@ -249,7 +259,8 @@ class LibrosaVocal:
         mask_i = librosa.util.softmask(S_filter, 2 * (S_full - S_filter), power=2)
         mask_v = librosa.util.softmask(S_full - S_filter, 10 * S_filter, power=2)
         foreground, background = (librosa.istft(m * X, length=mix.shape[-1]) for m in (mask_v, mask_i))
-        return {sources[0]: foreground, sources[1]: background}
+        lead, band = lead_and_band(sources)
+        return {lead: foreground, band: background}
 
 
 class AudionmfVocals:
@@ -263,7 +274,8 @@ class AudionmfVocals:
 
     def run(self, sources, mix, sr, stems):
         out = audionmf.separate(mix, sr, two_stems="vocals", random_state=0)
-        return {sources[0]: out["vocals"], sources[1]: out["no_vocals"]}
+        lead, band = lead_and_band(sources)
+        return {lead: out["vocals"], band: out["no_vocals"]}
 
 
 METHODS = {

@@ -55,7 +55,14 @@ VOICED_SHARE = 0.05
 #: broadband parts (drums) into the vocals (docs/decisions.md, "Vocals: no unvoiced part").
 UNVOICED = False
 #: Bins above this frequency are summed in 1/12-octave bands for the fit and masks.
-POOL_ABOVE_HZ = 2000.0
+POOL_ABOVE_HZ = 5000.0
+FULL_LEAD = False
+#: The melody follows the power of each comb through the filter, not its activation
+#: (the filter's scale is set by its peak, so a high comb under a low filter needs a
+#: large activation for little power).
+ENERGY_SALIENCE = False
+#: The first fit (the melody's) sees the mean of this many frames at a time.
+TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
 TRACK_MARGIN = 128
 
@@ -121,8 +128,15 @@ class Vocals(Mode):
         rows = self.pool.shape[0]
         freqs = (self.pool @ np.arange(self.analysis.n_freq)) / self.pool.sum(axis=1) * self.sr / params.n_fft
         self.f0s = sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE)
-        self.W_F0 = self.pool @ sf.harmonic_templates(self.f0s, sr=self.sr, n_fft=params.n_fft)
+        full = sf.harmonic_templates(self.f0s, sr=self.sr, n_fft=params.n_fft)
+        self.W_F0 = self.pool @ full
         self.W_filter = sf.smooth_filters(freqs, N_FILTERS)
+        # The masks: the lead at full resolution (its templates are known there), the
+        # band's pooled model spread evenly over the bins of each band.
+        self.full_F0 = full
+        self.full_filter = sf.smooth_filters(np.arange(self.analysis.n_freq) * self.sr / params.n_fft,
+                                             N_FILTERS, fmax=freqs[-1])
+        self.spread_band = (self.pool / self.pool.sum(axis=1, keepdims=True)).T
         self.W_F0.setflags(write=False)
         self.W_filter.setflags(write=False)
         self.track = []  # the melody of the frames masked so far, block by block
@@ -163,26 +177,45 @@ class Vocals(Mode):
         fixed = not np.isscalar(accompaniment)
         n_frames = V.shape[1]
         scale = float(V.mean())
-        factors = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, n_frames,
-                                        self.rng, scale=scale)
         if given is None:
-            sf.fit(V, factors, FIRST_ITER, update_acc=not fixed)
-            path = self.f0s[sf.track(factors.H_F0[:-1], self.f0s, jump_cost=JUMP_COST,
+            # The first fit on pairs of frames averaged (TRACK_DECIMATION): half the work.
+            step = TRACK_DECIMATION
+            pairs = -(-n_frames // step)
+            padded = np.pad(V, ((0, 0), (0, pairs * step - n_frames)), mode="edge")
+            coarse = padded.reshape(V.shape[0], pairs, step).mean(axis=2)
+            first = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, pairs,
+                                          self.rng, scale=scale)
+            sf.fit(coarse, first, FIRST_ITER, update_acc=not fixed)
+            salience = sf.comb_power(first) if ENERGY_SALIENCE else first.H_F0[:-1]
+            path = self.f0s[sf.track(salience, self.f0s, jump_cost=JUMP_COST,
                                      steps_per_semitone=STEPS_PER_SEMITONE)]
-            near = sf.near_melody(path, self.f0s, np.ones(n_frames, dtype=bool), semitones=NEAR_SEMITONES)
-            comb = (self.W_F0[:, :-1] @ (factors.H_F0[:-1] * near)) * (self.W_filter @ factors.H_filter)
-            voiced = comb.sum(axis=0) > VOICED_SHARE * sf.model(factors).sum(axis=0)
-            melody = np.where(voiced, path, 0.0)
-            restart = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, n_frames,
-                                            self.rng, scale=scale)
-            factors.W_acc, factors.H_acc = restart.W_acc, restart.H_acc
+            near = sf.near_melody(path, self.f0s, np.ones(pairs, dtype=bool), semitones=NEAR_SEMITONES)
+            comb = (self.W_F0[:, :-1] @ (first.H_F0[:-1] * near)) * (self.W_filter @ first.H_filter)
+            voiced = comb.sum(axis=0) > VOICED_SHARE * sf.model(first).sum(axis=0)
+            melody = np.repeat(np.where(voiced, path, 0.0), step)[:n_frames]
+            H_F0 = np.repeat(first.H_F0, step, axis=1)[:, :n_frames]
+            H_filter = np.repeat(first.H_filter, step, axis=1)[:, :n_frames]
         else:
             melody = given
+            start = sf.SourceFilter.start(self.W_F0, self.W_filter, 1, n_frames, self.rng, scale=scale)
+            H_F0, H_filter = start.H_F0, start.H_filter
+        # The second fit: the band afresh, the lead's F0s near the melody; only the
+        # F0 templates that some frame may use take part.
         voiced = melody > 0
         allowed = np.vstack([sf.near_melody(melody, self.f0s, voiced, semitones=NEAR_SEMITONES),
                              (voiced & UNVOICED)[None, :].astype(np.float32)])
-        factors.H_F0 += 1e-3 * float(factors.H_F0.mean()) * allowed  # room to grow where allowed
-        sf.fit(V, factors, SECOND_ITER, allowed=allowed, update_acc=not fixed)
+        used = np.flatnonzero(allowed.any(axis=1))
+        if not used.size:
+            used = np.array([self.f0s.size])  # nothing voiced: the (silenced) flat source
+        band = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, n_frames, self.rng,
+                                     scale=scale)
+        H_F0 = H_F0[used] + 1e-3 * float(H_F0.mean()) * allowed[used]  # room to grow where allowed
+        factors = sf.SourceFilter(self.W_F0[:, used], self.W_filter, band.W_acc, H_F0,
+                                  np.ascontiguousarray(H_filter), band.H_acc)
+        sf.fit(V, factors, SECOND_ITER, allowed=allowed[used], update_acc=not fixed)
+        full = np.zeros((self.f0s.size + 1, n_frames), dtype=np.float32)
+        full[used] = factors.H_F0
+        factors.W_F0, factors.H_F0 = self.W_F0, full
         return factors, melody.astype(np.float32)
 
     def _stack(self, factors, melody):
@@ -195,13 +228,18 @@ class Vocals(Mode):
         H_F0, H_filter = H[:n_f0], H[n_f0 : n_f0 + n_filter]
         H_acc, melody = H[n_f0 + n_filter : -1], H[-1]
         self.track.append(np.array(melody, dtype=np.float64))
-        lead = (self.W_F0 @ H_F0) * (self.W_filter @ H_filter)
-        band = fitted.templates @ H_acc
+        if FULL_LEAD:
+            lead = (self.full_F0 @ H_F0) * (self.full_filter @ H_filter)
+            band = self.spread_band @ (fitted.templates @ H_acc)
+        else:
+            lead = (self.W_F0 @ H_F0) * (self.W_filter @ H_filter)
+            band = fitted.templates @ H_acc
         p = self.mask_power
         lead, band = lead.astype(np.float64) ** p, band.astype(np.float64) ** p
         total = lead + band
         vocals = np.divide(lead, total, out=np.full(total.shape, 0.5), where=total > 0)
-        vocals = self.pool.T @ vocals
+        if not FULL_LEAD:
+            vocals = self.pool.T @ vocals
         return np.stack([vocals, 1.0 - vocals])
 
     def melody(self):
