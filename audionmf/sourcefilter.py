@@ -163,7 +163,6 @@ def fit(V, factors, n_iter, *, allowed=None, update_acc=True, exponent=1.0):
         f.H_F0 *= allowed
     S, F = f.W_F0 @ f.H_F0, f.W_filter @ f.H_filter
     M = f.W_acc @ f.H_acc
-    T = V.shape[1]
 
     def ratios(V_hat):
         inverse = 1.0 / V_hat
@@ -175,16 +174,13 @@ def fit(V, factors, n_iter, *, allowed=None, update_acc=True, exponent=1.0):
 
     for _ in range(n_iter):
         R, Q = ratios(S * F + M)
-        both = f.W_F0.T @ np.hstack([F * R, F * Q])
-        f.H_F0 *= step(both[:, :T], both[:, T:])
+        f.H_F0 *= step(f.W_F0.T @ (F * R), f.W_F0.T @ (F * Q))
         S = f.W_F0 @ f.H_F0
         R, Q = ratios(S * F + M)
-        both = f.W_filter.T @ np.hstack([S * R, S * Q])
-        f.H_filter *= step(both[:, :T], both[:, T:])
+        f.H_filter *= step(f.W_filter.T @ (S * R), f.W_filter.T @ (S * Q))
         F = f.W_filter @ f.H_filter
         R, Q = ratios(S * F + M)
-        both = f.W_acc.T @ np.hstack([R, Q])
-        f.H_acc *= step(both[:, :T], both[:, T:])
+        f.H_acc *= step(f.W_acc.T @ R, f.W_acc.T @ Q)
         M = f.W_acc @ f.H_acc
         if update_acc:
             R, Q = ratios(S * F + M)

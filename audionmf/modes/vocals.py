@@ -17,10 +17,11 @@ consonants; the band is free NMF components. Two fits:
 A melody may be given instead (``melody``: a CSV of time and F0 in Hz, or an
 array of the two columns), then only the second fit runs. The masks are the
 lead's and the band's model spectrograms' Wiener masks. For speed the fit
-works on a spectrogram whose bins above 2 kHz are summed in 1/12-octave bands
+works on a spectrogram whose bins above 5 kHz are summed in 1/12-octave bands
 (:func:`audionmf.modes.drums.band_pooling`), which the masks share. How each
 default measures: ``docs/decisions.md``.
 """
+import functools
 import io
 import os
 
@@ -43,7 +44,7 @@ F0_MIN, F0_MAX, STEPS_PER_SEMITONE = 70.0, 1000.0, 4
 #: Smooth filters (Hann bumps on the mel scale) and free accompaniment components.
 N_FILTERS, N_ACCOMPANIMENT = 30, 40
 #: Iterations of the first fit (melody) and of the second (restricted to it).
-FIRST_ITER, SECOND_ITER = 80, 40
+FIRST_ITER, SECOND_ITER = 40, 30
 #: Cost of a semitone's move of the melody from one frame to the next, against the
 #: log of the normalized F0 activations.
 JUMP_COST = 0.2
@@ -56,7 +57,6 @@ VOICED_SHARE = 0.05
 UNVOICED = False
 #: Bins above this frequency are summed in 1/12-octave bands for the fit and masks.
 POOL_ABOVE_HZ = 5000.0
-FULL_LEAD = False
 #: The melody follows the power of each comb through the filter, not its activation
 #: (the filter's scale is set by its peak, so a high comb under a low filter needs a
 #: large activation for little power).
@@ -128,15 +128,8 @@ class Vocals(Mode):
         rows = self.pool.shape[0]
         freqs = (self.pool @ np.arange(self.analysis.n_freq)) / self.pool.sum(axis=1) * self.sr / params.n_fft
         self.f0s = sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE)
-        full = sf.harmonic_templates(self.f0s, sr=self.sr, n_fft=params.n_fft)
-        self.W_F0 = self.pool @ full
+        self.W_F0 = self.pool @ _combs(self.sr, params.n_fft)
         self.W_filter = sf.smooth_filters(freqs, N_FILTERS)
-        # The masks: the lead at full resolution (its templates are known there), the
-        # band's pooled model spread evenly over the bins of each band.
-        self.full_F0 = full
-        self.full_filter = sf.smooth_filters(np.arange(self.analysis.n_freq) * self.sr / params.n_fft,
-                                             N_FILTERS, fmax=freqs[-1])
-        self.spread_band = (self.pool / self.pool.sum(axis=1, keepdims=True)).T
         self.W_F0.setflags(write=False)
         self.W_filter.setflags(write=False)
         self.track = []  # the melody of the frames masked so far, block by block
@@ -228,18 +221,13 @@ class Vocals(Mode):
         H_F0, H_filter = H[:n_f0], H[n_f0 : n_f0 + n_filter]
         H_acc, melody = H[n_f0 + n_filter : -1], H[-1]
         self.track.append(np.array(melody, dtype=np.float64))
-        if FULL_LEAD:
-            lead = (self.full_F0 @ H_F0) * (self.full_filter @ H_filter)
-            band = self.spread_band @ (fitted.templates @ H_acc)
-        else:
-            lead = (self.W_F0 @ H_F0) * (self.W_filter @ H_filter)
-            band = fitted.templates @ H_acc
+        lead = (self.W_F0 @ H_F0) * (self.W_filter @ H_filter)
+        band = fitted.templates @ H_acc
         p = self.mask_power
         lead, band = lead.astype(np.float64) ** p, band.astype(np.float64) ** p
         total = lead + band
         vocals = np.divide(lead, total, out=np.full(total.shape, 0.5), where=total > 0)
-        if not FULL_LEAD:
-            vocals = self.pool.T @ vocals
+        vocals = self.pool.T @ vocals
         return np.stack([vocals, 1.0 - vocals])
 
     def melody(self):
@@ -270,6 +258,14 @@ class Vocals(Mode):
         out = f0[nearest].astype(np.float64)
         out[np.abs(t[nearest] - times) > max(hop, _step(t))] = 0.0
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _combs(sr, n_fft):
+    """The lead's harmonic templates at a rate (cached: a batch has one rate, mostly)."""
+    combs = sf.harmonic_templates(sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE), sr=sr, n_fft=n_fft)
+    combs.setflags(write=False)
+    return combs
 
 
 def _step(times):
