@@ -337,7 +337,11 @@ def melody_line(melody, *, ax=None, color="cyan"):
         raise ParameterError(f"melody: expected rows of time and F0, got shape {melody.shape}")
     ax = _axes(ax)
     f0 = np.where(melody[:, 1] > 0, melody[:, 1], np.nan)
+    limits = ax.get_xlim(), ax.get_ylim()
     (line,) = ax.plot(melody[:, 0], f0, color=color, linewidth=1.0, label="melody")
+    if ax.collections:  # over a spectrogram: its axes stay as they were
+        ax.set_xlim(limits[0])
+        ax.set_ylim(limits[1])
     return line
 
 

@@ -198,3 +198,17 @@ def test_cli_bad_melody_is_one_line(tmp_path, capsys):
     assert "--melody is one input's" in capsys.readouterr().err
     assert main(["separate", str(path), "--two-stems", "vocals", "--melody-out", "sub/m.csv"]) == 2
     assert "--melody-out" in capsys.readouterr().err
+
+
+def test_the_melody_is_drawn_over_the_mixture_with_gaps_where_unvoiced():
+    from audionmf import plot
+
+    spectra = {"mixture": np.ones((513, 100)), "vocals": np.ones((513, 100))}
+    track = np.array([[0.0, 0.0], [0.5, 200.0], [1.0, 210.0]])
+    fig = plot.source_spectrograms(spectra, SR, hop_length=256, n_fft=1024, melody=track)
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    assert np.isnan(line.get_ydata()[0]) and line.get_ydata()[2] == 210.0
+    assert ax.get_xlim()[1] < 1.2  # the spectrogram's extent, not the line's margins
+    with pytest.raises(ParameterError, match="melody"):
+        plot.melody_line(np.ones((3, 3)))
