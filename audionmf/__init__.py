@@ -22,7 +22,7 @@ from .limits import Limits
 from .masks import wiener_masks
 from .models import ModelError, SourceModel
 from .nmf import NMFResult, beta_divergence, nmf
-from .separate import denoise, separate, separate_file
+from .separate import denoise, melody, separate, separate_file
 from .spectrogram import (
     STFTParams,
     bin_frequencies,
@@ -52,6 +52,7 @@ __all__ = [
     "separate",
     "denoise",
     "separate_file",
+    "melody",
     "group_components",
     "wiener_masks",
     "evaluate",

@@ -64,7 +64,7 @@ def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
         else:
             a, b = max(0, h0 - c), min(n_frames, h1 + c)
             V = analysis.spectrogram(X[..., a - v0 : b - v0], mode.rows, mode.pool)[:, h0 - a : h1 - a]
-            H = mode.activations(fitted, V)
+            H = mode.activations_at(fitted, V, h0)
         masks = mode.masks(fitted, H, X, slice(t0 - h0, t1 - h0), slice(t0 - v0, t1 - v0))
         X = X[..., t0 - v0 : t1 - v0]
         if mode.rows < n_freq:  # above the templates' band: the top band's shares

@@ -21,7 +21,7 @@ from .features import Decomposition
 from .spectrogram import STFTParams, bin_frequencies, frame_times, stft
 
 __all__ = ["spectrogram", "templates", "activations", "decomposition", "masks", "sources",
-           "source_spectrograms", "component", "energy_shares"]
+           "source_spectrograms", "component", "energy_shares", "melody_line"]
 
 #: Dynamic range of the dB images, below their loudest bin.
 TOP_DB = 80.0
@@ -281,7 +281,8 @@ def sources(mixture, sources_dict, sr, *, kind="waveform", n_fft=2048, hop_lengt
     return fig
 
 
-def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False, ref=None, size=None):
+def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False, ref=None, size=None,
+                        melody=None):
     """Draw power spectrograms of a mixture and its sources on one colour scale.
 
     What :func:`sources` draws with ``kind="spectrogram"``, from spectrograms
@@ -303,6 +304,8 @@ def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False, ref=N
         the same to figures drawn one spectrogram each, to share their scale.
     size : (float, float) or None
         Width and height in inches; default 9 wide, 1.8 high per panel.
+    melody : np.ndarray [shape=(n, 2)] or None
+        Time (s) and F0 (Hz, 0 where unvoiced), drawn over the first panel (the mixture).
 
     Returns
     -------
@@ -314,9 +317,32 @@ def source_spectrograms(spectra, sr, *, hop_length, n_fft, log_freq=False, ref=N
     fig = Figure(figsize=size or (9, 1.2 + 1.8 * len(spectra)), layout="constrained")
     axes = fig.subplots(len(spectra), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     _spectra_panels(axes, spectra, sr, hop_length, n_fft, log_freq, ref)
+    if melody is not None:
+        melody_line(melody, ax=axes[0])
     for ax in axes[:-1]:
         ax.set_xlabel("")
     return fig
+
+
+def melody_line(melody, *, ax=None, color="cyan"):
+    """Draw a melody (rows of time in s and F0 in Hz, 0 where unvoiced) as a line
+    with gaps where unvoiced, over a spectrogram drawn in Hz and seconds.
+
+    Returns
+    -------
+    matplotlib.lines.Line2D
+    """
+    melody = _matrix(melody, "melody")
+    if melody.ndim != 2 or melody.shape[1] != 2:
+        raise ParameterError(f"melody: expected rows of time and F0, got shape {melody.shape}")
+    ax = _axes(ax)
+    f0 = np.where(melody[:, 1] > 0, melody[:, 1], np.nan)
+    limits = ax.get_xlim(), ax.get_ylim()
+    (line,) = ax.plot(melody[:, 0], f0, color=color, linewidth=1.0, label="melody")
+    if ax.collections:  # over a spectrogram: its axes stay as they were
+        ax.set_xlim(limits[0])
+        ax.set_ylim(limits[1])
+    return line
 
 
 def component(template, activation, *, frequencies, times, title=None, color=None):

@@ -25,7 +25,7 @@ from .io import WRITE_FORMATS, OutputFiles, Signal, check_name_fits, missing_fol
 from .masks import wiener_masks
 from .modes import MODES, Fitted, Mode, keyword, pick
 
-__all__ = ["separate", "separate_file", "denoise", "Separation", "SpectraSummary", "wiener_masks",
+__all__ = ["separate", "separate_file", "denoise", "melody", "Separation", "SpectraSummary", "wiener_masks",
            "assign_by_masks", "default_power", "configure"]
 
 #: Keywords of :func:`separate` that are no mode's own: every mode takes them.
@@ -270,6 +270,43 @@ def denoise(y, sr, *, noise=None, noise_sr=None, noise_from=None, reduction=None
     return sources["clean"], sources["noise"]
 
 
+def melody(y, sr, *, limits=None, **options):
+    """The lead voice's melody, as ``separate(y, sr, two_stems="vocals")`` tracks it.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n_samples,) or (n_channels, n_samples)]
+    sr : int
+    limits : audionmf.limits.Limits or None
+    **options
+        Those of :func:`separate` with ``two_stems="vocals"`` (``melody`` too,
+        which then comes back on the frames of the analysis).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames, 2)]
+        Time of each frame (s) and its F0 (Hz), 0 where unvoiced.
+
+    Examples
+    --------
+    >>> sr = 22050
+    >>> t = np.arange(sr) / sr
+    >>> y = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 8))
+    >>> track = melody(y, sr, random_state=0)
+    >>> bool(abs(12 * np.log2(np.median(track[track[:, 1] > 0, 1]) / 220)) < 0.5)
+    True
+    """
+    y = check_audio(y, "the audio", loudest=MAX_SAMPLE)
+    mode = configure(sr, dict(options, two_stems="vocals"), limits)
+    if y.shape[-1] < mode.analysis.stft.n_fft:
+        raise ParameterError(f"too short: {y.shape[-1]} samples, need at least "
+                             f"n_fft={mode.analysis.stft.n_fft}")
+    if not np.any(y):
+        raise ParameterError("the audio is silent: there is nothing to separate")
+    _blocks.run(Signal(np.asarray(y, dtype=np.float64), sr), mode, lambda index, samples: None)
+    return mode.melody()
+
+
 @dataclass
 class Separation:
     """What :func:`separate_file` hands its ``report`` callable: a separation just
@@ -387,8 +424,10 @@ def separate_file(path, folder, *, format="wav", figure=None, report=None, progr
                 seen = {}
                 _blocks.run(signal, mode, files.write, summary=summary, progress=progress,
                             inspect=(lambda _, fitted: seen.update(fitted=fitted)) if report is not None else None)
-                extra = ([(picture, figure(summary.spectra(), signal.sr, summary.hop_length, n_fft))]
+                extra = ([(picture, figure(summary.spectra(), signal.sr, summary.hop_length, n_fft,
+                                           **mode.picture()))]
                          if figure is not None else [])
+                extra += _report_files(mode.files(), folder, path, signal.name)
                 if report is not None:
                     done = Separation(os.fspath(path), folder, signal, mode, seen["fitted"], summary,
                                       dict(targets), time.perf_counter() - started)

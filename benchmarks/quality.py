@@ -30,8 +30,15 @@ Methods:
   noisereduce_stationary     noisereduce.reduce_noise(stationary=True, y_noise=noise_sample.flac)
   audionmf_denoise           audionmf.denoise(): the noise profile found in the mixture
   audionmf_denoise_sample    audionmf.denoise(noise=noise_sample.flac)
-(the last four only on speech_noise, scored with no permutation: clean -> speech). On
-speech_noise the table also gives the speech estimate's PESQ (wide band, at 16 kHz) and
+                      (these four only on speech_noise, scored with no permutation: clean -> speech)
+  librosa_vocal       librosa's "Vocal separation" gallery recipe: nearest-neighbour filtering
+                      (nn_filter, cosine, 2 s) of the magnitude, soft masks with margins
+                      (foreground 10, background 2, power 2); foreground as the lead (vocals, speech)
+  audionmf_vocals     audionmf.separate(two_stems="vocals"): vocals as the lead (vocals,
+                      speech), no_vocals as the other source; not blind (no permutation); only on
+                      vocals_band and speech_music
+
+On speech_noise the table also gives the speech estimate's PESQ (wide band, at 16 kHz) and
 STOI, where the `pesq` / `pystoi` packages are installed (pip install 'audionmf[bench]').
 """
 import argparse
@@ -294,6 +301,54 @@ def speech_scores(reference, estimate, sr):
 
 #: Tasks whose speech estimate also gets PESQ and STOI.
 SPEECH_TASKS = ("speech_noise",)
+#: The sources that are a lead voice, in the tasks that have one.
+LEADS = ("vocals", "speech")
+
+
+def lead_and_band(sources):
+    """The task's lead voice (vocals, speech) and the other source."""
+    lead = next(s for s in sources if s in LEADS)
+    return lead, next(s for s in sources if s != lead)
+
+
+class LibrosaVocal:
+    """librosa's documented vocal separation (gallery, "Vocal separation"): the
+    repeating background by nearest-neighbour filtering, soft masks with margins."""
+
+    blind = False
+    tasks = ("vocals_band", "speech_music")
+
+    def prepare(self, task, sr):
+        return task["sources"]
+
+    def run(self, sources, mix, sr, stems):
+        import librosa
+
+        X = librosa.stft(mix)
+        S_full = np.abs(X)
+        S_filter = librosa.decompose.nn_filter(S_full, aggregate=np.median, metric="cosine",
+                                               width=int(librosa.time_to_frames(2, sr=sr)))
+        S_filter = np.minimum(S_full, S_filter)
+        mask_i = librosa.util.softmask(S_filter, 2 * (S_full - S_filter), power=2)
+        mask_v = librosa.util.softmask(S_full - S_filter, 10 * S_filter, power=2)
+        foreground, background = (librosa.istft(m * X, length=mix.shape[-1]) for m in (mask_v, mask_i))
+        lead, band = lead_and_band(sources)
+        return {lead: foreground, band: background}
+
+
+class AudionmfVocals:
+    """`separate --two-stems vocals`: the lead (vocals, speech) as the first source."""
+
+    blind = False
+    tasks = ("vocals_band", "speech_music")
+
+    def prepare(self, task, sr):
+        return task["sources"]
+
+    def run(self, sources, mix, sr, stems):
+        out = audionmf.separate(mix, sr, two_stems="vocals", random_state=0)
+        lead, band = lead_and_band(sources)
+        return {lead: out["vocals"], band: out["no_vocals"]}
 
 
 METHODS = {
@@ -311,6 +366,8 @@ METHODS = {
     "noisereduce_stationary": NoisereduceStationary,
     "audionmf_denoise": AudionmfDenoise,
     "audionmf_denoise_sample": AudionmfDenoiseSample,
+    "librosa_vocal": LibrosaVocal,
+    "audionmf_vocals": AudionmfVocals,
 }
 
 

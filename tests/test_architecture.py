@@ -22,9 +22,10 @@ MAX_LINES = 600
 LAYERS = [
     {"_version", "_validation", "_kernels", "_threads", "limits"},
     {"_engine", "nmf", "_writing", "io", "spectrogram"},
-    {"analysis", "masks"},
+    {"analysis", "masks", "sourcefilter"},
     {"grouping", "models"},
-    {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums", "modes.denoise"},
+    {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums", "modes.denoise",
+     "modes.vocals"},
     {"_blocks"},
     {"separate", "features"},
     {"evaluate", "plot", "report", "_batch", "__main__", "cli", "cli._common", "cli.separate",

@@ -108,7 +108,7 @@ BAD = ["0", "-1", "nan", "inf", "1e300", str(2**70), "x", ""]
     ("separate", "--beta", ["-10", "10", "kl", "is"], ["nan", "inf", "1e300", str(2**70), "x", "", "10.5"]),
     ("separate", "--seed", ["0", str(2**70)], ["-1", "nan", "inf", "1e300", "x", ""]),
     ("separate", "--jobs", ["1", str(2**70)], BAD),
-    ("separate", "--two-stems", ["drums"], ["vocals", "", "x"]),
+    ("separate", "--two-stems", ["drums", "vocals"], ["bass", "", "x"]),
     ("separate", "--format", ["wav", "flac"], ["mp3", "", "WAV"]),
     ("learn", "--components", ["1", "4096"], BAD + ["4097"]),
     ("learn", "--context", ["0", "32"], BAD[1:] + ["33"]),

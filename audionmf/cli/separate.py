@@ -39,7 +39,8 @@ output:
   count. Blind: source1 ... sourceN, the source whose model spectrogram holds
   the most energy first. With --model: the models' names (plus 'residual' with
   --free). With --two-stems drums: drums and
-  no_drums. WAV files are 32-bit float, so the sources add up to the input
+  no_drums; with --two-stems vocals: vocals and no_vocals (and, with
+  --melody-out NAME, the melody as OUTDIR/<input file stem>/NAME). WAV files are 32-bit float, so the sources add up to the input
   exactly.
 
 examples:
@@ -49,6 +50,9 @@ examples:
   audionmf separate mix.wav --model speech.npz --model music.npz
   audionmf separate noisy.wav --model speech.npz --free 16   (speech + residual)
   audionmf separate song.flac --two-stems drums           (drums.wav and no_drums.wav)
+  audionmf separate song.flac --two-stems vocals --melody-out melody.csv --plot
+                                 (vocals.wav, no_vocals.wav, separated/song/melody.csv)
+  audionmf separate song.flac --two-stems vocals --melody fixed.csv   (a melody given)
   audionmf plot song.wav -o song.png; audionmf separate song.wav --group 0-5,9 --group 6-8,10-15
                                                   (look at the 16 components, then group them)
   audionmf separate album/ --jobs 2 --skip-existing     (every audio file in album/)
@@ -64,7 +68,8 @@ stderr; the others are still processed), 2 bad usage, 130 interrupted (Ctrl-C),
 #: How the command line reads each kind of mode option (:class:`audionmf.modes.Option`).
 KINDS = {"count": positive_int, "count0": nonnegative_int, "weight": feature_weight,
          "components": component_list, "model": str, "audio": str, "span": seconds_span,
-         "decibels": decibels, "flag": None}
+         "decibels": decibels, "flag": None,
+         "path": str, "filename": str}
 #: The options every mode takes, as the library names them, with their flags.
 COMMON_FLAGS = {"two_stems": "--two-stems", "beta": "--beta", "n_fft": "--n-fft",
                 "hop_length": "--hop", "max_iter": "--iterations"}
@@ -189,6 +194,10 @@ def check_separate(sub, args):
         if importlib.util.find_spec("distributed") is None:
             sub.error("--scheduler needs Dask's 'distributed' package: pip install 'audionmf[dask]'")
     args.inputs, found = _expand_inputs(args.inputs)
+    given = [o for o in mode.options if o.kind == "path" and getattr(args, o.name) is not None]
+    if given and len(args.inputs) > 1:
+        sub.error(f"{given[0].flag} is one input's: give one input with it "
+                  f"({len(args.inputs)} given)")
     own = set(_own_outputs(args, found))
     if own:
         args.inputs = [path for path in args.inputs if path not in own] or sub.error(
@@ -407,6 +416,8 @@ def _outputs(path, args, every=False):
     report where asked for (``every``: whether asked for or not)."""
     folder = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
     names = [f"{name}.{args.format}" for name in _expected_names(args)]
+    options = _options(args)
+    names += pick(options).file_names(options)
     names += ["separation.png"] if args.plot or every else []
     names += [REPORT] if args.report or every else []
     return [os.path.join(folder, name) for name in names]
@@ -529,7 +540,8 @@ def _report_maker(path, args):
                              parameters={"seed": args.seed})
 
 
-def _separation_png(spectra, sr, hop_length, n_fft):
+def _separation_png(spectra, sr, hop_length, n_fft, **overlays):
     from .. import plot  # (matplotlib: imported where a picture is asked for)
 
-    return render_png(plot.source_spectrograms(spectra, sr, hop_length=hop_length, n_fft=n_fft))
+    return render_png(plot.source_spectrograms(spectra, sr, hop_length=hop_length, n_fft=n_fft,
+                                               **overlays))

@@ -11,11 +11,12 @@ from .blind import Blind
 from .denoise import Denoise
 from .drums import Drums
 from .supervised import Supervised
+from .vocals import Vocals
 
 __all__ = ["MODES", "DEFAULT_MODE", "pick", "Mode", "Option", "Fitted", "keyword"]
 
 #: Every mode, by key. The first whose selecting keyword is given is used, else the default.
-MODES = {mode.key: mode for mode in (Blind, Supervised, Drums, Denoise)}
+MODES = {mode.key: mode for mode in (Blind, Supervised, Drums, Denoise, Vocals)}
 #: The mode of ``separate(y, sr)`` with no selecting keyword.
 DEFAULT_MODE = Blind
 

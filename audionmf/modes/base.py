@@ -179,6 +179,20 @@ class Mode:
         (``whole``) or of excerpts of it laid side by side; returns a :class:`Fitted`."""
         raise NotImplementedError
 
+    @classmethod
+    def file_names(cls, options):
+        """Files besides the sources that these options make the mode write (names
+        in the output folder), for the command line's --skip-existing."""
+        return []
+
+    def files(self):
+        """After a separation: those files, name -> bytes (committed with the sources)."""
+        return {}
+
+    def picture(self):
+        """After a separation: keywords for the picture of it (a melody, say)."""
+        return {}
+
     # ------------------------------------------------------------- defaults
     @property
     def fit_rows(self):
@@ -219,6 +233,11 @@ class Mode:
         if not np.any(V):
             return np.zeros((fitted.templates.shape[1], V.shape[1]), dtype=np.float32)
         return self.fixed_activations(V / V.max(), fitted.templates)
+
+    def activations_at(self, fitted, V, start):
+        """:meth:`activations` of the block whose first frame is ``start`` (for a mode
+        whose activations depend on where the block lies: a melody given in time)."""
+        return self.activations(fitted, V)
 
     def spread(self, fitted):
         """Frames beyond a block whose activations its masks depend on."""

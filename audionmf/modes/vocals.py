@@ -1,0 +1,334 @@
+"""The lead voice apart from the band, with no training data: ``separate(two_stems="vocals")``.
+
+The mixture's power spectrogram is explained by the source/filter model of
+:mod:`audionmf.sourcefilter` (Durrieu et al. 2010, 2011): the lead is a
+harmonic comb on a fine grid of fundamentals from 70 Hz to 1 kHz (a quarter
+of a semitone apart) times a smooth filter, plus a flat source for breath and
+consonants; the band is free NMF components. Two fits:
+
+1. every fundamental free: the melody is the best path through their
+   activations (:func:`audionmf.sourcefilter.track`), voiced where the comb
+   near it holds a share of the frame (:data:`VOICED_SHARE`);
+2. the accompaniment started afresh, the lead's fundamentals kept within
+   :data:`NEAR_SEMITONES` of the melody on voiced frames; the flat source is
+   left out (:data:`UNVOICED`): wherever it may sound, it takes the hi-hat
+   and the snare.
+
+A melody may be given instead (``melody``: a CSV of time and F0 in Hz, or an
+array of the two columns), then only the second fit runs. The masks are the
+lead's and the band's model spectrograms' Wiener masks. For speed the fit
+works on a spectrogram whose bins above 5 kHz are summed in 1/12-octave bands
+(:func:`audionmf.modes.drums.band_pooling`), which the masks share. How each
+default measures: ``docs/decisions.md``.
+"""
+import functools
+import io
+import os
+
+import numpy as np
+
+from .._validation import ParameterError
+from ..analysis import Analysis
+from ..spectrogram import STFTParams
+from .. import sourcefilter as sf
+from .base import Fitted, Mode, Option, keyword
+from .drums import band_pooling
+
+__all__ = ["Vocals", "read_melody", "melody_csv"]
+
+#: The analysis, at 22.05 kHz (frame and hop keep their durations at other rates):
+#: 46 ms frames resolve the partials of a 100 Hz voice; Itakura-Saito on power.
+SR, N_FFT, HOP = 22050, 1024, 256
+#: Fundamentals of the lead, and the grid's steps per semitone.
+F0_MIN, F0_MAX, STEPS_PER_SEMITONE = 70.0, 1000.0, 4
+#: Smooth filters (Hann bumps on the mel scale) and free accompaniment components.
+N_FILTERS, N_ACCOMPANIMENT = 30, 40
+#: Iterations of the first fit (melody) and of the second (restricted to it).
+FIRST_ITER, SECOND_ITER = 40, 30
+#: Cost of a semitone's move of the melody from one frame to the next, against the
+#: log of the normalized F0 activations.
+JUMP_COST = 0.2
+#: The lead's F0 activations kept within this many semitones of the melody.
+NEAR_SEMITONES = 1.0
+#: A frame is voiced where the comb near the melody holds this share of its model.
+VOICED_SHARE = 0.05
+#: Whether the flat (unvoiced) source may sound on voiced frames: off, it takes the band's
+#: broadband parts (drums) into the vocals (docs/decisions.md, "Vocals: no unvoiced part").
+UNVOICED = False
+#: Bins above this frequency are summed in 1/12-octave bands for the fit and masks.
+POOL_ABOVE_HZ = 5000.0
+#: The melody follows the power of each comb through the filter, not its activation
+#: (the filter's scale is set by its peak, so a high comb under a low filter needs a
+#: large activation for little power).
+ENERGY_SALIENCE = False
+#: The first fit (the melody's) sees the mean of this many frames at a time.
+TRACK_DECIMATION = 2
+#: Frames beyond a block that a long file's melody tracking sees on each side.
+TRACK_MARGIN = 128
+
+
+class Vocals(Mode):
+    """``separate(y, sr, two_stems="vocals")``: ``vocals`` and ``no_vocals``."""
+
+    key = "vocals"
+    selected_by = "two_stems"
+    two_stems = "vocals"
+    decides = "the source/filter model decides the sources and the analysis"
+    default_mask_power = 1.0  # of power spectrograms: Wiener's
+    default_max_iter = FIRST_ITER + SECOND_ITER
+    iterations_note = f"{FIRST_ITER} + {SECOND_ITER} with --two-stems vocals"
+    options = (
+        Option("melody", "--melody", "path",
+               "vocals: the lead's melody from a CSV file of time_s,f0_hz (0 where unvoiced), "
+               "as --melody-out writes it, instead of tracking it (one input only)",
+               metavar="MELODY.csv"),
+        Option("melody_out", "--melody-out", "filename",
+               "vocals: also write the melody tracked (or given) as OUTDIR/<stem>/NAME, a CSV "
+               "of time_s,f0_hz with 0 where unvoiced", metavar="NAME.csv"),
+    )
+
+    @classmethod
+    def source_names(cls, options):
+        return ["vocals", "no_vocals"]
+
+    @classmethod
+    def file_names(cls, options):
+        name = options.get("melody_out")
+        return [name] if name else []
+
+    @classmethod
+    def check_options(cls, options, spell=keyword):
+        name = options.get("melody_out")
+        if name is not None:
+            if (not isinstance(name, str) or not name.lower().endswith(".csv")
+                    or os.path.basename(name) != name or name.startswith(".")):
+                raise ParameterError(f"{spell('melody_out', name)}: expected a file name ending "
+                                     "in .csv (it is written into each input's output folder)")
+        melody = options.get("melody")
+        if melody is not None and not isinstance(melody, (str, os.PathLike)):
+            check_melody(melody, spell("melody"))
+        return dict(options)
+
+    def configure(self, analysis_options, spell=keyword, melody=None, melody_out=None):
+        self.check_options({"melody": melody, "melody_out": melody_out}, spell)
+        for name, value in analysis_options.items():
+            if value is not None:
+                raise ParameterError(f"{spell(name)} cannot be used with "
+                                     f"{spell('two_stems', 'vocals')}: {self.decides}")
+        if isinstance(melody, (str, os.PathLike)):
+            melody = read_melody(melody)
+        self.given = None if melody is None else check_melody(melody, spell("melody"))
+        own = Analysis(sr=SR, stft=STFTParams(N_FFT, HOP, "hann"), beta=0.0, power=2.0)
+        self.analysis = own.at_rate(self.sr)
+        self.names = self.source_names({})
+        self.melody_out = melody_out
+        params = self.analysis.stft
+        self.pool = band_pooling(self.analysis.n_freq, sr=self.sr, n_fft=params.n_fft,
+                                 above_hz=POOL_ABOVE_HZ)
+        rows = self.pool.shape[0]
+        freqs = (self.pool @ np.arange(self.analysis.n_freq)) / self.pool.sum(axis=1) * self.sr / params.n_fft
+        self.f0s = sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE)
+        self.W_F0 = self.pool @ _combs(self.sr, params.n_fft)
+        self.W_filter = sf.smooth_filters(freqs, N_FILTERS)
+        self.W_F0.setflags(write=False)
+        self.W_filter.setflags(write=False)
+        self.track = []  # the melody of the frames masked so far, block by block
+        self.n_rows = rows
+
+    # ------------------------------------------------------------- the fits
+    def fit(self, V, whole):
+        """Both fits on the whole signal (its activations and melody kept), or on its
+        excerpts (the accompaniment's templates kept)."""
+        given = self.given_frames(0, V.shape[1]) if whole and self.given is not None else None
+        factors, melody = self._separate(V, self.n_accompaniment_start(), given)
+        if whole:
+            return Fitted(W=factors.W_acc, labels=np.ones(N_ACCOMPANIMENT, dtype=int),
+                          H=self._stack(factors, melody), templates=factors.W_acc)
+        return Fitted(W=factors.W_acc, labels=np.ones(N_ACCOMPANIMENT, dtype=int),
+                      templates=factors.W_acc)
+
+    def n_accompaniment_start(self):
+        return N_ACCOMPANIMENT
+
+    def activations_at(self, fitted, V, start):
+        """A block's fits with the accompaniment's templates fixed; its melody from
+        ``start``, the block's first frame, where one is given."""
+        if not np.any(V):
+            return np.zeros((self.f0s.size + 1 + N_FILTERS + N_ACCOMPANIMENT + 1, V.shape[1]),
+                            dtype=np.float32)
+        given = None if self.given is None else self.given_frames(start, V.shape[1])
+        factors, melody = self._separate(V / V.max(), fitted.templates, given)
+        return self._stack(factors, melody)
+
+    def spread(self, fitted):
+        return 0 if fitted.H is not None else TRACK_MARGIN
+
+    def _separate(self, V, accompaniment, given):
+        """Both fits of ``V`` (normalized); ``accompaniment``: the number of free
+        templates, or fixed templates. Returns the factors and the melody (Hz, 0 unvoiced)."""
+        V = np.maximum(V, sf.FLOOR)
+        fixed = not np.isscalar(accompaniment)
+        n_frames = V.shape[1]
+        scale = float(V.mean())
+        if given is None:
+            # The first fit on pairs of frames averaged (TRACK_DECIMATION): half the work.
+            step = TRACK_DECIMATION
+            pairs = -(-n_frames // step)
+            padded = np.pad(V, ((0, 0), (0, pairs * step - n_frames)), mode="edge")
+            coarse = padded.reshape(V.shape[0], pairs, step).mean(axis=2)
+            first = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, pairs,
+                                          self.rng, scale=scale)
+            sf.fit(coarse, first, FIRST_ITER, update_acc=not fixed)
+            salience = sf.comb_power(first) if ENERGY_SALIENCE else first.H_F0[:-1]
+            path = self.f0s[sf.track(salience, self.f0s, jump_cost=JUMP_COST,
+                                     steps_per_semitone=STEPS_PER_SEMITONE)]
+            near = sf.near_melody(path, self.f0s, np.ones(pairs, dtype=bool), semitones=NEAR_SEMITONES)
+            comb = (self.W_F0[:, :-1] @ (first.H_F0[:-1] * near)) * (self.W_filter @ first.H_filter)
+            voiced = comb.sum(axis=0) > VOICED_SHARE * sf.model(first).sum(axis=0)
+            melody = np.repeat(np.where(voiced, path, 0.0), step)[:n_frames]
+            H_F0 = np.repeat(first.H_F0, step, axis=1)[:, :n_frames]
+            H_filter = np.repeat(first.H_filter, step, axis=1)[:, :n_frames]
+        else:
+            melody = given
+            start = sf.SourceFilter.start(self.W_F0, self.W_filter, 1, n_frames, self.rng, scale=scale)
+            H_F0, H_filter = start.H_F0, start.H_filter
+        # The second fit: the band afresh, the lead's F0s near the melody; only the
+        # F0 templates that some frame may use take part.
+        voiced = melody > 0
+        allowed = np.vstack([sf.near_melody(melody, self.f0s, voiced, semitones=NEAR_SEMITONES),
+                             (voiced & UNVOICED)[None, :].astype(np.float32)])
+        used = np.flatnonzero(allowed.any(axis=1))
+        if not used.size:
+            used = np.array([self.f0s.size])  # nothing voiced: the (silenced) flat source
+        band = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, n_frames, self.rng,
+                                     scale=scale)
+        H_F0 = H_F0[used] + 1e-3 * float(H_F0.mean()) * allowed[used]  # room to grow where allowed
+        factors = sf.SourceFilter(self.W_F0[:, used], self.W_filter, band.W_acc, H_F0,
+                                  np.ascontiguousarray(H_filter), band.H_acc)
+        sf.fit(V, factors, SECOND_ITER, allowed=allowed[used], update_acc=not fixed)
+        full = np.zeros((self.f0s.size + 1, n_frames), dtype=np.float32)
+        full[used] = factors.H_F0
+        factors.W_F0, factors.H_F0 = self.W_F0, full
+        return factors, melody.astype(np.float32)
+
+    def _stack(self, factors, melody):
+        return np.vstack([factors.H_F0, factors.H_filter, factors.H_acc, melody[None, :]])
+
+    # ------------------------------------------------------------- masks and melody
+    def masks(self, fitted, H, X, h_span, x_span):
+        H = H[:, h_span]
+        n_f0, n_filter = self.W_F0.shape[1], self.W_filter.shape[1]
+        H_F0, H_filter = H[:n_f0], H[n_f0 : n_f0 + n_filter]
+        H_acc, melody = H[n_f0 + n_filter : -1], H[-1]
+        self.track.append(np.array(melody, dtype=np.float64))
+        lead = (self.W_F0 @ H_F0) * (self.W_filter @ H_filter)
+        band = fitted.templates @ H_acc
+        p = self.mask_power
+        lead, band = lead.astype(np.float64) ** p, band.astype(np.float64) ** p
+        total = lead + band
+        vocals = np.divide(lead, total, out=np.full(total.shape, 0.5), where=total > 0)
+        vocals = self.pool.T @ vocals
+        return np.stack([vocals, 1.0 - vocals])
+
+    def melody(self):
+        """The melody of the frames separated: np.ndarray [shape=(n_frames, 2)] of
+        time (s) and F0 (Hz, 0 where unvoiced)."""
+        f0 = np.concatenate(self.track) if self.track else np.zeros(0)
+        times = np.arange(f0.size) * self.analysis.stft.hop_length / self.sr
+        return np.column_stack([times, f0])
+
+    def files(self):
+        if not self.melody_out:
+            return {}
+        return {self.melody_out: melody_csv(self.melody())}
+
+    def picture(self):
+        return {"melody": self.melody()}
+
+    def given_frames(self, start, n_frames):
+        """The given melody at frames ``start`` ... ``start + n_frames - 1``: each frame
+        takes the F0 of the nearest time given (0 past the last time by more than a hop)."""
+        times = (start + np.arange(n_frames)) * self.analysis.stft.hop_length / self.sr
+        t, f0 = self.given[:, 0], self.given[:, 1]
+        index = np.clip(np.searchsorted(t, times), 1, max(1, t.size - 1))
+        before = np.clip(index - 1, 0, t.size - 1)
+        index = np.clip(index, 0, t.size - 1)
+        nearest = np.where(np.abs(t[before] - times) <= np.abs(t[index] - times), before, index)
+        hop = self.analysis.stft.hop_length / self.sr
+        out = f0[nearest].astype(np.float64)
+        out[np.abs(t[nearest] - times) > max(hop, _step(t))] = 0.0
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def _combs(sr, n_fft):
+    """The lead's harmonic templates at a rate (cached: a batch has one rate, mostly)."""
+    combs = sf.harmonic_templates(sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE), sr=sr, n_fft=n_fft)
+    combs.setflags(write=False)
+    return combs
+
+
+def _step(times):
+    return float(np.median(np.diff(times))) if times.size > 1 else 0.0
+
+
+def check_melody(melody, name="melody"):
+    """A melody as an array (n, 2) of increasing times and F0s >= 0, finite; else ParameterError."""
+    try:
+        melody = np.asarray(melody, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name}: expected rows of time (s) and F0 (Hz)") from None
+    if melody.ndim != 2 or melody.shape[1] != 2 or melody.shape[0] < 1:
+        raise ParameterError(f"{name}: expected rows of two numbers, time (s) and F0 (Hz), "
+                             f"got shape {melody.shape}")
+    if not np.all(np.isfinite(melody)):
+        row = int(np.argmax(~np.all(np.isfinite(melody), axis=1)))
+        raise ParameterError(f"{name}: row {row + 1} is not a finite number")
+    if np.any(melody[:, 1] < 0):
+        row = int(np.argmax(melody[:, 1] < 0))
+        raise ParameterError(f"{name}: row {row + 1}: negative F0 {melody[row, 1]:g} Hz "
+                             "(0 means unvoiced)")
+    if np.any(melody[:, 0] < 0):
+        row = int(np.argmax(melody[:, 0] < 0))
+        raise ParameterError(f"{name}: row {row + 1}: negative time {melody[row, 0]:g} s")
+    if np.any(np.diff(melody[:, 0]) <= 0):
+        row = int(np.argmax(np.diff(melody[:, 0]) <= 0)) + 1
+        raise ParameterError(f"{name}: row {row + 1}: times out of order "
+                             f"({melody[row, 0]:g} s after {melody[row - 1, 0]:g} s)")
+    return melody
+
+
+def read_melody(path):
+    """A melody CSV (``time_s,f0_hz`` rows, an optional header) as an array (n, 2);
+    a missing, unreadable or malformed file raises ParameterError naming it."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"{path}: cannot read the melody ({getattr(exc, 'strerror', None) or exc})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#") or (number == 1 and line.lower().replace(" ", "") == "time_s,f0_hz"):
+            continue
+        fields = line.split(",")
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            rows.append([float(fields[0]), float(fields[1])])
+        except ValueError:
+            raise ParameterError(f"{path}: line {number}: expected time_s,f0_hz (two numbers), "
+                                 f"got {line[:40]!r}") from None
+    if not rows:
+        raise ParameterError(f"{path}: no melody in it (expected lines of time_s,f0_hz)")
+    return check_melody(rows, path)
+
+
+def melody_csv(melody):
+    """The CSV text (bytes) of a melody array (n, 2): a header, then ``time_s,f0_hz`` rows."""
+    out = io.StringIO()
+    out.write("time_s,f0_hz\n")
+    for t, f0 in np.asarray(melody, dtype=np.float64):
+        out.write(f"{t:.6f},{f0:.3f}\n")
+    return out.getvalue().encode()

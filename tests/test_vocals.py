@@ -1,0 +1,214 @@
+"""--two-stems vocals: the source/filter model's properties, the melody, its files and the CLI."""
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import audionmf
+from audionmf import ParameterError, melody, separate
+from audionmf import sourcefilter as sfm
+from audionmf.cli import main
+from audionmf.limits import Limits
+from audionmf.modes.vocals import melody_csv, read_melody
+
+SR = 22050
+
+
+def harmonic(f0, sr=SR, n_partials=12, vibrato=0.0):
+    """A voice-like harmonic tone following ``f0`` (Hz per sample), partials falling 6 dB/octave."""
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    if vibrato:
+        phase += vibrato * np.sin(2 * np.pi * 5.5 * np.arange(len(f0)) / sr)
+    return sum(np.sin(k * phase) / k for k in range(1, n_partials + 1) if k * f0.max() < sr / 2)
+
+
+def song(seconds=3.0, sr=SR):
+    """A lead (a rising glide, then notes, with a rest) over a sustained C major chord."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = np.where(t < seconds / 2, 220 * 2 ** (t / seconds * 2 * 5 / 12),
+                  np.where(t < 0.75 * seconds, 330.0, 294.0))
+    lead = harmonic(f0, sr)
+    lead[(t > 0.9 * seconds)] = 0.0  # a rest
+    chord = sum(0.12 * np.sin(2 * np.pi * fc * t) + 0.05 * np.sin(4 * np.pi * fc * t)
+                for fc in (130.81, 164.81, 196.0))
+    return lead + chord, f0, t
+
+
+def test_the_model_tracks_a_synthetic_lead_within_a_quarter_tone():
+    """The source/filter fit and the Viterbi path, with as many band components as the chord needs."""
+    y, f0, t = song()
+    X = audionmf.stft(y, n_fft=1024, hop_length=256)
+    V = np.maximum((np.abs(X) ** 2 / np.max(np.abs(X) ** 2)).astype(np.float32), sfm.FLOOR)
+    f0s = sfm.f0_grid(70, 1000, 4)
+    W_F0 = sfm.harmonic_templates(f0s, sr=SR, n_fft=1024)
+    W_filter = sfm.smooth_filters(np.arange(V.shape[0]) * SR / 1024, 30)
+    factors = sfm.SourceFilter.start(W_F0, W_filter, 3, V.shape[1], np.random.default_rng(0),
+                                     scale=float(V.mean()))
+    sfm.fit(V, factors, 60)
+    path = f0s[sfm.track(sfm.comb_power(factors), f0s, jump_cost=0.2, steps_per_semitone=4)]
+    times = audionmf.frame_times(V.shape[1], sr=SR, hop_length=256)
+    truth = np.interp(times, t, f0)
+    sounding = (times > 0.05) & (times < 0.88 * t[-1])
+    cents = 1200 * np.abs(np.log2(path[sounding] / truth[sounding]))
+    assert np.percentile(cents, 95) < 50
+
+
+def test_melody_of_a_synthetic_lead():
+    y, f0, t = song()
+    track = melody(y, SR, random_state=0)
+    assert track.shape[1] == 2
+    assert np.all(np.diff(track[:, 0]) > 0)
+    truth = np.interp(track[:, 0], t, f0)
+    inside = (track[:, 0] > 0.05) & (track[:, 0] < 0.88 * t[-1])  # the lead sounds, away from edges
+    voiced = inside & (track[:, 1] > 0)
+    assert voiced.sum() > 0.9 * inside.sum()
+    cents = 1200 * np.abs(np.log2(track[voiced, 1] / truth[voiced]))
+    assert np.median(cents) < 25 and np.mean(cents < 50) > 0.75
+
+
+def test_the_divergence_never_increases():
+    rng = np.random.default_rng(0)
+    y, _, _ = song(1.5)
+    X = audionmf.stft(y, n_fft=1024, hop_length=256)
+    V = np.maximum((np.abs(X) ** 2 / np.max(np.abs(X) ** 2)).astype(np.float32), sfm.FLOOR)
+    f0s = sfm.f0_grid(100, 1000, 2)
+    W_F0 = sfm.harmonic_templates(f0s, sr=SR, n_fft=1024)
+    W_filter = sfm.smooth_filters(np.arange(V.shape[0]) * SR / 1024, 12)
+    for allowed in (None, (rng.random((len(f0s) + 1, V.shape[1])) < 0.3).astype(np.float32)):
+        factors = sfm.SourceFilter.start(W_F0, W_filter, 6, V.shape[1], rng, scale=float(V.mean()))
+        losses = []
+        for _ in range(25):
+            sfm.fit(V, factors, 1, allowed=allowed)
+            losses.append(sfm.is_divergence(V, sfm.model(factors)))
+        assert np.all(np.diff(losses) <= 1e-5 * np.abs(losses[:-1])), losses
+        if allowed is not None:
+            assert not np.any(factors.H_F0[allowed == 0])
+
+
+def test_viterbi_follows_the_salience_and_pays_for_jumps():
+    salience = np.full((10, 6), 0.01)
+    salience[2, :3] = 1.0
+    salience[7, 3:] = 1.0
+    salience[8, 4] = 1.1  # a one-frame blip beside the path: not worth two moves
+    path = sfm.track(salience, np.arange(10.0), jump_cost=0.5, steps_per_semitone=1)
+    assert path.tolist() == [2, 2, 2, 7, 7, 7]
+
+
+def test_stereo_stems_sum_to_the_input():
+    y, _, _ = song(2.0)
+    stereo = np.stack([y, 0.5 * y + 0.01 * np.sin(np.arange(y.size))]).astype(np.float32)
+    out = separate(stereo, SR, two_stems="vocals", random_state=0)
+    assert list(out) == ["vocals", "no_vocals"]
+    assert out["vocals"].shape == stereo.shape and out["vocals"].dtype == np.float32
+    np.testing.assert_allclose(out["vocals"] + out["no_vocals"], stereo, atol=1e-6)
+    # the lead is louder in the vocals than in the rest
+    assert np.sum(out["vocals"] ** 2) > np.sum(out["no_vocals"] ** 2)
+
+
+def test_long_file_path_covers_every_frame_and_sums_to_the_input():
+    y, _, _ = song(3.0, sr=8000)
+    limits = Limits(block_values=2**13, fit_values=2**13, excerpt_frames=32)
+    out = separate(y, 8000, two_stems="vocals", random_state=0, limits=limits)
+    np.testing.assert_allclose(out["vocals"] + out["no_vocals"], y, atol=1e-9)
+    track = melody(y, 8000, random_state=0, limits=limits)
+    hop = int(round(256 * 8000 / 22050))
+    assert track.shape[0] == 1 + y.size // hop
+    assert np.mean(track[:, 1] > 0) > 0.5
+
+
+def test_melody_csv_round_trip(tmp_path):
+    track = np.column_stack([np.arange(5) * 0.0116, [0.0, 220.0, 221.5, 0.0, 440.25]])
+    path = tmp_path / "melody.csv"
+    path.write_bytes(melody_csv(track))
+    assert path.read_text().splitlines()[0] == "time_s,f0_hz"
+    np.testing.assert_allclose(read_melody(path), track, atol=1e-3)
+
+
+def test_a_given_melody_is_used(tmp_path):
+    y, _, _ = song(2.0)
+    given = np.array([[0.0, 0.0], [0.5, 262.0], [1.0, 262.0], [1.5, 0.0]])
+    track = melody(y, SR, melody=given, random_state=0)
+    assert set(np.unique(track[:, 1])) <= {0.0, 262.0}
+    assert np.all(track[(track[:, 0] > 0.6) & (track[:, 0] < 1.0), 1] == 262.0)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("time_s,f0_hz\n0.0,220\n0.1,abc\n", "line 3: expected time_s,f0_hz"),
+    ("0.0,220\n0.1,nan\n", "row 2 is not a finite number"),
+    ("0.0,220\n0.1,-5\n", "row 2: negative F0"),
+    ("0.0,220\n0.2,220\n0.1,220\n", "row 3: times out of order"),
+    ("0.0,220,3\n", "line 1: expected"),
+    ("time_s,f0_hz\n", "no melody"),
+])
+def test_bad_melody_files_are_refused(tmp_path, text, problem):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ParameterError, match=problem):
+        read_melody(path)
+    with pytest.raises(ParameterError, match="bad.csv"):
+        separate(np.random.default_rng(0).standard_normal(SR), SR, two_stems="vocals", melody=str(path))
+
+
+def test_melody_options_need_vocals():
+    with pytest.raises(ParameterError, match="melody"):
+        separate(np.random.default_rng(0).standard_normal(SR), SR, melody=np.array([[0.0, 100.0]]))
+    with pytest.raises(ParameterError, match="melody_out"):
+        separate(np.random.default_rng(0).standard_normal(SR), SR, two_stems="vocals",
+                 melody_out="../x.csv")
+
+
+def test_cli_writes_stems_melody_and_plot(tmp_path, capsys):
+    y, _, _ = song(2.0)
+    path = tmp_path / "song.wav"
+    sf.write(path, (0.5 * y / np.abs(y).max()).astype(np.float32), SR, subtype="FLOAT")
+    y, _ = sf.read(path)
+    out = tmp_path / "out"
+    assert main(["separate", str(path), "-o", str(out), "--two-stems", "vocals",
+                 "--melody-out", "melody.csv", "--plot", "--quiet"]) == 0
+    folder = out / "song"
+    assert sorted(os.listdir(folder)) == ["melody.csv", "no_vocals.wav", "separation.png", "vocals.wav"]
+    vocals, _ = sf.read(folder / "vocals.wav")
+    rest, _ = sf.read(folder / "no_vocals.wav")
+    np.testing.assert_allclose(vocals + rest, y, atol=1e-6)
+    track = read_melody(folder / "melody.csv")
+    assert np.mean(track[:, 1] > 0) > 0.5
+    # the melody written is taken back; --skip-existing sees the melody among the outputs
+    again = tmp_path / "again"
+    assert main(["separate", str(path), "-o", str(again), "--two-stems", "vocals",
+                 "--melody", str(folder / "melody.csv"), "--quiet"]) == 0
+    assert main(["separate", str(path), "-o", str(out), "--two-stems", "vocals",
+                 "--melody-out", "melody.csv", "--skip-existing"]) == 0
+    assert "1 of 1 inputs already separated" in capsys.readouterr().err
+
+
+def test_cli_bad_melody_is_one_line(tmp_path, capsys):
+    y, _, _ = song(1.0)
+    path = tmp_path / "song.wav"
+    sf.write(path, (0.5 * y / np.abs(y).max()).astype(np.float32), SR)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0.0,220\n0.1,-1\n")
+    code = main(["separate", str(path), "-o", str(tmp_path / "out"), "--two-stems", "vocals",
+                 "--melody", str(bad), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "bad.csv" in err[0] and "negative F0" in err[0]
+    assert not (tmp_path / "out" / "song").exists()
+    assert main(["separate", str(path), str(path.with_name("other.wav")), "--two-stems", "vocals",
+                 "--melody", str(bad)]) == 2
+    assert "--melody is one input's" in capsys.readouterr().err
+    assert main(["separate", str(path), "--two-stems", "vocals", "--melody-out", "sub/m.csv"]) == 2
+    assert "--melody-out" in capsys.readouterr().err
+
+
+def test_the_melody_is_drawn_over_the_mixture_with_gaps_where_unvoiced():
+    from audionmf import plot
+
+    spectra = {"mixture": np.ones((513, 100)), "vocals": np.ones((513, 100))}
+    track = np.array([[0.0, 0.0], [0.5, 200.0], [1.0, 210.0]])
+    fig = plot.source_spectrograms(spectra, SR, hop_length=256, n_fft=1024, melody=track)
+    ax = fig.axes[0]
+    line = ax.lines[0]
+    assert np.isnan(line.get_ydata()[0]) and line.get_ydata()[2] == 210.0
+    assert ax.get_xlim()[1] < 1.2  # the spectrogram's extent, not the line's margins
+    with pytest.raises(ParameterError, match="melody"):
+        plot.melody_line(np.ones((3, 3)))
