@@ -33,8 +33,10 @@ class Option:
         ``"count0"`` (>= 0), ``"weight"`` (a real number in [0, 1000]),
         ``"components"`` (component numbers such as ``0-2,7``), ``"model"``
         (a model file), ``"audio"`` (an audio file), ``"span"`` (``START:END``
-        in seconds), ``"decibels"`` (a positive number of dB) or ``"flag"`` (a
-        switch, no value).
+        in seconds), ``"decibels"`` (a positive number of dB), ``"flag"`` (a
+        switch, no value), ``"path"`` (a file the mode reads, one input's: refused
+        with several inputs) or ``"filename"`` (a file the mode writes in each
+        input's output folder).
     help : str
     metavar : str
     repeat : bool
