@@ -17,8 +17,10 @@ Leijon 2013): the magnitude spectrogram of the input (93 ms frames, bins above
 Unless ``stationary``, the noise model follows the noise of this input: the noise
 templates are learned again from the profile and the frames a first fit finds
 noise-dominated (where the speech model holds under :data:`ADAPT_SHARE` of the
-frame). ``reduction`` (dB) leaves that much of the noise in ``clean``, the rest
-in ``noise``, so the two always sum to the input. How each default measures:
+frame). In the masks, each model's noise estimate is raised to a floor drawn from
+its own quietest frames (:data:`NOISE_FLOOR_SCALE`). ``reduction`` (dB) leaves that
+much of the noise in ``clean``, the rest in ``noise``, so the two always sum to the
+input. How each default measures:
 ``docs/decisions.md``, "Denoise".
 
 References
@@ -69,6 +71,16 @@ NOISE_FIT_ITER = 200
 MASK_POWER = 1.0
 #: Iterations of the fit on the input: fewer let the free templates take less noise.
 DEFAULT_ITER = 50
+#: The noise floor of the masks: in each row, NOISE_FLOOR_SCALE times the model's
+#: NOISE_FLOOR_PERCENTILE-th percentile over time (minimum statistics: speech is absent
+#: from a row often enough); the noise model's estimate is raised to it, so that a bin
+#: counts as speech only where it stands that far above the noise (docs/decisions.md,
+#: "Denoise: a noise floor"). 0 turns it off.
+NOISE_FLOOR_PERCENTILE = 20.0
+NOISE_FLOOR_SCALE = 3.0
+#: ... over a block of at least this many seconds; a shorter block (the end of a long
+#: input) keeps the floor of the block before it.
+NOISE_FLOOR_SECONDS = 5.0
 #: Adaptive noise model: frames whose speech model holds under this share are noise.
 ADAPT_SHARE = 0.1
 #: ... in a first fit of this many iterations.
@@ -351,31 +363,47 @@ class Denoise(Mode):
         W = np.hstack([f.W for f in fits])
         labels = np.concatenate([np.repeat([1, 0], [k, f.W.shape[1] - k]) for f in fits])
         split = np.cumsum([f.W.shape[1] for f in fits])[:-1]
+        self.floors = [None] * len(fits)  # (each model's noise floor, block after block)
         return Fitted(W=W, labels=labels, H=np.vstack([f.H for f in fits]) if whole else None,
                       state=split)
 
     def activations(self, fitted, V):
-        """Each model's activations on its own (they are averaged, not competing)."""
+        """Each model's activations on its own (they are averaged, not competing), in
+        the units of ``V``, so that the noise floor of one block holds for the next."""
         if not np.any(V):
             return np.zeros((fitted.W.shape[1], V.shape[1]), dtype=np.float32)
-        return np.vstack([self.fixed_activations(V / V.max(), W)
+        scale = np.float32(V.max())
+        return np.vstack([self.fixed_activations(V / scale, W) * scale
                           for W in np.split(fitted.W, fitted.state, axis=1)])
+
+    def _noise_floor(self, index, total):
+        """Model ``index``'s noise floor, a column: :data:`NOISE_FLOOR_SCALE` times the
+        :data:`NOISE_FLOOR_PERCENTILE`-th percentile of each row of its ``total``
+        (speech and noise) over this block; a short block keeps the one before."""
+        short = total.shape[1] * self.analysis.stft.hop_length < NOISE_FLOOR_SECONDS * self.sr
+        if self.floors[index] is None or not short:
+            floor = np.percentile(total, NOISE_FLOOR_PERCENTILE, axis=1, keepdims=True)
+            self.floors[index] = (NOISE_FLOOR_SCALE * floor).astype(np.float32)
+        return self.floors[index]
 
     def masks(self, fitted, H, X, h_span, x_span):
         """The mean of each model's soft masks, ``S**p / (S**p + N**p)`` (S, N: its
-        speech and noise spectrograms), made on the fit's rows and then given to
-        every bin of each row's band."""
+        speech and noise spectrograms, N raised to the noise floor,
+        :meth:`_noise_floor`), made on the fit's rows and then given to every bin of
+        each row's band."""
         if self.analysis.context:  # (speech models with context: the general masks)
             parts = [wiener_masks(W, h, labels, mask_power=self.mask_power, context=self.analysis.context)[0]
                      for W, h, labels in self._models(fitted, H)]
         else:
             parts = []
-            for W, h, labels in self._models(fitted, H):
+            for index, (W, h, labels) in enumerate(self._models(fitted, H)):
                 k = np.count_nonzero(labels == 1)  # (the noise templates come first)
                 h = np.asarray(h[:, h_span], dtype=np.float32)
                 with serial_blas():  # (small products: threads would only wait on each other)
                     speech, noise = W[:, k:] @ h[k:], W[:, :k] @ h[:k]
                 np.maximum(speech, np.float32(1e-30), out=speech)
+                if NOISE_FLOOR_SCALE:
+                    np.maximum(noise, self._noise_floor(index, speech + noise), out=noise)
                 if self.mask_power != 1.0:
                     speech **= self.mask_power
                     noise **= self.mask_power
