@@ -65,6 +65,20 @@ def test_with_a_noise_sample_the_estimates_follow_the_truth(scene):
     assert corr(clean, speech) > corr(mix, speech)
 
 
+def test_the_noise_floor_quiets_the_pauses_and_keeps_the_voice(scene, monkeypatch):
+    """What stands under the floor (the noise's own level, times NOISE_FLOOR_SCALE) goes
+    to noise: less of it is left in the noise-only lead-in, the voice stays."""
+    import audionmf.modes.denoise as module
+
+    speech, noise, mix, sample = scene
+    lead_in = slice(0, int(LEAD_IN * SR) - 1000)
+    with_floor = denoise(mix, SR, noise=sample)[0]
+    monkeypatch.setattr(module, "NOISE_FLOOR_SCALE", 0.0)
+    without = denoise(mix, SR, noise=sample)[0]
+    assert np.sum(with_floor[lead_in] ** 2) < 0.7 * np.sum(without[lead_in] ** 2)
+    assert corr(with_floor, speech) > 0.8
+
+
 def test_a_noise_sample_at_another_rate_is_resampled(scene, tmp_path):
     speech, noise, mix, sample = scene
     from audionmf.io import resample
