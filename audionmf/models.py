@@ -26,7 +26,7 @@ from ._validation import (
     check_sample_rate,
     check_spectrogram_power,
 )
-from .analysis import Analysis
+from .analysis import Analysis, band_pooling
 from .io import atomic_file, load
 from .nmf import nmf
 from .spectrogram import STFTParams, check_context, stack_frames, stft
@@ -131,6 +131,43 @@ LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter"
 
 #: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
 MAX_LEARN_ITER = 100_000
+
+#: Iterations that bring the templates, learned on pooled bands, to every bin
+#: (docs/decisions.md, "Source models: pooled bands, more templates, wider shifts").
+FULL_RESOLUTION_ITER = 30
+
+#: Models are learned, and their activations fitted, on the bins above POOL_ABOVE_HZ summed
+#: in bands of 1 / POOL_BANDS_PER_OCTAVE octave (about a fifth of the rows at n_fft 2048);
+#: masks are built at full resolution (docs/decisions.md, same entry).
+POOL_ABOVE_HZ = 4000.0
+POOL_BANDS_PER_OCTAVE = 24
+
+
+def model_pooling(n_bins, *, sr, n_fft):
+    """The pooling matrix of models' fits (:func:`audionmf.analysis.band_pooling`)."""
+    return band_pooling(n_bins, sr=sr, n_fft=n_fft, above_hz=POOL_ABOVE_HZ,
+                        bands_per_octave=POOL_BANDS_PER_OCTAVE)
+
+
+def _factorize(V, n_components, *, frames, sr, n_fft, beta, max_iter, sparsity, random_state,
+               callback):
+    """Templates of ``V`` (stacked frames, normalized) at full resolution.
+
+    The factorization runs on the bins pooled by :func:`model_pooling` (as
+    :class:`audionmf.modes.Supervised` fits the activations); its activations then fit the templates of every bin,
+    starting from each band's template spread evenly over its bins.
+    """
+    n_freq = V.shape[0] // frames
+    pool = model_pooling(n_freq, sr=sr, n_fft=n_fft)
+    pooled = np.vstack([pool @ block for block in np.split(V, frames)])
+    result = nmf(pooled, n_components, beta=beta, init="random", max_iter=max_iter, tol=0.0,
+                 random_state=random_state, sparsity=sparsity, callback=callback)
+    spread = pool.T / pool.sum(axis=1)  # each band's value shared among its bins
+    W = np.vstack([spread @ block for block in np.split(result.W, frames)])
+    if max_iter == 0:
+        return W
+    return nmf(V, n_components, beta=beta, W=np.maximum(W, np.finfo(np.float32).tiny), H=result.H,
+               update_H=False, max_iter=FULL_RESOLUTION_ITER, tol=0.0).W
 
 
 def _check_name(name):
@@ -408,18 +445,11 @@ class SourceModel:
             raise ParameterError(f"the examples of {name!r} are silent")
         keep = energy >= energy.max() * 10.0 ** (silence_db / 10.0)
         V = V[:, keep]
-        result = nmf(
-            (V / V.max()).astype(np.float32),  # templates are normalized: the level does not matter
-            n_components,
-            beta=beta,
-            init="random",
-            max_iter=max_iter,
-            tol=0.0,
-            random_state=random_state,
-            sparsity=sparsity,
-            callback=callback,
-        )
-        W = result.W / result.W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
+        W = _factorize((V / V.max()).astype(np.float32),  # the level does not matter
+                       n_components, frames=2 * context + 1, sr=sr, n_fft=params.n_fft,
+                       beta=beta, max_iter=max_iter, sparsity=sparsity,
+                       random_state=random_state, callback=callback)
+        W = W / W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
         return cls(name=name, templates=W, sr=sr, n_fft=params.n_fft,
                    hop_length=params.hop_length, window=params.window, beta=beta, power=power,
                    context=context)
