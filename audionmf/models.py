@@ -188,9 +188,10 @@ def _check_semitones(semitones):
     except TypeError:
         values = None
     if values is None or isinstance(semitones, str) or any(
-            isinstance(k, bool) or not isinstance(k, numbers.Integral) for k in values):
-        raise ParameterError(f"semitones={semitones!r}: expected whole numbers of semitones")
-    shifts = sorted({int(k) for k in values})
+            isinstance(k, bool) or not isinstance(k, numbers.Real) or not np.isfinite(k)
+            for k in values):
+        raise ParameterError(f"semitones={semitones!r}: expected numbers of semitones")
+    shifts = sorted({float(k) for k in values})
     if not shifts or any(abs(k) > 24 for k in shifts):
         raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
     return shifts

@@ -1,0 +1,63 @@
+"""How `SourceModel.learn` learns (pooled bands, shifts) and how models are fitted: properties."""
+import numpy as np
+import pytest
+
+from audionmf import ParameterError, SourceModel, beta_divergence, separate
+from audionmf.models import POOL_ABOVE_HZ, _factorize, model_pooling
+
+from conftest import gated, tone
+
+SR = 22050
+
+
+def bright_voice(seconds=2.0, f0=330.0, offset=0.0):
+    """Harmonic tones with partials well above POOL_ABOVE_HZ."""
+    parts = [tone(f0 * r, SR, seconds / 2, tuple(0.8 ** k for k in range(24))) for r in (1.0, 1.26)]
+    return 0.3 * gated(np.concatenate(parts), SR, period=0.4, duty=0.7, offset=offset)
+
+
+def test_model_pooling_keeps_low_bins_and_pools_high_ones():
+    P = model_pooling(1025, sr=SR, n_fft=2048)
+    np.testing.assert_array_equal(P.sum(axis=0), 1)  # each bin in exactly one row
+    low = int(np.ceil(POOL_ABOVE_HZ * 2048 / SR))  # bins below the edge keep a row each
+    np.testing.assert_array_equal(P[:low, :low], np.eye(low))
+    assert P.shape[0] < 1025 / 2  # a fit on far fewer rows
+
+
+def test_templates_learned_on_bands_are_refined_at_every_bin():
+    rng = np.random.default_rng(0)
+    W0 = rng.random((1025 * 3, 6)).astype(np.float32)
+    V = (W0 @ rng.random((6, 300))).astype(np.float32)
+    V /= V.max()
+    W = _factorize(V, 6, frames=3, sr=SR, n_fft=2048, beta=1.0, max_iter=60, sparsity=0.0,
+                   random_state=0, callback=None)
+    spread = _factorize(V, 6, frames=3, sr=SR, n_fft=2048, beta=1.0, max_iter=0, sparsity=0.0,
+                        random_state=0, callback=None)
+    assert W.shape == spread.shape == (1025 * 3, 6) and W.min() >= 0
+
+    def loss(templates):  # the best activations of V with these templates
+        from audionmf import nmf
+        H = nmf(V, 6, W=templates, update_W=False, max_iter=100, tol=0, random_state=0).H
+        return beta_divergence(V, templates @ H, 1.0)
+
+    assert loss(W) < 0.7 * loss(spread + 1e-9)
+
+
+def test_fractional_shifts_are_accepted_and_checked():
+    m = SourceModel.learn(bright_voice(), SR, name="v", n_components=4, semitones=(-0.5, 0, 0.5),
+                          random_state=0, max_iter=20)
+    assert m.n_components == 4
+    for bad in ((0, float("nan")), (0, 25.0), ("a",), (True,)):
+        with pytest.raises(ParameterError, match="semitones"):
+            SourceModel.learn(bright_voice(), SR, name="v", semitones=bad)
+
+
+def test_models_with_high_partials_separate_on_pooled_bands():
+    kw = dict(n_components=8, random_state=0, max_iter=60)
+    a = SourceModel.learn(bright_voice(f0=330.0), SR, name="a", **kw)
+    b = SourceModel.learn(bright_voice(f0=880.0, offset=0.1), SR, name="b", **kw)
+    ya, yb = bright_voice(f0=330.0, offset=0.05), bright_voice(f0=880.0, offset=0.15)
+    sources = separate(ya + yb, SR, models=[a, b], random_state=0)
+    np.testing.assert_allclose(sources["a"] + sources["b"], ya + yb, atol=1e-5)
+    for name, truth in (("a", ya), ("b", yb)):
+        assert np.linalg.norm(sources[name] - truth) < 0.2 * np.linalg.norm(truth)
