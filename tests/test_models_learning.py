@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from audionmf import ParameterError, SourceModel, beta_divergence, separate
-from audionmf.models import POOL_ABOVE_HZ, _factorize, model_pooling
+from audionmf._learning import POOL_ABOVE_HZ, factorize as _factorize, model_pooling
 
 from conftest import gated, tone
 

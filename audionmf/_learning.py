@@ -1,0 +1,121 @@
+"""How :meth:`audionmf.SourceModel.learn` learns: the copies of the examples it learns
+from (pitch shifts, tempo changes) and the factorization on pooled bands.
+
+``V`` here is a spectrogram of stacked frames (:func:`audionmf.stack_frames`):
+``n_freq * frames`` rows, one column per frame learned from.
+"""
+import numbers
+
+import numpy as np
+
+from ._validation import ParameterError
+from .analysis import band_pooling
+from .nmf import nmf
+
+__all__ = ["MAX_COPIES", "FULL_RESOLUTION_ITER", "POOL_ABOVE_HZ", "POOL_BANDS_PER_OCTAVE",
+           "model_pooling", "factorize", "check_semitones", "check_tempos", "shifted", "stretched"]
+
+#: Learning reads at most this many times the frames of the examples, drawn at random
+#: among the shifted copies (docs/decisions.md, "Source models: pooled bands, more
+#: templates, wider shifts").
+MAX_COPIES = 3
+
+#: Iterations that bring the templates, learned on pooled bands, to every bin
+#: (docs/decisions.md, "Source models: pooled bands, more templates, wider shifts").
+FULL_RESOLUTION_ITER = 30
+
+#: Models are learned, and their activations fitted, on the bins above POOL_ABOVE_HZ summed
+#: in bands of 1 / POOL_BANDS_PER_OCTAVE octave (about a fifth of the rows at n_fft 2048);
+#: masks are built at full resolution (docs/decisions.md, same entry).
+POOL_ABOVE_HZ = 4000.0
+POOL_BANDS_PER_OCTAVE = 24
+
+
+def model_pooling(n_bins, *, sr, n_fft):
+    """The pooling matrix of models' fits (:func:`audionmf.analysis.band_pooling`)."""
+    return band_pooling(n_bins, sr=sr, n_fft=n_fft, above_hz=POOL_ABOVE_HZ,
+                        bands_per_octave=POOL_BANDS_PER_OCTAVE)
+
+
+def factorize(V, n_components, *, frames, sr, n_fft, beta, max_iter, sparsity, random_state,
+               callback):
+    """Templates of ``V`` (stacked frames, normalized) at full resolution.
+
+    The factorization runs on the bins pooled by :func:`model_pooling` (as
+    :class:`audionmf.modes.Supervised` fits the activations); its activations
+    then fit the templates of every bin, starting from each band's template
+    spread evenly over its bins.
+    """
+    n_freq = V.shape[0] // frames
+    pool = model_pooling(n_freq, sr=sr, n_fft=n_fft)
+    pooled = np.vstack([pool @ block for block in np.split(V, frames)])
+    result = nmf(pooled, n_components, beta=beta, init="random", max_iter=max_iter, tol=0.0,
+                 random_state=random_state, sparsity=sparsity, callback=callback)
+    spread = pool.T / pool.sum(axis=1)  # each band's value shared among its bins
+    W = np.vstack([spread @ block for block in np.split(result.W, frames)])
+    if max_iter == 0:
+        return W
+    return nmf(V, n_components, beta=beta, W=np.maximum(W, np.finfo(np.float32).tiny), H=result.H,
+               update_H=False, max_iter=FULL_RESOLUTION_ITER, tol=0.0).W
+
+
+def check_semitones(semitones):
+    try:
+        values = list(semitones)
+    except TypeError:
+        values = None
+    if values is None or isinstance(semitones, str) or any(
+            isinstance(k, bool) or not isinstance(k, numbers.Real) or not np.isfinite(k)
+            for k in values):
+        raise ParameterError(f"semitones={semitones!r}: expected numbers of semitones")
+    shifts = sorted({float(k) for k in values})
+    if not shifts or any(abs(k) > 24 for k in shifts):
+        raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
+    return shifts
+
+
+def shifted(spectra, semitones):
+    """Magnitude spectrograms with every frame's spectrum moved by ``semitones``."""
+    if semitones == 0:
+        return list(spectra)
+    import scipy.sparse
+
+    n_freq = spectra[0].shape[0]
+    source = np.arange(n_freq) * 2.0 ** (-semitones / 12.0)  # bin f reads f / ratio
+    low = np.floor(source).astype(int)
+    weight = source - low
+    rows, cols, values = [], [], []
+    for col, value in ((low, 1.0 - weight), (low + 1, weight)):
+        inside = (col < n_freq) & (value > 0)
+        rows.append(np.flatnonzero(inside))
+        cols.append(col[inside])
+        values.append(value[inside])
+    shift = scipy.sparse.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n_freq, n_freq))
+    return [np.asarray(shift @ S) for S in spectra]
+
+
+def stretched(spectra, rate):
+    """Spectrograms played ``rate`` times as fast: frames read at ``rate``-frame steps,
+    linearly interpolated (the spectra untouched)."""
+    if rate == 1:
+        return list(spectra)
+    out = []
+    for S in spectra:
+        position = np.arange(0.0, S.shape[1] - 1, rate) if S.shape[1] > 1 else np.zeros(1)
+        low = np.floor(position).astype(int)
+        high = np.minimum(low + 1, S.shape[1] - 1)
+        weight = position - low
+        out.append(S[:, low] * (1.0 - weight) + S[:, high] * weight)
+    return out
+
+
+def check_tempos(tempos):
+    try:
+        values = [float(r) for r in tempos]
+    except (TypeError, ValueError):
+        values = None
+    if values is None or isinstance(tempos, str) or not values or any(
+            not 0.5 <= r <= 2.0 for r in values):
+        raise ParameterError(f"tempos={tempos!r}: expected rates between 0.5 and 2")
+    return sorted(set(values))
