@@ -133,8 +133,9 @@ def _check_unpacked_size(path, contents):
 
 
 #: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
-LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter": 200,
-                  "semitones": (-1, 0, 1), "tempos": (1.0,)}
+LEARN_DEFAULTS = {"n_components": 200, "context": 2, "sparsity": 0.0, "max_iter": 200,
+                  "semitones": (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
+                  "tempos": (0.85, 1.0, 1.15)}
 
 
 #: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).

@@ -61,3 +61,40 @@ def test_models_with_high_partials_separate_on_pooled_bands():
     np.testing.assert_allclose(sources["a"] + sources["b"], ya + yb, atol=1e-5)
     for name, truth in (("a", ya), ("b", yb)):
         assert np.linalg.norm(sources[name] - truth) < 0.2 * np.linalg.norm(truth)
+
+
+def test_stretched_spectrograms_keep_their_spectra():
+    from audionmf._learning import stretched
+
+    S = np.outer(np.arange(1.0, 5.0), np.linspace(1.0, 2.0, 101))  # a ramp in time
+    same, = stretched([S], 1.0)
+    np.testing.assert_array_equal(same, S)
+    fast, = stretched([S], 1.25)
+    slow, = stretched([S], 0.8)
+    assert fast.shape[1] == 80 and slow.shape[1] == 125  # fewer frames played faster
+    np.testing.assert_allclose(fast[:, -1], S[:, 98] * 0.25 + S[:, 99] * 0.75)  # frame 98.75
+    np.testing.assert_allclose(slow[:, 5], S[:, 4])  # frame 4.0
+    np.testing.assert_allclose(fast / fast[0], np.arange(1.0, 5.0)[:, None] + 0 * fast)  # spectra kept
+    with pytest.raises(ParameterError, match="tempos"):
+        SourceModel.learn(bright_voice(), SR, name="v", tempos=(3.0,))
+
+
+def test_copies_learned_from_are_bounded(monkeypatch):
+    import audionmf.models as models
+    from audionmf._learning import MAX_COPIES
+
+    seen = []
+    real = models.factorize
+
+    def spy(V, *args, **kwargs):
+        seen.append(V.shape[1])
+        return real(V, *args, **kwargs)
+
+    monkeypatch.setattr(models, "factorize", spy)
+    y = bright_voice() + 1e-3 * np.random.default_rng(0).standard_normal(2 * SR)  # no silent frame
+    SourceModel.learn(y, SR, name="v", n_components=4, max_iter=5, semitones=(0,), tempos=(1,),
+                      silence_db=-200.0)
+    SourceModel.learn(y, SR, name="v", n_components=4, max_iter=5, silence_db=-200.0)
+    frames = seen[0]  # the example's own
+    # 9 shifts x 3 tempos drawn down to MAX_COPIES times them (the tempos change the count a bit)
+    assert 0.98 * MAX_COPIES * frames <= seen[1] <= 1.03 * MAX_COPIES * frames
