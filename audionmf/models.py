@@ -381,19 +381,27 @@ class SourceModel:
                 raise ParameterError(f"{label}: contains NaN or Inf samples")
             S = np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window))
             spectra.append(S)
-        spectra = [S**power for k in semitones for S in _shifted(spectra, k)]
-        spectra = [S for rate in tempos for S in stretched(spectra, rate)]
-        # Frames are stacked within each example, never across two of them.
-        energy = np.concatenate([(S ** (2.0 / power)).sum(axis=0) for S in spectra])
-        V = np.concatenate([stack_frames(S, context) for S in spectra], axis=1)
+        def copies():  # made twice (energies, then frames) rather than all kept at once
+            for rate in tempos:
+                for k in semitones:
+                    yield from (S**power for S in stretched(_shifted(spectra, k), rate))
+
+        energy = np.concatenate([(S ** (2.0 / power)).sum(axis=0) for S in copies()])
         if energy.max() <= 0:
             raise ParameterError(f"the examples of {name!r} are silent")
         keep = np.flatnonzero(energy >= energy.max() * 10.0 ** (silence_db / 10.0))
         rng = np.random.default_rng(random_state)
         most = MAX_COPIES * keep.size // (len(semitones) * len(tempos))  # the examples' frames x 3
-        if keep.size > most:  # a fair draw among the shifted copies: the cost stays bounded
+        if keep.size > most:  # a fair draw among the copies: the cost stays bounded
             keep = np.sort(rng.choice(keep, most, replace=False))
-        V = V[:, keep]
+        # Frames are stacked within each example, never across two of them.
+        V, start = [], 0
+        for S in copies():
+            mine = keep[(keep >= start) & (keep < start + S.shape[1])] - start
+            if mine.size:
+                V.append(stack_frames(S, context)[:, mine])
+            start += S.shape[1]
+        V = np.concatenate(V, axis=1)
         W = factorize((V / V.max()).astype(np.float32),  # the level does not matter
                        n_components, frames=2 * context + 1, sr=sr, n_fft=params.n_fft,
                        beta=beta, max_iter=max_iter, sparsity=sparsity,
