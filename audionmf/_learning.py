@@ -1,5 +1,5 @@
 """How :meth:`audionmf.SourceModel.learn` learns: the copies of the examples it learns
-from (pitch shifts, tempo changes) and the factorization on pooled bands.
+from (pitch shifts, tempo changes), the factorization, and the bands models are fitted on.
 
 ``V`` here is a spectrogram of stacked frames (:func:`audionmf.stack_frames`):
 ``n_freq * frames`` rows, one column per frame learned from.
@@ -12,7 +12,7 @@ from ._validation import ParameterError
 from .analysis import band_pooling
 from .nmf import nmf
 
-__all__ = ["MAX_COPIES", "FULL_RESOLUTION_ITER", "POOL_ABOVE_HZ", "POOL_BANDS_PER_OCTAVE",
+__all__ = ["MAX_COPIES", "POOL_ABOVE_HZ", "POOL_BANDS_PER_OCTAVE",
            "model_pooling", "factorize", "check_semitones", "check_tempos", "shifted", "stretched"]
 
 #: Learning reads at most this many times the frames of the examples, drawn at random
@@ -20,12 +20,8 @@ __all__ = ["MAX_COPIES", "FULL_RESOLUTION_ITER", "POOL_ABOVE_HZ", "POOL_BANDS_PE
 #: templates, wider shifts").
 MAX_COPIES = 3
 
-#: Iterations that bring the templates, learned on pooled bands, to every bin
-#: (docs/decisions.md, "Source models: pooled bands, more templates, wider shifts").
-FULL_RESOLUTION_ITER = 30
-
-#: Models are learned, and their activations fitted, on the bins above POOL_ABOVE_HZ summed
-#: in bands of 1 / POOL_BANDS_PER_OCTAVE octave (about a fifth of the rows at n_fft 2048);
+#: The activations of models are fitted on the bins above POOL_ABOVE_HZ summed in bands of
+#: 1 / POOL_BANDS_PER_OCTAVE octave (408 rows instead of 1025 at n_fft 2048 and 22.05 kHz);
 #: masks are built at full resolution (docs/decisions.md, same entry).
 POOL_ABOVE_HZ = 4000.0
 POOL_BANDS_PER_OCTAVE = 24
@@ -37,26 +33,11 @@ def model_pooling(n_bins, *, sr, n_fft):
                         bands_per_octave=POOL_BANDS_PER_OCTAVE)
 
 
-def factorize(V, n_components, *, frames, sr, n_fft, beta, max_iter, sparsity, random_state,
-               callback):
-    """Templates of ``V`` (stacked frames, normalized) at full resolution.
-
-    The factorization runs on the bins pooled by :func:`model_pooling` (as
-    :class:`audionmf.modes.Supervised` fits the activations); its activations
-    then fit the templates of every bin, starting from each band's template
-    spread evenly over its bins.
-    """
-    n_freq = V.shape[0] // frames
-    pool = model_pooling(n_freq, sr=sr, n_fft=n_fft)
-    pooled = np.vstack([pool @ block for block in np.split(V, frames)])
-    result = nmf(pooled, n_components, beta=beta, init="random", max_iter=max_iter, tol=0.0,
+def factorize(V, n_components, *, beta, max_iter, sparsity, random_state, callback):
+    """Templates of ``V`` (stacked frames, normalized), scaled to sum to 1."""
+    result = nmf(V, n_components, beta=beta, init="random", max_iter=max_iter, tol=0.0,
                  random_state=random_state, sparsity=sparsity, callback=callback)
-    spread = pool.T / pool.sum(axis=1)  # each band's value shared among its bins
-    W = np.vstack([spread @ block for block in np.split(result.W, frames)])
-    if max_iter == 0:
-        return W
-    return nmf(V, n_components, beta=beta, W=np.maximum(W, np.finfo(np.float32).tiny), H=result.H,
-               update_H=False, max_iter=FULL_RESOLUTION_ITER, tol=0.0).W
+    return result.W / result.W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
 
 
 def check_semitones(semitones):

@@ -133,9 +133,8 @@ def _check_unpacked_size(path, contents):
 
 
 #: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
-LEARN_DEFAULTS = {"n_components": 200, "context": 2, "sparsity": 0.0, "max_iter": 200,
-                  "semitones": (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0),
-                  "tempos": (0.85, 1.0, 1.15)}
+LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter": 200,
+                  "semitones": (-1, 0, 1), "tempos": (1.0,)}
 
 
 #: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
@@ -403,10 +402,8 @@ class SourceModel:
             start += S.shape[1]
         V = np.concatenate(V, axis=1)
         W = factorize((V / V.max()).astype(np.float32),  # the level does not matter
-                       n_components, frames=2 * context + 1, sr=sr, n_fft=params.n_fft,
-                       beta=beta, max_iter=max_iter, sparsity=sparsity,
-                       random_state=rng, callback=callback)
-        W = W / W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
+                      n_components, beta=beta, max_iter=max_iter, sparsity=sparsity,
+                      random_state=rng, callback=callback)
         return cls(name=name, templates=W, sr=sr, n_fft=params.n_fft,
                    hop_length=params.hop_length, window=params.window, beta=beta, power=power,
                    context=context)

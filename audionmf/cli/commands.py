@@ -48,8 +48,7 @@ The model file holds the templates and the analysis they belong to (sample
 rate, STFT, divergence, spectrogram power); 'audionmf separate --model' uses
 that analysis. Frames more than 40 dB below the loudest are ignored. Each
 example is also learned from with its spectrogram shifted up and down by up to
---pitch-range semitones in half-semitone steps (default 2), and played 15%
-faster and slower.
+--pitch-range semitones (default 1).
 
 examples:
   audionmf learn speech clips/speech/*.wav -o speech.npz
@@ -91,8 +90,8 @@ def add_parsers(commands):
                        help="frames of context on each side of a template, so templates follow "
                             f"how a sound evolves (default: {LEARN_DEFAULTS['context']})")
     learn.add_argument("--pitch-range", type=nonnegative_int, default=None, metavar="N",
-                       help="also learn from the examples shifted by -N .. N semitones in half "
-                            "steps, so the model knows notes near the ones they play; 0 for none "
+                       help="also learn from the examples shifted by -N .. N semitones, so the "
+                            "model knows notes near the ones they play; 0 for none "
                             f"(default: {int(max(LEARN_DEFAULTS['semitones']))})")
     learn.add_argument("--sparsity", type=nonnegative_float, default=None, metavar="S",
                        help=f"L1 penalty on activations while learning (default: {LEARN_DEFAULTS['sparsity']})")
@@ -167,8 +166,7 @@ def _run_learn(args):
         "n_components": args.components, "context": args.context, "sparsity": args.sparsity,
         "max_iter": args.iterations,
         "beta": args.beta, "n_fft": args.n_fft, "hop_length": args.hop,
-        "semitones": None if args.pitch_range is None
-        else [k / 2 for k in range(-2 * args.pitch_range, 2 * args.pitch_range + 1)],
+        "semitones": None if args.pitch_range is None else range(-args.pitch_range, args.pitch_range + 1),
     }
     options = {k: v for k, v in options.items() if v is not None}
     iterations = options.get("max_iter", LEARN_DEFAULTS["max_iter"])  # for the progress bar
