@@ -16,13 +16,13 @@ __all__ = ["MAX_COPIES", "POOL_ABOVE_HZ", "POOL_BANDS_PER_OCTAVE",
            "model_pooling", "factorize", "check_semitones", "check_tempos", "shifted", "stretched"]
 
 #: Learning reads at most this many times the frames of the examples, drawn at random
-#: among the shifted copies (docs/decisions.md, "Source models: pooled bands, more
-#: templates, wider shifts").
+#: among their copies (the default's three copies are all read; docs/decisions.md,
+#: "Source models: what was tried").
 MAX_COPIES = 3
 
 #: The activations of models are fitted on the bins above POOL_ABOVE_HZ summed in bands of
 #: 1 / POOL_BANDS_PER_OCTAVE octave (408 rows instead of 1025 at n_fft 2048 and 22.05 kHz);
-#: masks are built at full resolution (docs/decisions.md, same entry).
+#: masks are built at full resolution (2.5 times cheaper; docs/decisions.md, same entry).
 POOL_ABOVE_HZ = 4000.0
 POOL_BANDS_PER_OCTAVE = 24
 
@@ -41,6 +41,7 @@ def factorize(V, n_components, *, beta, max_iter, sparsity, random_state, callba
 
 
 def check_semitones(semitones):
+    """The sorted shifts (floats), or ParameterError."""
     try:
         values = list(semitones)
     except TypeError:
@@ -92,6 +93,7 @@ def stretched(spectra, rate):
 
 
 def check_tempos(tempos):
+    """The sorted rates, or ParameterError."""
     try:
         values = [float(r) for r in tempos]
     except (TypeError, ValueError):
