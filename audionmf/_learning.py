@@ -47,13 +47,11 @@ def check_semitones(semitones):
     except TypeError:
         values = None
     if values is None or isinstance(semitones, str) or any(
-            isinstance(k, bool) or not isinstance(k, numbers.Real) or not np.isfinite(k)
-            for k in values):
+            isinstance(k, bool) or not isinstance(k, numbers.Real) for k in values):
         raise ParameterError(f"semitones={semitones!r}: expected numbers of semitones")
-    shifts = sorted({float(k) for k in values})
-    if not shifts or any(abs(k) > 24 for k in shifts):
+    if not values or any(not -24 <= k <= 24 for k in values):  # NaN too; no float() of 2**2000
         raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
-    return shifts
+    return sorted({float(k) for k in values})
 
 
 def shifted(spectra, semitones):
@@ -95,10 +93,11 @@ def stretched(spectra, rate):
 def check_tempos(tempos):
     """The sorted rates, or ParameterError."""
     try:
-        values = [float(r) for r in tempos]
-    except (TypeError, ValueError):
+        values = list(tempos)
+    except TypeError:
         values = None
     if values is None or isinstance(tempos, str) or not values or any(
-            not 0.5 <= r <= 2.0 for r in values):
+            isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0.5 <= r <= 2.0
+            for r in values):
         raise ParameterError(f"tempos={tempos!r}: expected rates between 0.5 and 2")
-    return sorted(set(values))
+    return sorted({float(r) for r in values})
