@@ -15,7 +15,7 @@ from ._threads import serial_blas
 from ._validation import ParameterError, beta_to_float, check_sample_rate, check_spectrogram_power
 from .spectrogram import STFTParams, stack_frames
 
-__all__ = ["Analysis", "default_power", "templates_at_rate"]
+__all__ = ["Analysis", "default_power", "templates_at_rate", "band_pooling"]
 
 
 def default_power(beta):
@@ -161,3 +161,24 @@ def templates_at_rate(W, analysis, sr):
         for i in range(2 * analysis.context + 1)
     ]
     return np.ascontiguousarray(np.vstack(blocks), dtype=np.float32)
+
+
+def band_pooling(n_bins, *, sr, n_fft, above_hz=2000.0, bands_per_octave=12):
+    """Matrix that keeps the bins below ``above_hz`` and sums the others in bands.
+
+    Returns
+    -------
+    P : np.ndarray [shape=(n_rows, n_bins), dtype=float32]
+        0/1; each bin in exactly one row. ``P @ S`` pools a spectrogram,
+        ``P.T @ M`` gives each bin its band's value of a pooled mask.
+    """
+    freqs = np.arange(n_bins) * sr / n_fft
+    band = np.arange(n_bins, dtype=float)
+    high = freqs >= above_hz
+    if high.any():
+        first = int(np.argmax(high))
+        band[high] = first + np.floor(bands_per_octave * np.log2(freqs[high] / above_hz))
+    _, rows = np.unique(band, return_inverse=True)
+    P = np.zeros((rows.max() + 1, n_bins), dtype=np.float32)
+    P[rows, np.arange(n_bins)] = 1.0
+    return P

@@ -26,12 +26,20 @@ from ._validation import (
     check_sample_rate,
     check_spectrogram_power,
 )
+from ._learning import (
+    MAX_COPIES,
+    check_semitones,
+    check_tempos,
+    factorize,
+    model_pooling,
+    shifted as _shifted,
+    stretched,
+)
 from .analysis import Analysis
 from .io import atomic_file, load
-from .nmf import nmf
 from .spectrogram import STFTParams, check_context, stack_frames, stft
 
-__all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models"]
+__all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models", "model_pooling"]
 
 FORMAT_VERSION = 1
 _KIND = "audionmf.SourceModel"
@@ -126,12 +134,11 @@ def _check_unpacked_size(path, contents):
 
 #: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
 LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter": 200,
-                  "semitones": (-1, 0, 1)}
+                  "semitones": (-1, 0, 1), "tempos": (1.0,)}
 
 
 #: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
 MAX_LEARN_ITER = 100_000
-
 
 def _check_name(name):
     """ParameterError unless ``name`` can name a model and its output file."""
@@ -143,41 +150,6 @@ def _check_name(name):
     if name == "residual":
         raise ParameterError("name='residual' is reserved for the templates learned on the "
                              "mixture (free_components, --free): choose another")
-
-
-def _check_semitones(semitones):
-    try:
-        values = list(semitones)
-    except TypeError:
-        values = None
-    if values is None or isinstance(semitones, str) or any(
-            isinstance(k, bool) or not isinstance(k, numbers.Integral) for k in values):
-        raise ParameterError(f"semitones={semitones!r}: expected whole numbers of semitones")
-    shifts = sorted({int(k) for k in values})
-    if not shifts or any(abs(k) > 24 for k in shifts):
-        raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
-    return shifts
-
-
-def _shifted(spectra, semitones):
-    """Magnitude spectrograms with every frame's spectrum moved by ``semitones``."""
-    if semitones == 0:
-        return list(spectra)
-    import scipy.sparse
-
-    n_freq = spectra[0].shape[0]
-    source = np.arange(n_freq) * 2.0 ** (-semitones / 12.0)  # bin f reads f / ratio
-    low = np.floor(source).astype(int)
-    weight = source - low
-    rows, cols, values = [], [], []
-    for col, value in ((low, 1.0 - weight), (low + 1, weight)):
-        inside = (col < n_freq) & (value > 0)
-        rows.append(np.flatnonzero(inside))
-        cols.append(col[inside])
-        values.append(value[inside])
-    shift = scipy.sparse.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n_freq, n_freq))
-    return [np.asarray(shift @ S) for S in spectra]
 
 
 def check_models(models):
@@ -295,6 +267,7 @@ class SourceModel:
         window="hann",
         context=LEARN_DEFAULTS["context"],
         semitones=LEARN_DEFAULTS["semitones"],
+        tempos=LEARN_DEFAULTS["tempos"],
         sparsity=LEARN_DEFAULTS["sparsity"],
         max_iter=LEARN_DEFAULTS["max_iter"],
         silence_db=-40.0,
@@ -319,13 +292,19 @@ class SourceModel:
             Analysis, as in :func:`audionmf.separate`.
         context : int
             Frames of context on each side of every template (see the class).
-        semitones : sequence of int
+        semitones : sequence of float
             Pitch shifts of the examples learned from: each example's
             spectrogram is also used with every frame's spectrum moved by
             these many semitones (read at ``f / 2 ** (k / 12)``, linearly
             interpolated between bins; time untouched). A model then covers
             notes near the ones its examples play. ``(0,)`` learns from the
             examples as they are.
+        tempos : sequence of float
+            Rates, in [0.5, 2], at which every (shifted) spectrogram is also
+            played: frames interpolated in time, spectra untouched, so that
+            templates of several frames also know faster and slower notes.
+            At most :data:`MAX_COPIES` times the examples' own frames are
+            learned from, drawn at random among all the copies.
         sparsity : float
             L1 penalty on the activations while learning (see :func:`audionmf.nmf`).
         max_iter : int
@@ -372,7 +351,8 @@ class SourceModel:
         params, beta, power = analysis.stft, analysis.beta, analysis.power
         n_components = check_positive_int(n_components, "n_components", maximum=MAX_COMPONENTS)
         context = check_context(context)
-        semitones = _check_semitones(semitones)
+        semitones = check_semitones(semitones)
+        tempos = check_tempos(tempos)
         spectra = []
         for i, item in enumerate(items):
             if isinstance(item, (str, os.PathLike)):
@@ -400,26 +380,30 @@ class SourceModel:
                 raise ParameterError(f"{label}: contains NaN or Inf samples")
             S = np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window))
             spectra.append(S)
-        spectra = [S**power for k in semitones for S in _shifted(spectra, k)]
-        # Frames are stacked within each example, never across two of them.
-        energy = np.concatenate([(S ** (2.0 / power)).sum(axis=0) for S in spectra])
-        V = np.concatenate([stack_frames(S, context) for S in spectra], axis=1)
+        def copies():  # made twice (energies, then frames) rather than all kept at once
+            for rate in tempos:
+                for k in semitones:
+                    yield from (S**power for S in stretched(_shifted(spectra, k), rate))
+
+        energy = np.concatenate([(S ** (2.0 / power)).sum(axis=0) for S in copies()])
         if energy.max() <= 0:
             raise ParameterError(f"the examples of {name!r} are silent")
-        keep = energy >= energy.max() * 10.0 ** (silence_db / 10.0)
-        V = V[:, keep]
-        result = nmf(
-            (V / V.max()).astype(np.float32),  # templates are normalized: the level does not matter
-            n_components,
-            beta=beta,
-            init="random",
-            max_iter=max_iter,
-            tol=0.0,
-            random_state=random_state,
-            sparsity=sparsity,
-            callback=callback,
-        )
-        W = result.W / result.W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
+        keep = np.flatnonzero(energy >= energy.max() * 10.0 ** (silence_db / 10.0))
+        rng = np.random.default_rng(random_state)
+        most = MAX_COPIES * keep.size // (len(semitones) * len(tempos))  # the examples' frames x 3
+        if keep.size > most:  # a fair draw among the copies: the cost stays bounded
+            keep = np.sort(rng.choice(keep, most, replace=False))
+        # Frames are stacked within each example, never across two of them.
+        V, start = [], 0
+        for S in copies():
+            mine = keep[(keep >= start) & (keep < start + S.shape[1])] - start
+            if mine.size:
+                V.append(stack_frames(S, context)[:, mine])
+            start += S.shape[1]
+        V = np.concatenate(V, axis=1)
+        W = factorize((V / V.max()).astype(np.float32),  # the level does not matter
+                      n_components, beta=beta, max_iter=max_iter, sparsity=sparsity,
+                      random_state=rng, callback=callback)
         return cls(name=name, templates=W, sr=sr, n_fft=params.n_fft,
                    hop_length=params.hop_length, window=params.window, beta=beta, power=power,
                    context=context)

@@ -23,7 +23,7 @@ LAYERS = [
     {"_version", "_validation", "_kernels", "_threads", "limits"},
     {"_engine", "nmf", "_writing", "io", "spectrogram"},
     {"analysis", "masks", "sourcefilter"},
-    {"grouping", "models"},
+    {"grouping", "models", "_learning"},
     {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums", "modes.denoise",
      "modes.vocals"},
     {"_blocks"},

@@ -91,7 +91,8 @@ def add_parsers(commands):
                             f"how a sound evolves (default: {LEARN_DEFAULTS['context']})")
     learn.add_argument("--pitch-range", type=nonnegative_int, default=None, metavar="N",
                        help="also learn from the examples shifted by -N .. N semitones, so the "
-                            "model knows notes near the ones they play; 0 for none (default: 1)")
+                            "model knows notes near the ones they play; 0 for none "
+                            f"(default: {int(max(LEARN_DEFAULTS['semitones']))})")
     learn.add_argument("--sparsity", type=nonnegative_float, default=None, metavar="S",
                        help=f"L1 penalty on activations while learning (default: {LEARN_DEFAULTS['sparsity']})")
     learn.add_argument("--iterations", type=number(int, 1, "a whole number", maximum=MAX_LEARN_ITER), default=None, metavar="N",

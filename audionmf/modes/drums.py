@@ -30,7 +30,7 @@ import os
 import numpy as np
 
 from .._threads import serial_blas
-from ..analysis import Analysis, templates_at_rate
+from ..analysis import Analysis, band_pooling, templates_at_rate
 from ..masks import HPSS_KERNEL, blend_masks, hpss_mask, wiener_masks
 from ..models import SourceModel
 from .base import Fitted, Mode, keyword
@@ -139,27 +139,6 @@ def short_note_part(H, width, share=SHORT_NOTE_SHARE):
     return short
 
 
-def band_pooling(n_bins, *, sr, n_fft, above_hz=POOL_ABOVE_HZ, bands_per_octave=12):
-    """Matrix that keeps the bins below ``above_hz`` and sums the others in bands.
-
-    Returns
-    -------
-    P : np.ndarray [shape=(n_rows, n_bins), dtype=float32]
-        0/1; each bin in exactly one row. ``P @ S`` pools a spectrogram,
-        ``P.T @ M`` gives each bin its band's value of a pooled mask.
-    """
-    freqs = np.arange(n_bins) * sr / n_fft
-    band = np.arange(n_bins, dtype=float)
-    high = freqs >= above_hz
-    if high.any():
-        first = int(np.argmax(high))
-        band[high] = first + np.floor(bands_per_octave * np.log2(freqs[high] / above_hz))
-    _, rows = np.unique(band, return_inverse=True)
-    P = np.zeros((rows.max() + 1, n_bins), dtype=np.float32)
-    P[rows, np.arange(n_bins)] = 1.0
-    return P
-
-
 @functools.lru_cache(maxsize=1)
 def drums_dictionary():
     """``(templates, labels, model, low)``: the drum model's templates and the
@@ -206,7 +185,7 @@ class Drums(Mode):
         params = self.analysis.stft
         self.short_width = max(1, int(round(SHORT_NOTE_SECONDS * self.sr / params.hop_length)))
         # Fit and HPSS on bins above 2 kHz summed in narrow bands; masks at full resolution.
-        self.pool = band_pooling(self.rows, sr=self.sr, n_fft=params.n_fft)
+        self.pool = band_pooling(self.rows, sr=self.sr, n_fft=params.n_fft, above_hz=POOL_ABOVE_HZ)
         # Single-threaded, like the pooling of the spectrogram, since a fit follows: after a
         # multi-threaded product OpenBLAS's idle workers spin for about 0.1 s, taking a
         # core from the fit.

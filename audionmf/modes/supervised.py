@@ -4,12 +4,17 @@ Each :class:`audionmf.SourceModel` brings its templates and its analysis; the
 templates are held fixed and only their activations are estimated. With
 ``free_components``, templates learned on the mixture itself form one more
 source, ``"residual"`` (semi-supervised NMF).
+
+Without free templates, the activations are fitted on high bins summed in
+narrow bands (:func:`audionmf.models.model_pooling`, as the models were
+learned), and the masks are built at full resolution.
 """
 import numpy as np
 
+from .._threads import serial_blas
 from .._validation import MAX_COMPONENTS, ParameterError, check_positive_int
 from ..analysis import Analysis, templates_at_rate
-from ..models import SourceModel, check_models
+from ..models import SourceModel, check_models, model_pooling
 from ..nmf import nmf
 from .base import Fitted, Mode, Option, keyword
 from .blind import MIXTURE_OVER_RELAXATION
@@ -66,17 +71,25 @@ class Supervised(Mode):
         self.fixed = templates_at_rate(np.hstack([m.templates for m in models]), own, self.sr)
         self.labels = np.repeat(np.arange(len(self.names)),
                                 [m.n_components for m in models] + ([self.n_free] if self.n_free else []))
-        self.rows = self.fixed.shape[0] // (2 * own.context + 1)
+        frames = 2 * own.context + 1
+        self.rows = self.fixed.shape[0] // frames
+        self.fit_templates = self.fixed
+        if not self.n_free:  # free templates are learned at full resolution
+            self.pool = model_pooling(self.rows, sr=self.sr, n_fft=self.analysis.stft.n_fft)
+            with serial_blas():  # a fit follows (see modes.drums)
+                self.fit_templates = np.vstack([self.pool @ block
+                                                for block in np.split(self.fixed, frames)])
 
     def needs_fit(self, whole):
         return whole or bool(self.n_free)
 
     def without_fit(self):
-        return Fitted(W=self.fixed, labels=self.labels)
+        return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates)
 
     def fit(self, V, whole):
         if not self.n_free:  # nothing to learn: the activations of the whole signal
-            return Fitted(W=self.fixed, labels=self.labels, H=self.fixed_activations(V, self.fixed))
+            return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates,
+                          H=self.fixed_activations(V, self.fit_templates))
         free = self.rng.random((V.shape[0], self.n_free)).astype(np.float32)
         W = np.hstack([self.fixed, free / np.maximum(free.sum(axis=0), 1e-30)])
         update = np.r_[np.zeros(self.fixed.shape[1], bool), np.ones(self.n_free, bool)]

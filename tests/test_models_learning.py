@@ -1,0 +1,82 @@
+"""How `SourceModel.learn` learns (shifts, tempos, copies drawn) and how models are fitted on bands."""
+import numpy as np
+import pytest
+
+from audionmf import ParameterError, SourceModel, separate
+from audionmf._learning import POOL_ABOVE_HZ, model_pooling
+
+from conftest import gated, tone
+
+SR = 22050
+
+
+def bright_voice(seconds=2.0, f0=330.0, offset=0.0):
+    """Harmonic tones with partials well above POOL_ABOVE_HZ."""
+    parts = [tone(f0 * r, SR, seconds / 2, tuple(0.8 ** k for k in range(24))) for r in (1.0, 1.26)]
+    return 0.3 * gated(np.concatenate(parts), SR, period=0.4, duty=0.7, offset=offset)
+
+
+def test_model_pooling_keeps_low_bins_and_pools_high_ones():
+    P = model_pooling(1025, sr=SR, n_fft=2048)
+    np.testing.assert_array_equal(P.sum(axis=0), 1)  # each bin in exactly one row
+    low = int(np.ceil(POOL_ABOVE_HZ * 2048 / SR))  # bins below the edge keep a row each
+    np.testing.assert_array_equal(P[:low, :low], np.eye(low))
+    assert P.shape[0] < 1025 / 2  # a fit on far fewer rows
+
+
+def test_fractional_shifts_are_accepted_and_checked():
+    m = SourceModel.learn(bright_voice(), SR, name="v", n_components=4, semitones=(-0.5, 0, 0.5),
+                          random_state=0, max_iter=20)
+    assert m.n_components == 4
+    for bad in ((0, float("nan")), (0, 25.0), ("a",), (True,)):
+        with pytest.raises(ParameterError, match="semitones"):
+            SourceModel.learn(bright_voice(), SR, name="v", semitones=bad)
+
+
+def test_models_with_high_partials_separate_with_the_fit_on_bands():
+    kw = dict(n_components=8, random_state=0, max_iter=60)
+    a = SourceModel.learn(bright_voice(f0=330.0), SR, name="a", **kw)
+    b = SourceModel.learn(bright_voice(f0=880.0, offset=0.1), SR, name="b", **kw)
+    ya, yb = bright_voice(f0=330.0, offset=0.05), bright_voice(f0=880.0, offset=0.15)
+    sources = separate(ya + yb, SR, models=[a, b], random_state=0)
+    np.testing.assert_allclose(sources["a"] + sources["b"], ya + yb, atol=1e-5)
+    for name, truth in (("a", ya), ("b", yb)):
+        assert np.linalg.norm(sources[name] - truth) < 0.2 * np.linalg.norm(truth)
+
+
+def test_stretched_spectrograms_keep_their_spectra():
+    from audionmf._learning import stretched
+
+    S = np.outer(np.arange(1.0, 5.0), np.linspace(1.0, 2.0, 101))  # a ramp in time
+    same, = stretched([S], 1.0)
+    np.testing.assert_array_equal(same, S)
+    fast, = stretched([S], 1.25)
+    slow, = stretched([S], 0.8)
+    assert fast.shape[1] == 80 and slow.shape[1] == 125  # fewer frames played faster
+    np.testing.assert_allclose(fast[:, -1], S[:, 98] * 0.25 + S[:, 99] * 0.75)  # frame 98.75
+    np.testing.assert_allclose(slow[:, 5], S[:, 4])  # frame 4.0
+    np.testing.assert_allclose(fast / fast[0], np.arange(1.0, 5.0)[:, None] + 0 * fast)  # spectra kept
+    with pytest.raises(ParameterError, match="tempos"):
+        SourceModel.learn(bright_voice(), SR, name="v", tempos=(3.0,))
+
+
+def test_copies_learned_from_are_bounded(monkeypatch):
+    import audionmf.models as models
+    from audionmf._learning import MAX_COPIES
+
+    seen = []
+    real = models.factorize
+
+    def spy(V, *args, **kwargs):
+        seen.append(V.shape[1])
+        return real(V, *args, **kwargs)
+
+    monkeypatch.setattr(models, "factorize", spy)
+    y = bright_voice() + 1e-3 * np.random.default_rng(0).standard_normal(2 * SR)  # no silent frame
+    SourceModel.learn(y, SR, name="v", n_components=4, max_iter=5, semitones=(0,), tempos=(1,),
+                      silence_db=-200.0)
+    SourceModel.learn(y, SR, name="v", n_components=4, max_iter=5, silence_db=-200.0,
+                      semitones=np.arange(-2, 2.01, 0.5), tempos=(0.85, 1, 1.15))
+    frames = seen[0]  # the example's own
+    # 9 shifts x 3 tempos drawn down to MAX_COPIES times them (the tempos change the count a bit)
+    assert 0.98 * MAX_COPIES * frames <= seen[1] <= 1.03 * MAX_COPIES * frames
