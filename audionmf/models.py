@@ -152,12 +152,16 @@ def _check_name(name):
                              "mixture (free_components, --free): choose another")
 
 
-def check_models(models):
+def check_models(models, keyword="models"):
     """Refuse models that cannot share one factorization.
 
-    They must have unique names (other than "residual", the name of free
+    They must be :class:`SourceModel` objects (``keyword`` names the argument in
+    the message), with unique names (other than "residual", the name of free
     components) and the same analysis. Raises ParameterError saying which differ.
     """
+    for m in models:
+        if not isinstance(m, SourceModel):
+            raise ParameterError(f"{keyword} must be SourceModel objects, got {type(m).__name__}")
     names = [m.name for m in models]
     if len(set(names)) < len(names) or "residual" in names:
         raise ParameterError(f"model names must be unique and not 'residual': {names}")

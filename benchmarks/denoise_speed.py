@@ -28,7 +28,7 @@ import soundfile as sf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from long_file import run_child  # noqa: E402
+from long_file import run_child, write_repeated  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(HERE, "..", "..", "shared", "bench-dev")
 NOISEREDUCE = ("import sys, soundfile as sf, noisereduce; y, sr = sf.read(sys.argv[1], dtype='float32'); "
@@ -47,15 +47,7 @@ def tile(corpus, path, minutes, sr=44100):
         pieces.append(soxr.resample(y, file_sr, sr).astype(np.float32))
     if not pieces:
         raise SystemExit(f"{corpus}: no speech_noise/test/*/mix.flac")
-    y = np.concatenate(pieces)
-    total = int(minutes * 60 * sr)
-    with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16", format="FLAC") as f:
-        written = 0
-        while written < total:
-            piece = y[: total - written]
-            f.write(piece)
-            written += len(piece)
-    return total / sr
+    return write_repeated(path, np.concatenate(pieces), sr, minutes)
 
 
 def main(argv=None):

@@ -40,9 +40,15 @@ def tile(source, path, minutes, sr=44100):
         y = soxr.resample(y, file_sr, sr).astype(np.float32)
     if y.shape[1] == 1:
         y = np.repeat(y, 2, axis=1)
-    y = y[:, :2]
+    return write_repeated(path, y[:, :2], sr, minutes)
+
+
+def write_repeated(path, y, sr, minutes):
+    """Write ``y`` (samples first) repeated to ``minutes`` at ``sr`` as 16-bit FLAC, a
+    repetition at a time; returns the seconds written."""
     total = int(minutes * 60 * sr)
-    with sf.SoundFile(path, "w", samplerate=sr, channels=2, subtype="PCM_16", format="FLAC") as f:
+    channels = 1 if y.ndim == 1 else y.shape[1]
+    with sf.SoundFile(path, "w", samplerate=sr, channels=channels, subtype="PCM_16", format="FLAC") as f:
         written = 0
         while written < total:
             piece = y[: total - written]

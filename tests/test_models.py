@@ -355,3 +355,13 @@ def test_shifted_examples_cover_transposed_notes():
         sources = separate(a + b, SR, models=[low, high])
         errors[semitones] = rel_error(sources["low"], a) + rel_error(sources["high"], b)
     assert errors[(-1, 0, 1)] < errors[(0,)] < 0.05
+
+
+@pytest.mark.parametrize("call, keyword", [
+    (lambda y: separate(y, 8000, models=["speech.npz"]), "models"),
+    (lambda y: separate(y, 8000, two_stems="noise", noise_from=(0, 0.5), speech_models=[3]), "speech_models"),
+])
+def test_models_that_are_not_source_models_are_refused_by_name(call, keyword):
+    y = np.random.default_rng(0).standard_normal(8000)
+    with pytest.raises(ParameterError, match=rf"^{keyword} must be SourceModel objects, got (str|int)$"):
+        call(y)

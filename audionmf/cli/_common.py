@@ -28,6 +28,19 @@ def add_run_options(parser):
     parser.add_argument("--debug", action="store_true", help="show the traceback of errors")
 
 
+def add_batch_options(parser, verb):
+    """--jobs, --skip-existing and --scheduler, of the commands that ``verb`` (separate,
+    denoise) a batch of files."""
+    parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                        help=f"{verb} N files at once, in separate processes (default: 1)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="skip inputs whose output files all exist (resume a batch)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="send the files to the workers of a Dask distributed cluster, such as "
+                             "tcp://10.0.0.5:8786 (needs 'pip install audionmf[dask]'; the workers "
+                             "must see the same paths)")
+
+
 def add_analysis_options(parser, prefix):
     parser.add_argument("--beta", type=beta, default=None, metavar="BETA",
                         help=f"{prefix}divergence: kl, is, euclidean or a number (default: kl)")

@@ -9,7 +9,7 @@ import traceback
 from .._validation import AudioError, ParameterError
 from ..modes import MODES
 from . import separate
-from ._common import EXIT_BAD_FILE, add_run_options, positive_int, report
+from ._common import EXIT_BAD_FILE, add_batch_options, add_run_options, positive_int, report
 
 DENOISE_EPILOG = """\
 output:
@@ -71,13 +71,7 @@ def add_parser(commands):
                      help=f"maximum NMF iterations (default: {mode.default_max_iter})")
     cmd.add_argument("--format", choices=[ext[1:] for ext in separate.WRITE_FORMATS], default="wav",
                      help="output file format (default: %(default)s)")
-    cmd.add_argument("--jobs", type=positive_int, default=1, metavar="N",
-                     help="denoise N files at once, in separate processes (default: 1)")
-    cmd.add_argument("--skip-existing", action="store_true",
-                     help="skip inputs whose output files all exist (resume a batch)")
-    cmd.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="send the files to the workers of a Dask distributed cluster "
-                          "(needs 'pip install audionmf[dask]')")
+    add_batch_options(cmd, "denoise")
     add_run_options(cmd)
     others = {o.name: (None if o.repeat else o.default) for o in separate.mode_options()
               if o not in mode.options}

@@ -19,6 +19,7 @@ from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     add_analysis_options,
+    add_batch_options,
     add_run_options,
     check_analysis,
     component_list,
@@ -126,14 +127,7 @@ def add_parser(commands):
                           "separation in a browser (offline): players, spectrograms, each "
                           "component of a blind separation and the command to regroup them; and "
                           "OUTDIR/index.html linking them, for several inputs")
-    sep.add_argument("--jobs", type=positive_int, default=1, metavar="N",
-                     help="separate N files at once, in separate processes (default: 1)")
-    sep.add_argument("--skip-existing", action="store_true",
-                     help="skip inputs whose output files all exist (resume a batch)")
-    sep.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="send the files to the workers of a Dask distributed cluster, such as "
-                          "tcp://10.0.0.5:8786 (needs 'pip install audionmf[dask]'; the workers "
-                          "must see the same paths)")
+    add_batch_options(sep, "separate")
     add_run_options(sep)
     sep.set_defaults(run=run_separate, check=check_separate, command_parser=sep,
                      model_paths={})  # (the model files' paths, once they are loaded)

@@ -41,7 +41,7 @@ from .._threads import serial_blas
 from .._validation import MAX_SAMPLE, AudioError, ParameterError, check_audio
 from ..analysis import Analysis, templates_at_rate
 from ..masks import wiener_masks
-from ..models import SourceModel, check_models
+from ..models import check_models
 from ..nmf import nmf
 from .base import Fitted, Mode, Option, keyword
 from .blind import MIXTURE_OVER_RELAXATION
@@ -265,11 +265,8 @@ class Denoise(Mode):
         reduction = checked["reduction"]
         self.keep = 0.0 if reduction is None else 10.0 ** (-reduction / 20.0)
         models = list(speech_models or ())
-        for m in models:
-            if not isinstance(m, SourceModel):
-                raise ParameterError(f"speech_models must be SourceModel objects, got {type(m).__name__}")
         if models:
-            check_models(models)
+            check_models(models, "speech_models")
             own = Analysis.from_models(models, **analysis_options)
             self.analysis = own.at_rate(self.sr)
             self.speech = templates_at_rate(np.hstack([m.templates for m in models]), own, self.sr)

@@ -12,9 +12,9 @@ learned), and the masks are built at full resolution.
 import numpy as np
 
 from .._threads import serial_blas
-from .._validation import MAX_COMPONENTS, ParameterError, check_positive_int
+from .._validation import MAX_COMPONENTS, check_positive_int
 from ..analysis import Analysis, templates_at_rate
-from ..models import SourceModel, check_models, model_pooling
+from ..models import check_models, model_pooling
 from ..nmf import nmf
 from .base import Fitted, Mode, Option, keyword
 from .blind import MIXTURE_OVER_RELAXATION
@@ -59,9 +59,6 @@ class Supervised(Mode):
 
     def configure(self, analysis_options, spell=keyword, models=None, free_components=0):
         models = list(models)
-        for m in models:
-            if not isinstance(m, SourceModel):
-                raise ParameterError(f"models must be SourceModel objects, got {type(m).__name__}")
         if models:
             check_models(models)
         own = Analysis.from_models(models, **analysis_options)
