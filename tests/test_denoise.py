@@ -126,6 +126,19 @@ def test_no_noise_only_stretch_says_so_and_what_to_pass(scene):
     denoise(steady, SR, noise_from=(0, 1))  # with a profile, it runs
 
 
+def test_a_clean_recording_with_silent_pauses_is_not_stripped_of_its_voice():
+    # Pauses of digital silence: there is no noise to learn, and the quietest frames
+    # left are the voice's own onsets, which must not become the noise profile.
+    t = np.arange(4 * SR) / SR
+    voice = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 10))
+    voice *= 0.3 * (((t % 1.0) > 0.4) & (t > 1))
+    with pytest.raises(ParameterError, match=r"no noise-only stretch.*digital silence"):
+        denoise(voice, SR)
+    quiet = voice + 1e-4 * np.random.default_rng(0).standard_normal(len(t))  # noise at -70 dB
+    clean, _ = denoise(quiet, SR)
+    assert np.sum(clean**2) > 0.8 * np.sum(quiet**2)
+
+
 @pytest.mark.parametrize("span, message", [
     ((2, 1), "not a stretch"), ((-1, 1), "not a stretch"), ("a:b", "START:END"),
     ((5, 9), "past the end"), ((1, 1.01), "shorter than one STFT frame"),
@@ -142,6 +155,8 @@ def test_other_bad_options_are_refused(scene, tmp_path):
         denoise(mix, SR, noise=sample, noise_from=(0, 1))
     with pytest.raises(ParameterError, match="positive number of dB"):
         denoise(mix, SR, reduction=0)
+    with pytest.raises(ParameterError, match=r"stationary='no': expected True or False"):
+        denoise(mix, SR, stationary="no")
     with pytest.raises(AudioError, match="missing.wav"):
         denoise(mix, SR, noise=str(tmp_path / "missing.wav"))
     corrupt = tmp_path / "corrupt.wav"

@@ -117,6 +117,9 @@ BAD = ["0", "-1", "nan", "inf", "1e300", str(2**70), "x", ""]
     ("learn", "--iterations", ["1", "100000"], BAD + ["100001"]),
     ("learn", "--sr", ["1", "768000"], BAD + ["768001"]),
     ("decompose", "--components", ["1", "4096"], BAD + ["4097"]),
+    ("denoise", "--reduction", ["0.5", "120"], ["0", "-1", "nan", "inf", "x", ""]),
+    ("denoise", "--noise-from", ["0:1", "0.5:2.5"], ["1:1", "2:1", "x", "1", "nan:2", "0:inf", ""]),
+    ("denoise", "--iterations", ["1", str(2**70)], BAD),
 ])
 def test_every_option_at_its_bounds_and_past_them(tmp_path, capsys, command, option, accepted, refused):
     """Past a bound or absurd: one line, exit 2, before any work and with nothing left.
@@ -125,7 +128,8 @@ def test_every_option_at_its_bounds_and_past_them(tmp_path, capsys, command, opt
     out = tmp_path / "out"
     head = {"separate": ["separate", missing, "-o", str(out)],
             "learn": ["learn", "name", missing, "-o", str(out) + ".npz"],
-            "decompose": ["decompose", missing, "-o", str(out) + ".npz"]}[command]
+            "decompose": ["decompose", missing, "-o", str(out) + ".npz"],
+            "denoise": ["denoise", missing, "-o", str(out)]}[command]
     for value in accepted + refused:
         code = main(head + [f"{option}={value}"])
         err = capsys.readouterr().err.strip().splitlines()

@@ -1,6 +1,7 @@
 """What the commands share: the parser's types, one-line errors, progress bars, output checks."""
 import argparse
 import io
+import math
 import os
 import sys
 import tempfile
@@ -57,7 +58,9 @@ def number(convert, minimum, what, maximum=None):
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not minimum <= value < float("inf"):
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, a finite one, got {text}")
+        if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
         if maximum is not None and value > maximum:
             raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")

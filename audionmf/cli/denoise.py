@@ -8,6 +8,7 @@ import traceback
 
 from .._validation import AudioError, ParameterError
 from ..modes import MODES
+from ..modes.denoise import FRAME_SECONDS, denoise_n_fft
 from . import separate
 from ._common import EXIT_BAD_FILE, add_batch_options, add_run_options, positive_int, report
 
@@ -63,8 +64,8 @@ def add_parser(commands):
     for option in mode.options:  # (their help without separate's "with --two-stems noise: ")
         separate.add_mode_options(cmd, [_own_help(option)], FLAGS)
     cmd.add_argument("--n-fft", type=positive_int, default=None, metavar="N",
-                     help="STFT frame length in samples (default: about 46 ms, 1024 at 22.05 kHz, "
-                          "2048 at 44.1 kHz)")
+                     help=f"STFT frame length in samples (default: about {FRAME_SECONDS * 1000:.0f} ms, "
+                          f"{denoise_n_fft(22050)} at 22.05 kHz, {denoise_n_fft(44100)} at 44.1 kHz)")
     cmd.add_argument("--hop", type=positive_int, default=None, metavar="N",
                      help="STFT hop in samples (default: n-fft / 2)")
     cmd.add_argument("--iterations", type=positive_int, default=None, metavar="N",

@@ -245,7 +245,9 @@ def run_separate(args):
     else:
         todo = inputs
     model_files = [path for paths in args.model_paths.values() for path in paths]
-    task = _SeparateTask(args, protected=inputs + model_files)
+    # (files a mode reads, such as a noise sample or a melody, are inputs too)
+    read = [getattr(args, o.name) for o in mode_options() if o.kind in ("audio", "path")]
+    task = _SeparateTask(args, protected=inputs + model_files + [p for p in read if isinstance(p, str)])
     created = []
     if len(todo) > 1:
         # The shared output folder is made here, before any worker starts: a worker whose

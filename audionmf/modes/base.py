@@ -256,8 +256,9 @@ class Mode:
 
 
 def refuse_foreign(mode, options, modes, spell=keyword):
-    """Refuse the options of other modes than ``mode``: those of a mode picked by its
-    own option "need" that option; beside a mode that decides, none applies."""
+    """Refuse the options of other modes than ``mode``: those of a two-stems mode
+    "need" its ``two_stems`` value; beside a mode that decides, no other applies;
+    those of a mode picked by its own option "need" that option."""
     for other in modes:
         if other is mode:
             continue
@@ -265,13 +266,13 @@ def refuse_foreign(mode, options, modes, spell=keyword):
         if not given:
             continue
         names = ", ".join(spell(o.name) for o in given)
+        need = "needs" if len(given) == 1 else "need"
+        if other.two_stems is not None:
+            raise ParameterError(f"{names} {need} {spell('two_stems', other.two_stems)}")
         if mode.decides is not None:
             picked = spell(mode.selected_by)
             raise ParameterError(f"{names} cannot be used with {picked}: {mode.decides}")
-        if other.selected_by is not None and other.selected_by != "two_stems":
-            raise ParameterError(f"{names} {'needs' if len(given) == 1 else 'need'} "
-                                 f"{spell(other.selected_by)}")
-        if other.two_stems is not None and mode.selected_by is None:  # (the default mode)
-            raise ParameterError(f"{names} {'needs' if len(given) == 1 else 'need'} "
-                                 f"{spell('two_stems', other.two_stems)}")
-        raise ParameterError(f"{names} cannot be used here")
+        if other.selected_by is not None and other.selected_by not in [o.name for o in given]:
+            raise ParameterError(f"{names} {need} {spell(other.selected_by)}")
+        picked = "here" if mode.two_stems is None else f"with {spell('two_stems', mode.two_stems)}"
+        raise ParameterError(f"{names} cannot be used {picked}")

@@ -180,8 +180,11 @@ def quiet_frames(V, min_frames, share=QUIET_SHARE, contrast_db=QUIET_CONTRAST_DB
 
     It fails (returns None) where those frames are not at least ``contrast_db``
     under the frame at the 75th percentile of the score: no stretch is clearly quieter than the rest (speech
-    with no pause, or noise alone). It is wrong where the quietest stretches are
-    not noise (a quiet voice in a pause of louder noise).
+    with no pause, or noise alone); and where digital silence would make up half
+    of the ``share`` of quietest frames: the pauses hold no noise to learn (a clean
+    recording), and the quietest frames left would be the voice's own. It is wrong
+    where the quietest stretches are not noise (a quiet voice in a pause of louder
+    noise).
 
     Parameters
     ----------
@@ -196,7 +199,7 @@ def quiet_frames(V, min_frames, share=QUIET_SHARE, contrast_db=QUIET_CONTRAST_DB
     """
     V = np.asarray(V, dtype=np.float64)
     heard = np.flatnonzero(V.max(axis=0) > 0)
-    if len(heard) < 2 * min_frames:
+    if len(heard) < 2 * min_frames or V.shape[1] - len(heard) >= share * V.shape[1] / 2:
         return None
     from scipy.ndimage import uniform_filter1d
 
@@ -253,8 +256,12 @@ class Denoise(Mode):
                     or not 0 < reduction < float("inf"):
                 raise ParameterError(f"{spell('reduction', reduction)}: expected a positive number of dB")
             reduction = float(reduction)
-        return dict(options, noise_from=span, reduction=reduction,
-                    stationary=bool(options.get("stationary")))
+        stationary = options.get("stationary")
+        if stationary is None:
+            stationary = False
+        if not isinstance(stationary, (bool, np.bool_)):
+            raise ParameterError(f"{spell('stationary', stationary)}: expected True or False")
+        return dict(options, noise_from=span, reduction=reduction, stationary=bool(stationary))
 
     def configure(self, analysis_options, spell=keyword, noise=None, noise_from=None, reduction=None,
                   stationary=False, speech_models=None):
@@ -319,8 +326,9 @@ class Denoise(Mode):
             y = np.asarray(noise)
         y = check_audio(y, name, loudest=MAX_SAMPLE)
         if y.shape[-1] < self.analysis.stft.n_fft:
-            raise AudioError(f"{name}: too short for a noise profile: {y.shape[-1]} samples, "
-                             f"need at least {self.analysis.stft.n_fft}")
+            # (in seconds: the command line checks a sample once, at a rate of its own)
+            raise AudioError(f"{name}: too short for a noise profile: {y.shape[-1] / self.sr:.3g} s, "
+                             f"need at least {self.analysis.stft.n_fft / self.sr:.3g} s")
         if not np.any(y):
             raise AudioError(f"{name}: silent: it holds no noise to learn from")
         return np.atleast_2d(y)
@@ -353,7 +361,7 @@ class Denoise(Mode):
         if frames is None:
             raise ParameterError(
                 "no noise-only stretch found: no part of the input is clearly quieter than the "
-                f"rest; give the noise profile with {self.spell('noise')} (a recording of the "
+                f"rest, or its pauses are digital silence; give the noise profile with {self.spell('noise')} (a recording of the "
                 f"noise alone) or {self.spell('noise_from')} (START:END, a noise-only stretch "
                 "of the input in seconds)")
         return V[:, frames]
