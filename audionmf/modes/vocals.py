@@ -8,7 +8,9 @@ consonants; the band is free NMF components. Two fits:
 
 1. every fundamental free: the melody is the best path through their
    activations, weighted by each comb's power through the filter
-   (:data:`ENERGY_WEIGHT`, :func:`audionmf.sourcefilter.track`), voiced where the comb
+   (:data:`ENERGY_WEIGHT`), less a share of each comb's running median over a
+   quarter second (:data:`HELD_DISCOUNT`: a band's held note is not the melody;
+   :func:`audionmf.sourcefilter.track`), voiced where the comb
    near it holds a share of the frame (:data:`VOICED_SHARE`);
 2. the accompaniment started afresh, the lead's fundamentals kept within
    :data:`NEAR_SEMITONES` of the melody on voiced frames; the flat source is
@@ -47,8 +49,9 @@ N_FILTERS, N_ACCOMPANIMENT = 30, 40
 #: Iterations of the first fit (melody) and of the second (restricted to it).
 FIRST_ITER, SECOND_ITER = 40, 30
 #: Cost of a semitone's move of the melody from one frame to the next, against the
-#: log of the normalized F0 activations.
-JUMP_COST = 0.2
+#: log of the normalized salience (0.3 with the held-note discount: docs/decisions.md,
+#: "Vocals: the melody's salience").
+JUMP_COST = 0.3
 #: The lead's F0 activations kept within this many semitones of the melody.
 NEAR_SEMITONES = 1.0
 #: A frame is voiced where the comb near the melody holds this share of its model.
@@ -64,6 +67,10 @@ POOL_ABOVE_HZ = 5000.0
 #: little power, while the power alone favours the band's low notes (docs/decisions.md,
 #: "Vocals: the melody's salience").
 ENERGY_WEIGHT = 0.25
+#: Each comb's salience less this share of its running median over HELD_SECONDS: a note
+#: of the band held that long is not the melody (docs/decisions.md, "Vocals: the melody's
+#: salience").
+HELD_DISCOUNT, HELD_SECONDS = 0.5, 0.25
 #: The first fit (the melody's) sees the mean of this many frames at a time.
 TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
@@ -182,7 +189,8 @@ class Vocals(Mode):
             first = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, pairs,
                                           self.rng, scale=scale)
             sf.fit(coarse, first, FIRST_ITER, update_acc=not fixed)
-            salience = _salience(first)
+            held = max(1, round(HELD_SECONDS * self.sr / (self.analysis.stft.hop_length * step))) | 1
+            salience = sf.discount_held(_salience(first), held, HELD_DISCOUNT)
             path = self.f0s[sf.track(salience, self.f0s, jump_cost=JUMP_COST,
                                      steps_per_semitone=STEPS_PER_SEMITONE)]
             voiced = voicing(first, path, self.f0s)
