@@ -30,7 +30,8 @@ import functools
 import numpy as np
 
 __all__ = ["f0_grid", "harmonic_templates", "smooth_filters", "SourceFilter", "fit", "model", "comb_power",
-           "is_divergence", "track", "near_melody"]
+           "is_divergence", "track", "near_melody",
+           "discount_held"]
 
 #: Least value of the spectrogram (its peak is 1), so that the Itakura-Saito
 #: divergence is finite on digital silence.
@@ -199,6 +200,24 @@ def fit(V, factors, n_iter, *, allowed=None, update_acc=True, exponent=1.0):
         f.H_F0[f.H_F0 < 1e-15] = 0.0 if allowed is not None else 1e-15
         F = f.W_filter @ f.H_filter
     return f
+
+
+def discount_held(salience, frames, amount):
+    """Each frame's salience (normalized to sum 1) less ``amount`` times each F0's
+    running median over ``frames`` frames, floored at 0: a comb that holds its
+    salience for that long (a held note of the band) loses some of it, a lead
+    that moves (speech, a glide) keeps it.
+
+    Returns
+    -------
+    np.ndarray [shape=salience.shape, dtype=float64], positive
+    """
+    from scipy.ndimage import median_filter
+
+    S = np.asarray(salience, dtype=np.float64)
+    S = S / np.maximum(S.sum(axis=0), 1e-300)
+    held = median_filter(S, size=(1, int(frames)), mode="reflect")
+    return np.maximum(S - amount * held, 0.0) + 1e-9
 
 
 def track(salience, f0s, *, jump_cost, steps_per_semitone):

@@ -95,6 +95,19 @@ def test_viterbi_follows_the_salience_and_pays_for_jumps():
     assert path.tolist() == [2, 2, 2, 7, 7, 7]
 
 
+def test_a_held_note_loses_salience_to_a_moving_lead():
+    # a band's note held on F0 state 2 throughout, a lead that moves through states 5-9,
+    # a little weaker: the held note wins the raw salience, the moving lead the discounted
+    salience = np.full((10, 20), 0.01)
+    salience[2] = 1.0
+    for t in range(20):
+        salience[5 + t % 5, t] = 0.8
+    discounted = sfm.discount_held(salience, 11, 0.5)
+    assert np.all(discounted > 0)
+    assert np.all(salience.argmax(axis=0) == 2)
+    assert np.all(discounted.argmax(axis=0) == 5 + np.arange(20) % 5)
+
+
 def test_stereo_stems_sum_to_the_input():
     y, _, _ = song(2.0)
     stereo = np.stack([y, 0.5 * y + 0.01 * np.sin(np.arange(y.size))]).astype(np.float32)

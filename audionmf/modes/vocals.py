@@ -7,7 +7,10 @@ of a semitone apart) times a smooth filter, plus a flat source for breath and
 consonants; the band is free NMF components. Two fits:
 
 1. every fundamental free: the melody is the best path through their
-   activations (:func:`audionmf.sourcefilter.track`), voiced where the comb
+   activations, weighted by each comb's power through the filter
+   (:data:`ENERGY_WEIGHT`), less a share of each comb's running median over a
+   quarter second (:data:`HELD_DISCOUNT`: a band's held note is not the melody;
+   :func:`audionmf.sourcefilter.track`), voiced where the comb
    near it holds a share of the frame (:data:`VOICED_SHARE`);
 2. the accompaniment started afresh, the lead's fundamentals kept within
    :data:`NEAR_SEMITONES` of the melody on voiced frames; the flat source is
@@ -46,8 +49,9 @@ N_FILTERS, N_ACCOMPANIMENT = 30, 40
 #: Iterations of the first fit (melody) and of the second (restricted to it).
 FIRST_ITER, SECOND_ITER = 40, 30
 #: Cost of a semitone's move of the melody from one frame to the next, against the
-#: log of the normalized F0 activations.
-JUMP_COST = 0.2
+#: log of the normalized salience (0.3 with the held-note discount: docs/decisions.md,
+#: "Vocals: the melody's salience").
+JUMP_COST = 0.3
 #: The lead's F0 activations kept within this many semitones of the melody.
 NEAR_SEMITONES = 1.0
 #: A frame is voiced where the comb near the melody holds this share of its model.
@@ -57,10 +61,16 @@ VOICED_SHARE = 0.05
 UNVOICED = False
 #: Bins above this frequency are summed in 1/12-octave bands for the fit and masks.
 POOL_ABOVE_HZ = 5000.0
-#: The melody follows the power of each comb through the filter, not its activation
-#: (the filter's scale is set by its peak, so a high comb under a low filter needs a
-#: large activation for little power).
-ENERGY_SALIENCE = False
+#: The melody follows each comb's activation to the power ``1 - ENERGY_WEIGHT`` times its
+#: power through the filter to ``ENERGY_WEIGHT`` (each normalized per frame): the filter's
+#: scale is set by its peak, so a high comb under a low filter needs a large activation for
+#: little power, while the power alone favours the band's low notes (docs/decisions.md,
+#: "Vocals: the melody's salience").
+ENERGY_WEIGHT = 0.25
+#: Each comb's salience less this share of its running median over HELD_SECONDS: a note
+#: of the band held that long is not the melody (docs/decisions.md, "Vocals: the melody's
+#: salience").
+HELD_DISCOUNT, HELD_SECONDS = 0.5, 0.25
 #: The first fit (the melody's) sees the mean of this many frames at a time.
 TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
@@ -179,12 +189,11 @@ class Vocals(Mode):
             first = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, pairs,
                                           self.rng, scale=scale)
             sf.fit(coarse, first, FIRST_ITER, update_acc=not fixed)
-            salience = sf.comb_power(first) if ENERGY_SALIENCE else first.H_F0[:-1]
+            held = max(1, round(HELD_SECONDS * self.sr / (self.analysis.stft.hop_length * step))) | 1
+            salience = sf.discount_held(_salience(first), held, HELD_DISCOUNT)
             path = self.f0s[sf.track(salience, self.f0s, jump_cost=JUMP_COST,
                                      steps_per_semitone=STEPS_PER_SEMITONE)]
-            near = sf.near_melody(path, self.f0s, np.ones(pairs, dtype=bool), semitones=NEAR_SEMITONES)
-            comb = (self.W_F0[:, :-1] @ (first.H_F0[:-1] * near)) * (self.W_filter @ first.H_filter)
-            voiced = comb.sum(axis=0) > VOICED_SHARE * sf.model(first).sum(axis=0)
+            voiced = voicing(first, path, self.f0s)
             melody = np.repeat(np.where(voiced, path, 0.0), step)[:n_frames]
             H_F0 = np.repeat(first.H_F0, step, axis=1)[:, :n_frames]
             H_filter = np.repeat(first.H_filter, step, axis=1)[:, :n_frames]
@@ -258,6 +267,25 @@ class Vocals(Mode):
         out = f0[nearest].astype(np.float64)
         out[np.abs(t[nearest] - times) > max(hop, _step(t))] = 0.0
         return out
+
+
+def _salience(first):
+    """The melody's salience of each comb and frame (:data:`ENERGY_WEIGHT`)."""
+    activation = first.H_F0[:-1].astype(np.float64)
+    if ENERGY_WEIGHT == 0.0:
+        return activation
+    power = sf.comb_power(first).astype(np.float64)
+    activation /= np.maximum(activation.sum(axis=0), 1e-300)
+    power /= np.maximum(power.sum(axis=0), 1e-300)
+    return activation ** (1.0 - ENERGY_WEIGHT) * power ** ENERGY_WEIGHT
+
+
+def voicing(first, path, f0s):
+    """Which frames of the first fit's melody ``path`` (Hz) are voiced: where the comb
+    near it holds :data:`VOICED_SHARE` of the frame's model."""
+    near = sf.near_melody(path, f0s, np.ones(path.size, dtype=bool), semitones=NEAR_SEMITONES)
+    comb = (first.W_F0[:, :-1] @ (first.H_F0[:-1] * near)) * (first.W_filter @ first.H_filter)
+    return comb.sum(axis=0) > VOICED_SHARE * sf.model(first).sum(axis=0)
 
 
 @functools.lru_cache(maxsize=4)
