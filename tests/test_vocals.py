@@ -153,6 +153,8 @@ def test_a_given_melody_is_used(tmp_path):
     ("0.0,220\n0.2,220\n0.1,220\n", "row 3: times out of order"),
     ("0.0,220,3\n", "line 1: expected"),
     ("time_s,f0_hz\n", "no melody"),
+    ("0.0,5\n1.0,5\n", "row 1: F0 5 Hz is outside the lead's range"),
+    ("0.0,220\n1.0,4000\n", "row 2: F0 4000 Hz is outside"),
 ])
 def test_bad_melody_files_are_refused(tmp_path, text, problem):
     path = tmp_path / "bad.csv"
@@ -161,6 +163,16 @@ def test_bad_melody_files_are_refused(tmp_path, text, problem):
         read_melody(path)
     with pytest.raises(ParameterError, match="bad.csv"):
         separate(np.random.default_rng(0).standard_normal(SR), SR, two_stems="vocals", melody=str(path))
+
+
+def test_a_melody_with_no_voiced_row_within_the_input_is_refused():
+    y, _, _ = song(1.0)
+    late = np.array([[5.0, 220.0], [6.0, 220.0]])  # after the input's end
+    with pytest.raises(ParameterError, match=r"no voiced row within the input \(0 to 1 s\)"):
+        separate(y, SR, two_stems="vocals", melody=late)
+    unvoiced = np.array([[0.0, 0.0], [0.5, 0.0]])
+    with pytest.raises(ParameterError, match="no voiced row"):
+        melody(y, SR, melody=unvoiced)
 
 
 def test_melody_options_need_vocals():

@@ -125,6 +125,7 @@ class Vocals(Mode):
             if value is not None:
                 raise ParameterError(f"{spell(name)} cannot be used with "
                                      f"{spell('two_stems', 'vocals')}: {self.decides}")
+        self.melody_name = os.fspath(melody) if isinstance(melody, (str, os.PathLike)) else spell("melody")
         if isinstance(melody, (str, os.PathLike)):
             melody = read_melody(melody)
         self.given = None if melody is None else check_melody(melody, spell("melody"))
@@ -224,6 +225,17 @@ class Vocals(Mode):
         return np.vstack([factors.H_F0, factors.H_filter, factors.H_acc, melody[None, :]])
 
     # ------------------------------------------------------------- masks and melody
+    def prepare(self, signal):
+        """Refuse a given melody with no voiced row within the signal (it would give
+        silent vocals)."""
+        if self.given is None:
+            return
+        seconds = signal.n_samples / signal.sr
+        t, f0 = self.given[:, 0], self.given[:, 1]
+        if not np.any((f0 > 0) & (t <= seconds)):
+            raise ParameterError(f"{self.melody_name}: no voiced row within the input "
+                                 f"(0 to {seconds:g} s)")
+
     def masks(self, fitted, H, X, h_span, x_span):
         H = H[:, h_span]
         n_f0, n_filter = self.W_F0.shape[1], self.W_filter.shape[1]
@@ -301,7 +313,8 @@ def _step(times):
 
 
 def check_melody(melody, name="melody"):
-    """A melody as an array (n, 2) of increasing times and F0s >= 0, finite; else ParameterError."""
+    """A melody as an array (n, 2) of increasing times and F0s (0, or within the
+    lead's range), finite; else ParameterError."""
     try:
         melody = np.asarray(melody, dtype=np.float64)
     except (TypeError, ValueError):
@@ -316,6 +329,12 @@ def check_melody(melody, name="melody"):
         row = int(np.argmax(melody[:, 1] < 0))
         raise ParameterError(f"{name}: row {row + 1}: negative F0 {melody[row, 1]:g} Hz "
                              "(0 means unvoiced)")
+    voiced = melody[:, 1] > 0
+    outside = voiced & ((melody[:, 1] < F0_MIN * 2 ** (-1 / 24)) | (melody[:, 1] > F0_MAX * 2 ** (1 / 24)))
+    if np.any(outside):
+        row = int(np.argmax(outside))
+        raise ParameterError(f"{name}: row {row + 1}: F0 {melody[row, 1]:g} Hz is outside the lead's "
+                             f"range, {F0_MIN:g} to {F0_MAX:g} Hz (0 means unvoiced)")
     if np.any(melody[:, 0] < 0):
         row = int(np.argmax(melody[:, 0] < 0))
         raise ParameterError(f"{name}: row {row + 1}: negative time {melody[row, 0]:g} s")
