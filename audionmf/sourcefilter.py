@@ -36,6 +36,11 @@ __all__ = ["f0_grid", "harmonic_templates", "smooth_filters", "SourceFilter", "f
 #: Least value of the spectrogram (its peak is 1), so that the Itakura-Saito
 #: divergence is finite on digital silence.
 FLOOR = 1e-9
+#: Least value of the spectrogram relative to its mean (40 dB under it), as if a faint
+#: white noise were added: on a noise-free synthetic tone the divergence's weight of the
+#: empty bins between partials put the melody on the 3rd harmonic or called it unvoiced
+#: (docs/decisions.md, "Vocals: a floor relative to the spectrogram's level").
+RELATIVE_FLOOR = 1e-4
 
 
 def f0_grid(fmin=100.0, fmax=1000.0, steps_per_semitone=4):

@@ -67,6 +67,16 @@ def test_melody_of_a_synthetic_lead():
     assert np.median(cents) < 25 and np.mean(cents < 50) > 0.75
 
 
+@pytest.mark.parametrize("f0, n_partials", [(220.0, 12), (247.0, 9), (330.0, 12)])
+def test_a_noise_free_steady_tone_is_tracked_at_its_fundamental(f0, n_partials):
+    # Synthetic leads (a synth, a MIDI render) have empty bins between partials.
+    t = np.arange(2 * SR) / SR
+    y = 0.3 * harmonic(np.full(len(t), f0), n_partials=n_partials)
+    track = melody(y, SR, random_state=0)[5:-5, 1]
+    assert np.mean(track > 0) > 0.9
+    assert np.all(np.abs(12 * np.log2(track[track > 0] / f0)) < 0.25)
+
+
 def test_the_divergence_never_increases():
     rng = np.random.default_rng(0)
     y, _, _ = song(1.5)

@@ -177,7 +177,7 @@ class Vocals(Mode):
     def _separate(self, V, accompaniment, given):
         """Both fits of ``V`` (normalized); ``accompaniment``: the number of free
         templates, or fixed templates. Returns the factors and the melody (Hz, 0 unvoiced)."""
-        V = np.maximum(V, sf.FLOOR)
+        V = np.maximum(V, max(sf.FLOOR, sf.RELATIVE_FLOOR * float(V.mean())))
         fixed = not np.isscalar(accompaniment)
         n_frames = V.shape[1]
         scale = float(V.mean())
