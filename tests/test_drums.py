@@ -10,7 +10,8 @@ from audionmf import ParameterError, evaluate, load, separate
 from audionmf.cli import main
 from audionmf.limits import Limits
 from audionmf.masks import blend_masks, hpss_mask
-from audionmf.modes.drums import (MASK_POWER, band_pooling, comb_pitches, comb_templates, drum_model,
+from audionmf.analysis import band_pooling
+from audionmf.modes.drums import (MASK_POWER, comb_pitches, comb_templates, drum_model,
                                   short_note_part)
 
 from conftest import SAMPLE, SAMPLE_STEMS

@@ -39,13 +39,12 @@ import numpy as np
 
 from .._threads import serial_blas
 from .._validation import MAX_SAMPLE, AudioError, ParameterError, check_audio
-from ..analysis import Analysis, templates_at_rate
+from ..analysis import Analysis, band_pooling, templates_at_rate
 from ..masks import wiener_masks
 from ..models import check_models
 from ..nmf import nmf
 from .base import Fitted, Mode, Option, keyword
 from .blind import MIXTURE_OVER_RELAXATION
-from .drums import band_pooling
 
 __all__ = ["Denoise", "quiet_frames", "harmonic_templates", "noise_floor", "denoise_n_fft", "parse_span"]
 

@@ -35,7 +35,7 @@ from ..masks import HPSS_KERNEL, blend_masks, hpss_mask, wiener_masks
 from ..models import SourceModel
 from .base import Fitted, Mode, keyword
 
-__all__ = ["Drums", "drum_model", "comb_templates", "comb_pitches", "short_note_part", "band_pooling"]
+__all__ = ["Drums", "drum_model", "comb_templates", "comb_pitches", "short_note_part"]
 
 DRUM_MODEL_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "drums.npz")
 #: Bins above this frequency are summed in bands for the fit and the HPSS filters.

@@ -21,7 +21,7 @@ A melody may be given instead (``melody``: a CSV of time and F0 in Hz, or an
 array of the two columns), then only the second fit runs. The masks are the
 lead's and the band's model spectrograms' Wiener masks. For speed the fit
 works on a spectrogram whose bins above 5 kHz are summed in 1/12-octave bands
-(:func:`audionmf.modes.drums.band_pooling`), which the masks share. How each
+(:func:`audionmf.analysis.band_pooling`), which the masks share. How each
 default measures: ``docs/decisions.md``.
 """
 import functools
@@ -31,11 +31,10 @@ import os
 import numpy as np
 
 from .._validation import ParameterError
-from ..analysis import Analysis
+from ..analysis import Analysis, band_pooling
 from ..spectrogram import STFTParams
 from .. import sourcefilter as sf
 from .base import Fitted, Mode, Option, keyword
-from .drums import band_pooling
 
 __all__ = ["Vocals", "read_melody", "melody_csv"]
 
