@@ -26,8 +26,9 @@ noise profile (what the noise sounds like alone), one of:
                              averaged per frame, smoothed over 0.25 s, and the
                              15% of frames lowest on that score are the noise;
                              where they are not at least 3 dB under the louder
-                             frame (speech with no pause, or noise alone), the
-                             command stops and asks for one of the above.
+                             frame (speech with no pause, or noise alone), or
+                             the pauses are digital silence (a clean recording),
+                             the command stops and asks for one of the above.
 
 examples:
   audionmf denoise talk.wav                           denoised/talk/clean.wav, noise.wav
@@ -99,7 +100,7 @@ def check_denoise(sub, args):
 
 def run_denoise(args):
     if args.noise is not None:  # once for the batch, not once per input
-        try:
+        try:  # (at one rate for all inputs: its messages give lengths in seconds)
             MODES["denoise"](44100, noise=args.noise)
         except (AudioError, ParameterError) as exc:
             if args.debug:
