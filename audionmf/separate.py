@@ -187,11 +187,7 @@ def separate(
         n_fft=n_fft, hop_length=hop_length, window=window, mask_power=mask_power,
         max_iter=max_iter, tol=tol, init=init, sparsity=sparsity, rhythm_weight=rhythm_weight,
         random_state=random_state, callback=callback), limits)
-    n_fft = mode.analysis.stft.n_fft
-    if y.shape[-1] < n_fft:
-        raise ParameterError(f"too short: {y.shape[-1]} samples, need at least n_fft={n_fft}")
-    if not np.any(y):
-        raise ParameterError("the audio is silent: there is nothing to separate")
+    _check_separable(y, mode)
     out = np.empty((len(mode.names), *y.shape), dtype=y.dtype)
     position = [0] * len(mode.names)
 
@@ -298,13 +294,18 @@ def melody(y, sr, *, limits=None, **options):
     """
     y = check_audio(y, "the audio", loudest=MAX_SAMPLE)
     mode = configure(sr, dict(options, two_stems="vocals"), limits)
-    if y.shape[-1] < mode.analysis.stft.n_fft:
-        raise ParameterError(f"too short: {y.shape[-1]} samples, need at least "
-                             f"n_fft={mode.analysis.stft.n_fft}")
-    if not np.any(y):
-        raise ParameterError("the audio is silent: there is nothing to separate")
+    _check_separable(y, mode)
     _blocks.run(Signal(np.asarray(y, dtype=np.float64), sr), mode, lambda index, samples: None)
     return mode.melody()
+
+
+def _check_separable(y, mode):
+    """Refuse samples ``y`` that are shorter than one frame of ``mode``'s analysis, or silent."""
+    n_fft = mode.analysis.stft.n_fft
+    if y.shape[-1] < n_fft:
+        raise ParameterError(f"too short: {y.shape[-1]} samples, need at least n_fft={n_fft}")
+    if not np.any(y):
+        raise ParameterError("the audio is silent: there is nothing to separate")
 
 
 @dataclass

@@ -119,7 +119,7 @@ class Vocals(Mode):
         return dict(options)
 
     def configure(self, analysis_options, spell=keyword, melody=None, melody_out=None):
-        self.check_options({"melody": melody, "melody_out": melody_out}, spell)
+        self.check_options({"melody_out": melody_out}, spell)  # (the melody is checked below)
         for name, value in analysis_options.items():
             if value is not None:
                 raise ParameterError(f"{spell(name)} cannot be used with "
