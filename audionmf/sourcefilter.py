@@ -29,6 +29,8 @@ import functools
 
 import numpy as np
 
+from .spectrogram import hann_lobe
+
 __all__ = ["f0_grid", "harmonic_templates", "smooth_filters", "SourceFilter", "fit", "model", "comb_power",
            "is_divergence", "track", "near_melody",
            "discount_held"]
@@ -70,10 +72,7 @@ def harmonic_templates(f0s, *, sr, n_fft, slope=1.0, width=2):
         centres = n * f0 * n_fft / sr
         d = bins[:, None] - centres[None, :]
         near = np.abs(d) <= width
-        edge = np.abs(np.abs(d) - 1.0) < 1e-9
-        lobe = np.abs(np.sinc(d) / np.where(edge, 1.0, 1.0 - d**2))
-        lobe[edge] = 0.5
-        W[:, j] = (np.where(near, lobe, 0.0) ** 2 * n ** (-2.0 * slope)).sum(axis=1)
+        W[:, j] = (np.where(near, hann_lobe(d), 0.0) ** 2 * n ** (-2.0 * slope)).sum(axis=1)
     W[:, -1] = 1.0
     return (W / W.sum(axis=0)).astype(np.float32)
 

@@ -19,7 +19,7 @@ import numpy as np
 from ._threads import available_cores
 from ._validation import ParameterError, check_audio, check_positive_int
 
-__all__ = ["STFTParams", "MAX_N_FFT", "MAX_CONTEXT", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames",
+__all__ = ["STFTParams", "MAX_N_FFT", "MAX_CONTEXT", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames", "hann_lobe",
            "unstack_frames", "mel_filters"]
 
 
@@ -458,3 +458,19 @@ def bin_frequencies(*, sr, n_fft):
     sr = check_positive_int(sr, "sr")
     n_fft = check_positive_int(n_fft, "n_fft", minimum=2)
     return np.arange(n_fft // 2 + 1) * (sr / n_fft)
+
+
+def hann_lobe(d):
+    """The magnitude of the Hann window's spectrum ``d`` bins from its peak (1 at 0,
+    1/2 at 1, 0 from 2 on): ``|sinc(d) / (1 - d**2)|``, its limit at ``|d| = 1``.
+
+    Examples
+    --------
+    >>> hann_lobe(np.array([0.0, 0.5, 1.0, 2.0])).round(3).tolist()
+    [1.0, 0.849, 0.5, 0.0]
+    """
+    d = np.asarray(d, dtype=np.float64)
+    edge = np.abs(np.abs(d) - 1.0) < 1e-9
+    lobe = np.abs(np.sinc(d) / np.where(edge, 1.0, 1.0 - d**2))
+    lobe[edge] = 0.5
+    return lobe

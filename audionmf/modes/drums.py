@@ -33,6 +33,7 @@ from .._threads import serial_blas
 from ..analysis import Analysis, band_pooling, templates_at_rate
 from ..masks import HPSS_KERNEL, blend_masks, hpss_mask, wiener_masks
 from ..models import SourceModel
+from ..spectrogram import hann_lobe
 from .base import Fitted, Mode, keyword
 
 __all__ = ["Drums", "drum_model", "comb_templates", "comb_pitches", "short_note_part"]
@@ -91,12 +92,7 @@ def comb_templates(*, sr, n_fft, fmin=27.5, fmax=1800.0, slope=2.0, width=2):
         for n in range(1, int(sr / 2 / f0) + 1):
             centre = n * f0 * n_fft / sr
             near = bins[max(0, int(np.floor(centre - width))) : int(np.ceil(centre + width)) + 1]
-            d = near - centre
-            # Hann main lobe, |sinc(d) / (1 - d^2)|, which is 1/2 at |d| = 1.
-            edge = np.abs(np.abs(d) - 1.0) < 1e-9
-            lobe = np.abs(np.sinc(d) / np.where(edge, 1.0, 1.0 - d**2))
-            lobe[edge] = 0.5
-            W[near, j] = np.maximum(W[near, j], n**-slope * lobe)
+            W[near, j] = np.maximum(W[near, j], n**-slope * hann_lobe(near - centre))
     return W / W.sum(axis=0)
 
 
