@@ -10,7 +10,9 @@ from audionmf import ParameterError, melody, separate
 from audionmf import sourcefilter as sfm
 from audionmf.cli import main
 from audionmf.limits import Limits
+from audionmf.modes import vocals as vocals_mode
 from audionmf.modes.vocals import melody_csv, read_melody
+from audionmf.separate import configure
 
 SR = 22050
 
@@ -247,3 +249,38 @@ def test_the_melody_is_drawn_over_the_mixture_with_gaps_where_unvoiced():
     assert ax.get_xlim()[1] < 1.2  # the spectrogram's extent, not the line's margins
     with pytest.raises(ParameterError, match="melody"):
         plot.melody_line(np.ones((3, 3)))
+
+
+class _Model:
+    """Factors whose lead and band are given spectrograms (what the vote reads)."""
+
+    def __init__(self, lead, band):
+        self._lead, self._band = lead, band
+
+    def lead(self):
+        return self._lead
+
+    def accompaniment(self):
+        return self._band
+
+
+def test_the_vote_gives_each_part_its_sharpened_share_of_the_model_mask():
+    """Two parts on disjoint bins and frames: the model gives the lead 70% of the first
+    and 20% of the second; the vote gives each part s**2 / (s**2 + (1 - s)**2) of it."""
+    V = np.full((20, 40), 1e-9, dtype=np.float32)
+    V[:10, :20] = 1.0
+    V[10:, 20:] = 1.0
+    share = np.where(np.arange(20)[:, None] < 10, 0.7, 0.2) * np.ones((1, 40))
+    model = _Model((share * V).astype(np.float32), ((1 - share) * V).astype(np.float32))
+    mode = configure(SR, {"two_stems": "vocals", "random_state": 0})
+    W, H_lead, H_band = mode._vote(V, model, 2)
+    H = H_lead + H_band
+    np.testing.assert_allclose(W @ H, np.sqrt(V), atol=1e-3)  # the two parts are found
+    parts = H.sum(axis=1)
+    got = np.sort(H_lead.sum(axis=1) / parts)
+    expected = np.sort([0.7**2 / (0.7**2 + 0.3**2), 0.2**2 / (0.2**2 + 0.8**2)])
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    # With the templates fixed (a long file's blocks), the same split.
+    W2, H_lead2, H_band2 = mode._vote(V, model, W)
+    np.testing.assert_array_equal(W2, W)
+    np.testing.assert_allclose(np.sort(H_lead2.sum(axis=1) / (H_lead2 + H_band2).sum(axis=1)), expected, atol=1e-3)

@@ -18,8 +18,14 @@ consonants; the band is free NMF components. Two fits:
    and the snare.
 
 A melody may be given instead (``melody``: a CSV of time and F0 in Hz, or an
-array of the two columns), then only the second fit runs. The masks are the
-lead's and the band's model spectrograms' Wiener masks. For speed the fit
+array of the two columns), then only the second fit runs. Where the melody is
+wrong, the lead takes a note of the band for a few frames: so the mask is also
+put to a vote. A blind KL-NMF of the magnitude spectrogram
+(:data:`VOTE_COMPONENTS`) splits the mixture into recurring parts, and each part
+goes to the lead in the share of its energy that the model's Wiener mask gives
+the lead, over all its frames (sharpened by :data:`VOTE_SHARPNESS`); the masks
+are the normalized geometric mean of the vote's and the model's
+(docs/decisions.md, "Vocals: the vote"). For speed the fit
 works on a spectrogram whose bins above 5 kHz are summed in 1/12-octave bands
 (:func:`audionmf.analysis.band_pooling`), which the masks share. How each
 default measures: ``docs/decisions.md``.
@@ -32,6 +38,8 @@ import numpy as np
 
 from .._validation import ParameterError
 from ..analysis import Analysis, band_pooling
+from ..masks import blend_masks
+from ..nmf import nmf
 from ..spectrogram import STFTParams
 from .. import sourcefilter as sf
 from .base import Fitted, Mode, Option, keyword
@@ -70,6 +78,12 @@ ENERGY_WEIGHT = 0.25
 #: of the band held that long is not the melody (docs/decisions.md, "Vocals: the melody's
 #: salience").
 HELD_DISCOUNT, HELD_SECONDS = 0.5, 0.25
+#: The vote: parts of a blind KL-NMF of the magnitude spectrogram, and its iterations.
+VOTE_COMPONENTS, VOTE_ITER = 40, 100
+#: A part's share of the lead, s, counts as s**k / (s**k + (1 - s)**k) with this k.
+VOTE_SHARPNESS = 2.0
+#: The vote's factorization sees the mean of this many frames at a time.
+VOTE_DECIMATION = 2
 #: The first fit (the melody's) sees the mean of this many frames at a time.
 TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
@@ -147,35 +161,32 @@ class Vocals(Mode):
 
     # ------------------------------------------------------------- the fits
     def fit(self, V, whole):
-        """Both fits on the whole signal (its activations and melody kept), or on its
-        excerpts (the accompaniment's templates kept)."""
+        """Both fits and the vote's factorization on the whole signal (its activations
+        and melody kept), or on its excerpts (the accompaniment's and the vote's
+        templates kept)."""
         given = self.given_frames(0, V.shape[1]) if whole and self.given is not None else None
-        factors, melody = self._separate(V, self.n_accompaniment_start(), given)
-        if whole:
-            return Fitted(W=factors.W_acc, labels=np.ones(N_ACCOMPANIMENT, dtype=int),
-                          H=self._stack(factors, melody), templates=factors.W_acc)
+        factors, melody, vote = self._separate(V, N_ACCOMPANIMENT, VOTE_COMPONENTS, given)
         return Fitted(W=factors.W_acc, labels=np.ones(N_ACCOMPANIMENT, dtype=int),
-                      templates=factors.W_acc)
-
-    def n_accompaniment_start(self):
-        return N_ACCOMPANIMENT
+                      H=self._stack(factors, vote, melody) if whole else None,
+                      templates=factors.W_acc, state=vote[0])
 
     def activations_at(self, fitted, V, start):
-        """A block's fits with the accompaniment's templates fixed; its melody from
-        ``start``, the block's first frame, where one is given."""
+        """A block's fits with the accompaniment's and the vote's templates fixed;
+        its melody from ``start``, the block's first frame, where one is given."""
         if not np.any(V):
-            return np.zeros((self.f0s.size + 1 + N_FILTERS + N_ACCOMPANIMENT + 1, V.shape[1]),
-                            dtype=np.float32)
+            n_rows = self.f0s.size + 1 + N_FILTERS + N_ACCOMPANIMENT + 2 * VOTE_COMPONENTS + 1
+            return np.zeros((n_rows, V.shape[1]), dtype=np.float32)
         given = None if self.given is None else self.given_frames(start, V.shape[1])
-        factors, melody = self._separate(V / V.max(), fitted.templates, given)
-        return self._stack(factors, melody)
+        factors, melody, vote = self._separate(V / V.max(), fitted.templates, fitted.state, given)
+        return self._stack(factors, vote, melody)
 
     def spread(self, fitted):
         return 0 if fitted.H is not None else TRACK_MARGIN
 
-    def _separate(self, V, accompaniment, given):
-        """Both fits of ``V`` (normalized); ``accompaniment``: the number of free
-        templates, or fixed templates. Returns the factors and the melody (Hz, 0 unvoiced)."""
+    def _separate(self, V, accompaniment, votes, given):
+        """Both fits of ``V`` (normalized) and the vote; ``accompaniment`` and
+        ``votes``: the number of free templates, or fixed templates. Returns the
+        factors, the melody (Hz, 0 unvoiced) and the vote (:meth:`_vote`)."""
         V = np.maximum(V, max(sf.FLOOR, sf.RELATIVE_FLOOR * float(V.mean())))
         fixed = not np.isscalar(accompaniment)
         n_frames = V.shape[1]
@@ -184,8 +195,7 @@ class Vocals(Mode):
             # The first fit on pairs of frames averaged (TRACK_DECIMATION): half the work.
             step = TRACK_DECIMATION
             pairs = -(-n_frames // step)
-            padded = np.pad(V, ((0, 0), (0, pairs * step - n_frames)), mode="edge")
-            coarse = padded.reshape(V.shape[0], pairs, step).mean(axis=2)
+            coarse = _decimated(V, step)
             first = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, pairs,
                                           self.rng, scale=scale)
             sf.fit(coarse, first, FIRST_ITER, update_acc=not fixed)
@@ -218,10 +228,38 @@ class Vocals(Mode):
         full = np.zeros((self.f0s.size + 1, n_frames), dtype=np.float32)
         full[used] = factors.H_F0
         factors.W_F0, factors.H_F0 = self.W_F0, full
-        return factors, melody.astype(np.float32)
+        return factors, melody.astype(np.float32), self._vote(V, factors, votes)
 
-    def _stack(self, factors, melody):
-        return np.vstack([factors.H_F0, factors.H_filter, factors.H_acc, melody[None, :]])
+    def _vote(self, V, factors, templates):
+        """A blind KL-NMF of the magnitudes ``sqrt(V)`` (``templates``: how many to
+        learn, or fixed ones), and each part's activations split between the lead and
+        the band: the part's share of the lead is the model's Wiener mask averaged
+        over the part's energy, sharpened by :data:`VOTE_SHARPNESS`.
+
+        Returns
+        -------
+        W, H_lead, H_band : np.ndarray (float32)
+        """
+        fixed = not np.isscalar(templates)
+        n_frames = V.shape[1]
+        coarse = _decimated(V, VOTE_DECIMATION)
+        parts = nmf(np.sqrt(coarse), templates.shape[1] if fixed else templates, beta="kl",
+                    max_iter=VOTE_ITER, random_state=self.rng, limits=self.limits,
+                    W=templates if fixed else None, update_W=not fixed)
+        W, H = parts.W, np.repeat(parts.H, VOTE_DECIMATION, axis=1)[:, :n_frames]
+        lead, band = factors.lead(), factors.accompaniment()
+        total = lead + band
+        mask = np.divide(lead, total, out=np.zeros(total.shape, dtype=np.float32), where=total > 0)
+        energy = W.sum(axis=0) * H.sum(axis=1)
+        share = (W * (mask @ H.T)).sum(axis=0) / np.maximum(energy, 1e-30)
+        share = np.clip(share, 0.0, 1.0)
+        lead, band = share**VOTE_SHARPNESS, (1.0 - share) ** VOTE_SHARPNESS
+        share = lead / np.maximum(lead + band, 1e-30)
+        return W, share[:, None] * H, (1.0 - share)[:, None] * H
+
+    def _stack(self, factors, vote, melody):
+        return np.vstack([factors.H_F0, factors.H_filter, factors.H_acc, vote[1], vote[2],
+                          melody[None, :]])
 
     # ------------------------------------------------------------- masks and melody
     def prepare(self, signal):
@@ -238,16 +276,16 @@ class Vocals(Mode):
     def masks(self, fitted, H, X, h_span, x_span):
         H = H[:, h_span]
         n_f0, n_filter = self.W_F0.shape[1], self.W_filter.shape[1]
-        H_F0, H_filter = H[:n_f0], H[n_f0 : n_f0 + n_filter]
-        H_acc, melody = H[n_f0 + n_filter : -1], H[-1]
-        self.track.append(np.array(melody, dtype=np.float64))
-        lead = (self.W_F0 @ H_F0) * (self.W_filter @ H_filter)
-        band = fitted.templates @ H_acc
+        H_F0, H_filter, H_acc, H_lead, H_band, melody = np.split(H, np.cumsum(
+            [n_f0, n_filter, N_ACCOMPANIMENT, VOTE_COMPONENTS, VOTE_COMPONENTS]))
+        self.track.append(np.array(melody[0], dtype=np.float64))
         p = self.mask_power
-        lead, band = lead.astype(np.float64) ** p, band.astype(np.float64) ** p
-        total = lead + band
-        vocals = np.divide(lead, total, out=np.full(total.shape, 0.5), where=total > 0)
-        vocals = self.pool.T @ vocals
+        lead = ((self.W_F0 @ H_F0) * (self.W_filter @ H_filter)).astype(np.float64) ** p
+        band = (fitted.templates @ H_acc).astype(np.float64) ** p
+        model = np.divide(lead, lead + band, out=np.full(lead.shape, 0.5), where=lead + band > 0)
+        lead, band = (fitted.state @ H_lead).astype(np.float64) ** 2, (fitted.state @ H_band).astype(np.float64) ** 2
+        vote = np.divide(lead, lead + band, out=np.full(lead.shape, 0.5), where=lead + band > 0)
+        vocals = self.pool.T @ blend_masks(vote, model)
         return np.stack([vocals, 1.0 - vocals])
 
     def melody(self):
@@ -305,6 +343,14 @@ def _combs(sr, n_fft):
     combs = sf.harmonic_templates(sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE), sr=sr, n_fft=n_fft)
     combs.setflags(write=False)
     return combs
+
+
+def _decimated(V, step):
+    """The mean of each ``step`` frames of ``V`` (the last repeated to fill the last step)."""
+    n_rows, n_frames = V.shape
+    groups = -(-n_frames // step)
+    padded = np.pad(V, ((0, 0), (0, groups * step - n_frames)), mode="edge")
+    return padded.reshape(n_rows, groups, step).mean(axis=2)
 
 
 def _step(times):
