@@ -14,8 +14,8 @@ consonants; the band is free NMF components. Two fits:
    near it holds a share of the frame (:data:`VOICED_SHARE`);
 2. the accompaniment started afresh, the lead's fundamentals kept within
    :data:`NEAR_SEMITONES` of the melody on voiced frames; the flat source is
-   left out (:data:`UNVOICED`): wherever it may sound, it takes the hi-hat
-   and the snare.
+   silent: wherever it may sound, it takes the hi-hat and the snare
+   (docs/decisions.md, "Vocals: the source/filter model").
 
 A melody may be given instead (``melody``: a CSV of time and F0 in Hz, or an
 array of the two columns), then only the second fit runs. Where the melody is
@@ -63,9 +63,6 @@ JUMP_COST = 0.3
 NEAR_SEMITONES = 1.0
 #: A frame is voiced where the comb near the melody holds this share of its model.
 VOICED_SHARE = 0.05
-#: Whether the flat (unvoiced) source may sound on voiced frames: off, it takes the band's
-#: broadband parts (drums) into the vocals (docs/decisions.md, "Vocals: no unvoiced part").
-UNVOICED = False
 #: Bins above this frequency are summed in 1/12-octave bands for the fit and masks.
 POOL_ABOVE_HZ = 5000.0
 #: The melody follows each comb's activation to the power ``1 - ENERGY_WEIGHT`` times its
@@ -215,7 +212,7 @@ class Vocals(Mode):
         # F0 templates that some frame may use take part.
         voiced = melody > 0
         allowed = np.vstack([sf.near_melody(melody, self.f0s, voiced, semitones=NEAR_SEMITONES),
-                             (voiced & UNVOICED)[None, :].astype(np.float32)])
+                             np.zeros((1, n_frames), dtype=np.float32)])  # the flat source: silent
         used = np.flatnonzero(allowed.any(axis=1))
         if not used.size:
             used = np.array([self.f0s.size])  # nothing voiced: the (silenced) flat source
