@@ -12,12 +12,14 @@
 
 Nothing here knows which mode runs: see :class:`audionmf.modes.Mode`.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._validation import ParameterError
 from .spectrogram import OverlapAdd, frame_span, stack_frames, stft_frames
 
-__all__ = ["run", "whole_spectrogram", "SpectraSummary"]
+__all__ = ["run", "activations", "whole_spectrogram", "SpectraSummary"]
 
 
 def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
@@ -31,42 +33,21 @@ def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
     the first block, with the :class:`audionmf.modes.Fitted` the masks are made
     of (a report shows its components without fitting again).
     """
-    analysis, limits = mode.analysis, mode.limits
-    params, c = analysis.stft, analysis.context
-    n_frames = 1 + signal.n_samples // params.hop_length
-    n_freq = analysis.n_freq
-    whole = n_frames * mode.fit_rows * (2 * c + 1) <= limits.fit_values
-    mode.prepare(signal)
-    fitted = _learn(signal, mode, n_frames, whole)
+    params, n_freq = mode.analysis.stft, mode.analysis.n_freq
+    n_frames, fitted = _fit(signal, mode)
     if inspect is not None:
         inspect(mode, fitted)
-    per_block = fitted.H is None  # activations estimated a block at a time
-
-    # Frames beyond a block that its masks depend on: the activations' (the mode's
-    # spread); their own, when estimated here; and what the mode's masks read.
-    spread = mode.spread(fitted)
-    block = max(8 * spread + 8, limits.block_values // n_freq)
-    reach = max(spread + c if per_block else 0, mode.reach)
     n_sources, n_channels = len(mode.names), signal.n_channels
     inverse = OverlapAdd(params, signal.n_samples, (n_sources, n_channels))
     done = 0  # samples written of every source
     heard = False
-    for t0 in range(0, n_frames, block):
-        t1 = min(n_frames, t0 + block)
-        h0, h1 = max(0, t0 - spread), min(n_frames, t1 + spread)  # activations the masks of t0..t1 use
-        v0, v1 = max(0, t0 - reach), min(n_frames, t1 + reach)  # frames transformed
-        first, end = frame_span(v0, v1, params)
-        segment = signal.read(first, end)
-        heard = heard or bool(np.any(segment))
-        X = _stft(segment, params)
-        if not per_block:
-            H = fitted.H[:, h0:h1]
-        else:
-            a, b = max(0, h0 - c), min(n_frames, h1 + c)
-            V = analysis.spectrogram(X[..., a - v0 : b - v0], mode.rows, mode.pool)[:, h0 - a : h1 - a]
-            H = mode.activations_at(fitted, V, h0)
-        masks = mode.masks(fitted, H, X, slice(t0 - h0, t1 - h0), slice(t0 - v0, t1 - v0))
-        X = X[..., t0 - v0 : t1 - v0]
+    for block in _blocks(signal, mode, fitted, n_frames):
+        t0, t1, X = block.t0, block.t1, block.X
+        block.X = None  # (freed below, with the masks)
+        heard = heard or bool(np.any(block.segment))
+        masks = mode.masks(fitted, block.H, X, slice(t0 - block.h0, t1 - block.h0),
+                           slice(t0 - block.v0, t1 - block.v0))
+        X = X[..., t0 - block.v0 : t1 - block.v0]
         if mode.rows < n_freq:  # above the templates' band: the top band's shares
             masks = np.concatenate(
                 [masks, np.repeat(masks[:, -1:], n_freq - mode.rows, axis=1)], axis=1)
@@ -83,7 +64,8 @@ def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
             pieces = np.concatenate([pieces, inverse.close()], axis=-1)
         n = pieces.shape[-1]
         if n:
-            start = done - first
+            start = done - block.first
+            segment = block.segment
             mixture = (segment[:, start : start + n] if start + n <= segment.shape[-1]
                        else signal.read(done, done + n))
             residual = (mixture - pieces.sum(axis=0)) / n_sources
@@ -94,6 +76,66 @@ def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
             progress(t1, n_frames)
     if not heard:
         raise ParameterError(f"{signal.name}: silent: there is nothing to separate")
+
+
+def activations(signal, mode):
+    """The activations the masks of ``signal`` would be made of, block by block,
+    with nothing masked or synthesized: yields ``H`` of consecutive frames
+    (np.ndarray [shape=(n_activations, n_frames_of_block)])."""
+    n_frames, fitted = _fit(signal, mode)
+    for block in _blocks(signal, mode, fitted, n_frames):
+        yield block.H[:, block.t0 - block.h0 : block.t1 - block.h0]
+
+
+def _fit(signal, mode):
+    """The number of frames of ``signal`` and the mode's fit of it (the whole, or excerpts)."""
+    analysis, limits = mode.analysis, mode.limits
+    n_frames = 1 + signal.n_samples // analysis.stft.hop_length
+    whole = n_frames * mode.fit_rows * (2 * analysis.context + 1) <= limits.fit_values
+    mode.prepare(signal)
+    return n_frames, _learn(signal, mode, n_frames, whole)
+
+
+@dataclass
+class _Block:
+    """Frames t0 .. t1 - 1: their samples' STFT X (from frame v0, sample ``first``
+    of ``segment``), and H, the activations of frames h0 ... that their masks use.
+    A consumer that takes X sets it to None, so that the block does not keep it."""
+
+    t0: int
+    t1: int
+    h0: int
+    v0: int
+    first: int
+    segment: np.ndarray
+    X: np.ndarray = None
+    H: np.ndarray = None
+
+
+def _blocks(signal, mode, fitted, n_frames):
+    """The blocks of frames, in order, each with its STFT and the activations its masks use."""
+    analysis, limits = mode.analysis, mode.limits
+    params, c = analysis.stft, analysis.context
+    per_block = fitted.H is None  # activations estimated a block at a time
+    # Frames beyond a block that its masks depend on: the activations' (the mode's
+    # spread); their own, when estimated here; and what the mode's masks read.
+    spread = mode.spread(fitted)
+    size = max(8 * spread + 8, limits.block_values // analysis.n_freq)  # frames per block
+    reach = max(spread + c if per_block else 0, mode.reach)
+    for t0 in range(0, n_frames, size):
+        t1 = min(n_frames, t0 + size)
+        h0, h1 = max(0, t0 - spread), min(n_frames, t1 + spread)  # activations the masks of t0..t1 use
+        v0, v1 = max(0, t0 - reach), min(n_frames, t1 + reach)  # frames transformed
+        first, end = frame_span(v0, v1, params)
+        block = _Block(t0, t1, h0, v0, first, signal.read(first, end))
+        block.X = _stft(block.segment, params)
+        if not per_block:
+            block.H = fitted.H[:, h0:h1]
+        else:
+            a, b = max(0, h0 - c), min(n_frames, h1 + c)
+            block.H = mode.activations_at(fitted, analysis.spectrogram(
+                block.X[..., a - v0 : b - v0], mode.rows, mode.pool)[:, h0 - a : h1 - a], h0)
+        yield block
 
 
 def _learn(signal, mode, n_frames, whole):

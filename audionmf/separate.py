@@ -295,8 +295,8 @@ def melody(y, sr, *, limits=None, **options):
     y = check_audio(y, "the audio", loudest=MAX_SAMPLE)
     mode = configure(sr, dict(options, two_stems="vocals"), limits)
     _check_separable(y, mode)
-    _blocks.run(Signal(np.asarray(y, dtype=np.float64), sr), mode, lambda index, samples: None)
-    return mode.melody()
+    signal = Signal(np.asarray(y, dtype=np.float64), sr)
+    return mode.melody_of(_blocks.activations(signal, mode))
 
 
 def _check_separable(y, mode):

@@ -142,6 +142,22 @@ def test_long_file_path_covers_every_frame_and_sums_to_the_input():
     assert np.mean(track[:, 1] > 0) > 0.5
 
 
+def test_melody_is_the_melody_a_separation_writes(tmp_path):
+    """melody() fits without masking or synthesizing: the same melody as the file
+    that separate_file writes, block by block on a long file's path too (two blocks:
+    a block spans at least 8 melody margins, 1032 frames, 12 s at 8 kHz)."""
+    y, _, _ = song(14.0, sr=8000)
+    path = tmp_path / "song.wav"
+    sf.write(path, (0.5 * y / np.abs(y).max()).astype(np.float32), 8000, subtype="FLOAT")
+    y, _ = sf.read(path)
+    for limits in (None, Limits(block_values=2**13, fit_values=2**13, excerpt_frames=32)):
+        folder = tmp_path / ("whole" if limits is None else "blocks")
+        audionmf.separate_file(path, folder, two_stems="vocals", melody_out="melody.csv",
+                               random_state=0, limits=limits)
+        written = read_melody(folder / "melody.csv")
+        np.testing.assert_allclose(melody(y, 8000, random_state=0, limits=limits), written, atol=1e-3)
+
+
 def test_melody_csv_round_trip(tmp_path):
     track = np.column_stack([np.arange(5) * 0.0116, [0.0, 220.0, 221.5, 0.0, 440.25]])
     path = tmp_path / "melody.csv"

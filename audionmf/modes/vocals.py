@@ -153,7 +153,7 @@ class Vocals(Mode):
         self.W_filter = sf.smooth_filters(freqs, N_FILTERS)
         self.W_F0.setflags(write=False)
         self.W_filter.setflags(write=False)
-        self.track = []  # the melody of the frames masked so far, block by block
+        self.track = []  # the F0 row of the frames masked so far, block by block
         self.n_rows = rows
 
     # ------------------------------------------------------------- the fits
@@ -275,7 +275,7 @@ class Vocals(Mode):
         n_f0, n_filter = self.W_F0.shape[1], self.W_filter.shape[1]
         H_F0, H_filter, H_acc, H_lead, H_band, melody = np.split(H, np.cumsum(
             [n_f0, n_filter, N_ACCOMPANIMENT, VOTE_COMPONENTS, VOTE_COMPONENTS]))
-        self.track.append(np.array(melody[0], dtype=np.float64))
+        self.track.append(melody.copy())
         p = self.mask_power
         lead = ((self.W_F0 @ H_F0) * (self.W_filter @ H_filter)).astype(np.float64) ** p
         band = (fitted.templates @ H_acc).astype(np.float64) ** p
@@ -286,9 +286,15 @@ class Vocals(Mode):
         return np.stack([vocals, 1.0 - vocals])
 
     def melody(self):
-        """The melody of the frames separated: np.ndarray [shape=(n_frames, 2)] of
-        time (s) and F0 (Hz, 0 where unvoiced)."""
-        f0 = np.concatenate(self.track) if self.track else np.zeros(0)
+        """The melody of the frames masked so far: see :meth:`melody_of`."""
+        return self.melody_of(self.track)
+
+    def melody_of(self, activations):
+        """The melody of consecutive blocks of activations, from the first frame on
+        (the F0 is their last row): np.ndarray [shape=(n_frames, 2)] of time (s) and
+        F0 (Hz, 0 where unvoiced)."""
+        rows = [np.asarray(H[-1], dtype=np.float64) for H in activations]
+        f0 = np.concatenate(rows) if rows else np.zeros(0)
         times = np.arange(f0.size) * self.analysis.stft.hop_length / self.sr
         return np.column_stack([times, f0])
 
