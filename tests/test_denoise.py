@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audionmf import ParameterError, denoise, separate
+from audionmf import ParameterError, _blocks, denoise, separate
 from audionmf._validation import AudioError
 from audionmf.cli import main
+from audionmf.io import Signal
 from audionmf.limits import Limits
 from audionmf.modes.denoise import denoise_n_fft, parse_span, quiet_frames
+from audionmf.separate import configure
 from audionmf.spectrogram import stft
 
 SR = 8000
@@ -65,16 +67,22 @@ def test_with_a_noise_sample_the_estimates_follow_the_truth(scene):
     assert corr(clean, speech) > corr(mix, speech)
 
 
-def test_the_noise_floor_quiets_the_pauses_and_keeps_the_voice(scene, monkeypatch):
-    """What stands under the floor (the noise's own level, times NOISE_FLOOR_SCALE) goes
-    to noise: less of it is left in the noise-only lead-in, the voice stays."""
-    import audionmf.modes.denoise as module
-
+def test_the_noise_floor_quiets_the_pauses_and_keeps_the_voice(scene):
+    """What stands under the floor (the noise's own level, times the mode's floor_scale)
+    goes to noise: less of it is left in the noise-only lead-in, the voice stays."""
     speech, noise, mix, sample = scene
     lead_in = slice(0, int(LEAD_IN * SR) - 1000)
-    with_floor = denoise(mix, SR, noise=sample)[0]
-    monkeypatch.setattr(module, "NOISE_FLOOR_SCALE", 0.0)
-    without = denoise(mix, SR, noise=sample)[0]
+
+    def clean(floor_scale):
+        mode = configure(SR, {"two_stems": "noise", "noise": sample})
+        assert mode.floor_scale == 3.0  # the default: NOISE_FLOOR_SCALE
+        mode.floor_scale = floor_scale
+        pieces = []
+        _blocks.run(Signal(mix, SR), mode, lambda index, samples: index or pieces.append(samples[0]))
+        return np.concatenate(pieces)
+
+    with_floor = clean(3.0)
+    without = clean(0.0)
     assert np.sum(with_floor[lead_in] ** 2) < 0.7 * np.sum(without[lead_in] ** 2)
     assert corr(with_floor, speech) > 0.8
 

@@ -221,6 +221,8 @@ class Denoise(Mode):
     two_stems = "noise"
     default_mask_power = MASK_POWER
     default_max_iter = DEFAULT_ITER
+    #: The noise floor's scale (:data:`NOISE_FLOOR_SCALE`; 0: no floor).
+    floor_scale = NOISE_FLOOR_SCALE
     options = (
         Option("noise", "--noise-sample", "audio", "with --two-stems noise: a recording of the "
                "noise alone, its noise profile (default: found in the input)", metavar="NOISE.wav"),
@@ -401,7 +403,7 @@ class Denoise(Mode):
 
     def _floor_frames(self):
         """The noise floor's window, in frames (0: no floor)."""
-        if not NOISE_FLOOR_SCALE or self.analysis.context:
+        if not self.floor_scale or self.analysis.context:
             return 0
         return max(1, int(round(NOISE_FLOOR_SECONDS * self.sr / self.analysis.stft.hop_length)))
 
@@ -427,7 +429,7 @@ class Denoise(Mode):
                     speech, noise = W[:, k:] @ h[k:], W[:, :k] @ h[:k]
                 np.maximum(speech, np.float32(1e-30), out=speech)
                 if width:
-                    floor = noise_floor(speech + noise, width)
+                    floor = noise_floor(speech + noise, width, scale=self.floor_scale)
                     speech, noise = speech[:, h_span], np.maximum(noise[:, h_span], floor[:, h_span])
                 if self.mask_power != 1.0:
                     speech **= self.mask_power
