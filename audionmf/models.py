@@ -41,12 +41,16 @@ from .spectrogram import STFTParams, check_context, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models", "model_pooling"]
 
-FORMAT_VERSION = 1
+#: Files of models learned in one factorization are written as version 1, which older
+#: releases read; version 2 adds ``fits``.
+FORMAT_VERSION = 2
 _KIND = "audionmf.SourceModel"
 #: A model file may not unpack to more than this (a crafted file cannot exhaust memory).
 MAX_MODEL_BYTES = 256 * 1024**2
 _FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_length",
            "window", "beta", "power", "context")
+#: Fields a file may lack, and their value then (files written before they existed).
+_OPTIONAL = {"fits": 1}
 
 
 class ModelError(Exception):
@@ -57,7 +61,8 @@ class ModelError(Exception):
 #: numbers stay whole (a float sr of 22050.7 is not truncated), names are text.
 _FIELD_KINDS = {"name": ("U", "text"), "window": ("U", "text"), "sr": ("iu", "a whole number"),
                 "n_fft": ("iu", "a whole number"), "hop_length": ("iu", "a whole number"),
-                "context": ("iu", "a whole number"), "beta": ("iuf", "a real number"),
+                "context": ("iu", "a whole number"), "fits": ("iu", "a whole number"),
+                "beta": ("iuf", "a real number"),
                 "power": ("iuf", "a real number")}
 
 
@@ -132,9 +137,14 @@ def _check_unpacked_size(path, contents):
     contents.seek(0)
 
 
-#: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too).
-LEARN_DEFAULTS = {"n_components": 100, "context": 2, "sparsity": 0.0, "max_iter": 200,
+#: What :meth:`SourceModel.learn` uses unless told otherwise (the CLI shows them too):
+#: two factorizations of 100 templates, 100 iterations each (docs/decisions.md,
+#: "Source models: discriminative dictionaries measured, an ensemble of two fits kept").
+LEARN_DEFAULTS = {"n_components": 100, "fits": 2, "context": 2, "sparsity": 0.0, "max_iter": 100,
                   "semitones": (-1, 0, 1), "tempos": (1.0,)}
+
+#: Most factorizations one model may hold (each costs a fit at separation).
+MAX_FITS = 8
 
 
 #: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
@@ -150,6 +160,15 @@ def _check_name(name):
     if name == "residual":
         raise ParameterError("name='residual' is reserved for the templates learned on the "
                              "mixture (free_components, --free): choose another")
+
+
+def check_fits(fits, n_components):
+    """``fits`` as an int, or ParameterError: between 1 and MAX_FITS, at most one per template."""
+    fits = check_positive_int(fits, "fits", maximum=MAX_FITS)
+    if fits > n_components:
+        raise ParameterError(f"fits={fits}: more factorizations than the {n_components} "
+                             "templates (each needs at least one)")
+    return fits
 
 
 def check_models(models, keyword="models"):
@@ -193,6 +212,12 @@ class SourceModel:
         Frames of context on each side: each template spans ``2 * context + 1``
         consecutive frames (:func:`audionmf.stack_frames`), so it describes
         how a sound evolves, and has ``n_freq * (2 * context + 1)`` rows.
+    fits : int
+        The templates are those of ``fits`` factorizations of the examples from
+        different random starts, in consecutive groups of columns as even as
+        possible (:meth:`groups`; :meth:`learn` makes them equal). Separation
+        fits the activations of each group on its own (group ``g`` of every
+        model together) and averages the masks: an ensemble.
     """
 
     name: str
@@ -204,6 +229,7 @@ class SourceModel:
     beta: float = 1.0
     power: float = 1.0
     context: int = 0
+    fits: int = 1
 
     def __post_init__(self):
         _check_name(self.name)
@@ -233,6 +259,11 @@ class SourceModel:
             raise ParameterError(f"template {silent[0]} of {W.shape[1]} is all zeros: it models nothing")
         W.setflags(write=False)
         object.__setattr__(self, "templates", W)
+        object.__setattr__(self, "fits", check_fits(self.fits, W.shape[1]))
+
+    def groups(self):
+        """The columns of :attr:`templates` of each factorization: ``fits`` arrays of indices."""
+        return np.array_split(np.arange(self.n_components), self.fits)
 
     @property
     def n_components(self):
@@ -264,6 +295,7 @@ class SourceModel:
         *,
         name,
         n_components=LEARN_DEFAULTS["n_components"],
+        fits=LEARN_DEFAULTS["fits"],
         beta="kl",
         power=None,
         n_fft=2048,
@@ -291,7 +323,13 @@ class SourceModel:
         name : str
             Source name.
         n_components : int
-            Number of templates K.
+            Number of templates K of each factorization.
+        fits : int
+            Factorizations of the examples from different random starts, each
+            of K templates and ``max_iter`` iterations: the model holds
+            ``fits * K`` templates. Two of 100 templates, 100 iterations
+            each, separate better than one of 200 iterations, in the same time
+            (an ensemble: see the class).
         beta, power, n_fft, hop_length, window
             Analysis, as in :func:`audionmf.separate`.
         context : int
@@ -312,7 +350,7 @@ class SourceModel:
         sparsity : float
             L1 penalty on the activations while learning (see :func:`audionmf.nmf`).
         max_iter : int
-            NMF iterations.
+            NMF iterations of each factorization.
         silence_db : float
             Frames quieter than this, in dB relative to the loudest frame of
             the examples, are left out: silence teaches nothing.
@@ -354,6 +392,7 @@ class SourceModel:
                                            hop_length=hop_length, window=window)
         params, beta, power = analysis.stft, analysis.beta, analysis.power
         n_components = check_positive_int(n_components, "n_components", maximum=MAX_COMPONENTS)
+        fits = check_positive_int(fits, "fits", maximum=MAX_FITS)  # K each: fitted apart
         context = check_context(context)
         semitones = check_semitones(semitones)
         tempos = check_tempos(tempos)
@@ -405,12 +444,12 @@ class SourceModel:
                 V.append(stack_frames(S, context)[:, mine])
             start += S.shape[1]
         V = np.concatenate(V, axis=1)
-        W = factorize((V / V.max()).astype(np.float32),  # the level does not matter
-                      n_components, beta=beta, max_iter=max_iter, sparsity=sparsity,
-                      random_state=rng, callback=callback)
+        V = (V / V.max()).astype(np.float32)  # the level does not matter
+        W = np.hstack([factorize(V, n_components, beta=beta, max_iter=max_iter, sparsity=sparsity,
+                                 random_state=rng, callback=callback) for _ in range(fits)])
         return cls(name=name, templates=W, sr=sr, n_fft=params.n_fft,
                    hop_length=params.hop_length, window=params.window, beta=beta, power=power,
-                   context=context)
+                   context=context, fits=fits)
 
     # ----------------------------------------------------------------- files
     def save(self, path):
@@ -423,7 +462,7 @@ class SourceModel:
                 np.savez_compressed(
                     handle,
                     kind=np.str_(_KIND),
-                    format_version=np.int64(FORMAT_VERSION),
+                    format_version=np.int64(FORMAT_VERSION if self.fits > 1 else 1),
                     name=np.str_(self.name),
                     templates=self.templates,
                     sr=np.int64(self.sr),
@@ -433,6 +472,7 @@ class SourceModel:
                     beta=np.float64(self.beta),
                     power=np.float64(self.power),
                     context=np.int64(self.context),
+                    **({"fits": np.int64(self.fits)} if self.fits > 1 else {}),
                 )
         except OSError as exc:
             raise ModelError(f"{path}: cannot write ({exc.strerror or exc})") from None
@@ -471,6 +511,7 @@ class SourceModel:
                     raise ModelError(f"{path}: inconsistent model: format_version={version}: "
                                      "versions start at 1")
                 fields = {f: data[f] for f in _FIELDS[2:]}
+                fields.update({f: data[f] for f in _OPTIONAL if f in data.files})
         except ModelError:
             raise
         except (zipfile.BadZipFile, ValueError, TypeError, OSError, EOFError, KeyError) as exc:

@@ -26,6 +26,8 @@ Methods:
   audionmf_two_stems  audionmf.separate(two_stems="drums"): drums / no_drums (blind; scored
                       with the best permutation, as HPSS)
   audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
+  audionmf_models_single  the same with models of one factorization (fits=1, 200 iterations:
+                      the defaults before the ensemble of two)
   noisereduce_nonstationary  noisereduce.reduce_noise(stationary=False): speech / the rest
   noisereduce_stationary     noisereduce.reduce_noise(stationary=True, y_noise=noise_sample.flac)
   audionmf_denoise           audionmf.denoise(): the noise profile found in the mixture
@@ -226,15 +228,21 @@ class AudionmfTwoStems:
 
 class AudionmfModels:
     blind = False
+    learn_options = {}
 
     def prepare(self, task, sr):
         return [
-            audionmf.SourceModel.learn(task["train"][s], sr, name=s, random_state=0)
+            audionmf.SourceModel.learn(task["train"][s], sr, name=s, random_state=0,
+                                       **self.learn_options)
             for s in task["sources"]
         ]
 
     def run(self, models, mix, sr, stems):
         return audionmf.separate(mix, sr, models=models, random_state=0)
+
+
+class AudionmfModelsSingle(AudionmfModels):
+    learn_options = {"fits": 1, "max_iter": 200}
 
 
 class Denoiser:
@@ -368,6 +376,7 @@ METHODS = {
     "audionmf_denoise_sample": AudionmfDenoiseSample,
     "librosa_vocal": LibrosaVocal,
     "audionmf_vocals": AudionmfVocals,
+    "audionmf_models_single": AudionmfModelsSingle,
 }
 
 

@@ -35,7 +35,7 @@ def test_decompose_npz(tmp_path, short_clip):
 
 def test_decompose_csv_with_a_model(tmp_path, short_clip):
     y, sr = sf.read(short_clip)
-    model = SourceModel.learn(y, sr, name="mix", n_components=5, max_iter=30, random_state=0)
+    model = SourceModel.learn(y, sr, name="mix", n_components=5, max_iter=30, random_state=0, fits=1)
     model.save(tmp_path / "m.npz")
     out = tmp_path / "acts.csv"
     assert main(["decompose", str(short_clip), "-o", str(out), "--model", str(tmp_path / "m.npz"), "-q"]) == 0

@@ -161,7 +161,7 @@ def test_source_model_at_another_rate(signals, model):
 def test_templates_with_context(signals):
     y = signals[0] + signals[1]
     model = SourceModel.learn(y, SR, name="ctx", n_components=2, n_fft=N_FFT, context=1,
-                              max_iter=50, random_state=0)
+                              max_iter=50, random_state=0, fits=1)
     for templates in (model, model.templates):
         dec = decompose(y, SR, templates=templates, n_fft=N_FFT)
         n_frames = dec.activations.shape[1]

@@ -111,6 +111,7 @@ BAD = ["0", "-1", "nan", "inf", "1e300", str(2**70), "x", ""]
     ("separate", "--two-stems", ["drums", "vocals"], ["bass", "", "x"]),
     ("separate", "--format", ["wav", "flac"], ["mp3", "", "WAV"]),
     ("learn", "--components", ["1", "4096"], BAD + ["4097"]),
+    ("learn", "--fits", ["1", "8"], BAD + ["9"]),
     ("learn", "--context", ["0", "32"], BAD[1:] + ["33"]),
     ("learn", "--pitch-range", ["0", "24"], BAD[1:] + ["25"]),
     ("learn", "--sparsity", ["0", "1e300"], ["-1", "nan", "inf", "x", ""]),

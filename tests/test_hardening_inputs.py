@@ -222,7 +222,7 @@ BAD_MODEL_FIELDS = [
     ("templates", np.ones((ROWS, 2, 1)), r"inconsistent model: templates have shape \(129, 2, 1\)"),
     ("templates", np.ones((ROWS, 0)), r"inconsistent model: templates have shape \(129, 0\)"),
     ("templates", np.float64(1.0), r"inconsistent model: templates have shape \(\)"),
-    ("format_version", np.int64(2), "model format 2 is newer than this audionmf reads"),
+    ("format_version", np.int64(3), "model format 3 is newer than this audionmf reads"),
     ("format_version", np.int64(2**62), "model format 4611686018427387904 is newer"),
     ("format_version", np.int64(0), "inconsistent model: format_version=0"),
     ("format_version", np.float64(np.inf), "not a readable model file \\(format_version is float64"),

@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 
 from audionmf import ModelError, ParameterError, SourceModel, separate
+from audionmf.models import LEARN_DEFAULTS
 from audionmf.cli import main
 
 from conftest import gated, tone
@@ -36,7 +37,7 @@ def rel_error(estimate, reference):
 
 def test_learned_model_describes_its_analysis(models):
     low, _ = models
-    assert low.templates.shape == (N_FFT // 2 + 1, 8)
+    assert low.templates.shape == (N_FFT // 2 + 1, 8 * LEARN_DEFAULTS["fits"])
     np.testing.assert_allclose(low.templates.sum(axis=0), 1.0, rtol=1e-5)
     assert (low.sr, low.n_fft, low.hop_length, low.beta, low.power) == (SR, N_FFT, N_FFT // 4, 1.0, 1.0)
     # The templates sit where the source has energy: below 1 kHz for the low voice.
@@ -83,7 +84,7 @@ def test_templates_learned_on_the_mixture_take_plain_steps(monkeypatch):
     for module in ("base", "blind", "supervised"):  # every fit of the modes
         monkeypatch.setattr(sys.modules[f"audionmf.modes.{module}"], "nmf", spy)
     low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, context=0,
-                            semitones=(0,), random_state=0)
+                            semitones=(0,), random_state=0, fits=1)
     y = low_voice(offset=0.1) + high_voice()
     separate(y, SR, models=[low], free_components=4, random_state=0)
     separate(y, SR, n_sources=2, n_fft=N_FFT, random_state=0)
@@ -247,8 +248,10 @@ def test_cli_learn_then_separate(tmp_path, example_files):
     common = ["--components", "8", "--n-fft", str(N_FFT), "--context", "1", "-q"]
     assert main(["learn", "low", str(example_files / "low1.wav"), str(example_files / "low2.wav"),
                  "-o", str(low), *common]) == 0
-    assert main(["learn", "high", str(example_files / "high.wav"), "-o", str(high), *common]) == 0
+    assert main(["learn", "high", str(example_files / "high.wav"), "-o", str(high), *common,
+                 "--fits", "1"]) == 0  # beside a model of two fits: it lends its templates to both
     assert SourceModel.load(low).name == "low" and SourceModel.load(low).context == 1
+    assert (SourceModel.load(low).fits, SourceModel.load(high).fits) == (LEARN_DEFAULTS["fits"], 1)
     out = tmp_path / "out"
     assert main(["separate", str(example_files / "mix.wav"), "--model", str(low), "--model", str(high),
                  "-o", str(out), "-q"]) == 0
@@ -299,8 +302,9 @@ def test_cli_learn_bad_example(tmp_path, example_files, capsys):
 
 
 def test_models_with_temporal_context(tmp_path):
-    low = SourceModel.learn(low_voice(), SR, name="low", n_components=8, n_fft=N_FFT, context=2, random_state=0)
-    high = SourceModel.learn(high_voice(), SR, name="high", n_components=8, n_fft=N_FFT, context=2, random_state=0)
+    kw = dict(n_components=8, n_fft=N_FFT, context=2, random_state=0, fits=1)
+    low = SourceModel.learn(low_voice(), SR, name="low", **kw)
+    high = SourceModel.learn(high_voice(), SR, name="high", **kw)
     assert low.templates.shape == (5 * (N_FFT // 2 + 1), 8)
     low.save(tmp_path / "low.npz")
     assert SourceModel.load(tmp_path / "low.npz").context == 2

@@ -1,4 +1,6 @@
 """How `SourceModel.learn` learns (shifts, tempos, copies drawn) and how models are fitted on bands."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -26,7 +28,7 @@ def test_model_pooling_keeps_low_bins_and_pools_high_ones():
 
 def test_fractional_shifts_are_accepted_and_checked():
     m = SourceModel.learn(bright_voice(), SR, name="v", n_components=4, semitones=(-0.5, 0, 0.5),
-                          random_state=0, max_iter=20)
+                          random_state=0, max_iter=20, fits=1)
     assert m.n_components == 4
     for bad in ((0, float("nan")), (0, 25.0), ("a",), (True,)):
         with pytest.raises(ParameterError, match="semitones"):
@@ -74,9 +76,78 @@ def test_copies_learned_from_are_bounded(monkeypatch):
     monkeypatch.setattr(models, "factorize", spy)
     y = bright_voice() + 1e-3 * np.random.default_rng(0).standard_normal(2 * SR)  # no silent frame
     SourceModel.learn(y, SR, name="v", n_components=4, max_iter=5, semitones=(0,), tempos=(1,),
-                      silence_db=-200.0)
-    SourceModel.learn(y, SR, name="v", n_components=4, max_iter=5, silence_db=-200.0,
+                      silence_db=-200.0, fits=1)
+    SourceModel.learn(y, SR, name="v", n_components=4, max_iter=5, silence_db=-200.0, fits=1,
                       semitones=np.arange(-2, 2.01, 0.5), tempos=(0.85, 1, 1.15))
     frames = seen[0]  # the example's own
     # 9 shifts x 3 tempos drawn down to MAX_COPIES times them (the tempos change the count a bit)
     assert 0.98 * MAX_COPIES * frames <= seen[1] <= 1.03 * MAX_COPIES * frames
+
+
+def test_fits_are_factorizations_from_different_starts():
+    kw = dict(n_components=3, semitones=(0,), random_state=0, max_iter=20)
+    single = SourceModel.learn(bright_voice(), SR, name="v", fits=1, **kw)
+    three = SourceModel.learn(bright_voice(), SR, name="v", fits=3, **kw)
+    assert three.n_components == 9 and three.fits == 3
+    assert [list(g) for g in three.groups()] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    # the same frames; the first start is the one-fit model's, the others differ
+    np.testing.assert_allclose(three.templates[:, :3], single.templates)
+    assert not np.allclose(three.templates[:, 3:6], three.templates[:, :3])
+    for bad in (0, 9, 2.0, True):
+        with pytest.raises(ParameterError, match="fits"):
+            SourceModel.learn(bright_voice(), SR, name="v", fits=bad, **kw)
+    with pytest.raises(ParameterError, match="fits=3: more factorizations than the 2 templates"):
+        replace(three, templates=three.templates[:, :2])
+
+
+def test_an_ensemble_averages_the_masks_of_its_fits():
+    """Each fit of the ensemble separates on its own; the ensemble's sources are the
+    average of theirs, and still sum to the mixture. A model of one fit beside one of
+    two lends its templates to both fits."""
+    kw = dict(n_components=6, random_state=0, max_iter=40, fits=2)
+    a = SourceModel.learn(bright_voice(f0=330.0), SR, name="a", **kw)
+    b = SourceModel.learn(bright_voice(f0=880.0, offset=0.1), SR, name="b", **kw)
+    y = bright_voice(f0=330.0, offset=0.05) + bright_voice(f0=880.0, offset=0.15)
+
+    def alone(model, g):
+        return replace(model, templates=model.templates[:, model.groups()[g]], fits=1)
+
+    both = separate(y, SR, models=[a, b], random_state=0)
+    fits = [separate(y, SR, models=[alone(a, g), alone(b, g)], random_state=0) for g in (0, 1)]
+    for name in ("a", "b"):
+        np.testing.assert_allclose(both[name], (fits[0][name] + fits[1][name]) / 2, atol=1e-6)
+    np.testing.assert_allclose(both["a"] + both["b"], y, atol=1e-5)
+    mixed = separate(y, SR, models=[a, alone(b, 0)], random_state=0)
+    lent = [separate(y, SR, models=[alone(a, g), alone(b, 0)], random_state=0) for g in (0, 1)]
+    np.testing.assert_allclose(mixed["a"], (lent[0]["a"] + lent[1]["a"]) / 2, atol=1e-6)
+    with_free = separate(y, SR, models=[a, b], free_components=2, random_state=0)
+    np.testing.assert_allclose(sum(with_free.values()), y, atol=1e-5)
+
+
+def test_ensemble_files_round_trip_and_single_fit_files_stay_version_1(tmp_path):
+    import zipfile
+
+    kw = dict(n_components=2, semitones=(0,), random_state=0, max_iter=5)
+    for fits, version in ((1, 1), (2, 2)):
+        model = SourceModel.learn(bright_voice(), SR, name="v", fits=fits, **kw)
+        path = tmp_path / f"v{fits}.npz"
+        model.save(path)
+        with np.load(path) as data:
+            assert int(data["format_version"]) == version and ("fits" in data.files) == (fits > 1)
+        loaded = SourceModel.load(path)
+        assert loaded.fits == fits
+        np.testing.assert_array_equal(loaded.templates, model.templates)
+    with zipfile.ZipFile(tmp_path / "v2.npz") as archive:  # a fits field that cannot be
+        members = {n: archive.read(n) for n in archive.namelist()}
+    import io as _io
+
+    buffer = _io.BytesIO()
+    np.save(buffer, np.int64(5))
+    members["fits.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(tmp_path / "bad.npz", "w") as archive:
+        for n, data in members.items():
+            archive.writestr(n, data)
+    from audionmf import ModelError
+
+    with pytest.raises(ModelError, match="bad.npz: inconsistent model: fits=5: more factorizations"):
+        SourceModel.load(tmp_path / "bad.npz")

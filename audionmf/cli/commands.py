@@ -13,7 +13,7 @@ from .._validation import MAX_COMPONENTS, MAX_SR, AudioError, ParameterError
 from ..evaluate import evaluate_folders, score_columns
 from ..features import decompose
 from ..io import atomic_file
-from ..models import LEARN_DEFAULTS, MAX_LEARN_ITER, ModelError, SourceModel
+from ..models import LEARN_DEFAULTS, MAX_FITS, MAX_LEARN_ITER, ModelError, SourceModel
 from ..spectrogram import MAX_CONTEXT, stft
 from ._common import (
     EXIT_BAD_FILE,
@@ -48,7 +48,10 @@ The model file holds the templates and the analysis they belong to (sample
 rate, STFT, divergence, spectrogram power); 'audionmf separate --model' uses
 that analysis. Frames more than 40 dB below the loudest are ignored. Each
 example is also learned from with its spectrogram shifted up and down by up to
---pitch-range semitones (default 1).
+--pitch-range semitones (default 1). The templates are those of --fits
+factorizations from different random starts (default 2, each of --components
+templates); 'separate' fits each one's activations on its own and averages
+the masks.
 
 examples:
   audionmf learn speech clips/speech/*.wav -o speech.npz
@@ -84,7 +87,10 @@ def add_parsers(commands):
     learn.add_argument("inputs", nargs="+", metavar="AUDIO", help="example recordings")
     learn.add_argument("-o", "--out", required=True, metavar="MODEL.npz", help="model file to write")
     learn.add_argument("--components", type=number(int, 1, "a whole number", maximum=MAX_COMPONENTS), default=None, metavar="K",
-                       help=f"number of templates (default: {LEARN_DEFAULTS['n_components']})")
+                       help=f"number of templates of each factorization (default: {LEARN_DEFAULTS['n_components']})")
+    learn.add_argument("--fits", type=number(int, 1, "a whole number", maximum=MAX_FITS), default=None,
+                       metavar="N", help="factorizations from different random starts, each of K "
+                       f"templates (default: {LEARN_DEFAULTS['fits']})")
     add_analysis_options(learn, "")
     learn.add_argument("--context", type=number(int, 0, "a whole number", maximum=MAX_CONTEXT), default=None, metavar="C",
                        help="frames of context on each side of a template, so templates follow "
@@ -96,7 +102,7 @@ def add_parsers(commands):
     learn.add_argument("--sparsity", type=nonnegative_float, default=None, metavar="S",
                        help=f"L1 penalty on activations while learning (default: {LEARN_DEFAULTS['sparsity']})")
     learn.add_argument("--iterations", type=number(int, 1, "a whole number", maximum=MAX_LEARN_ITER), default=None, metavar="N",
-                       help=f"NMF iterations (default: {LEARN_DEFAULTS['max_iter']})")
+                       help=f"NMF iterations of each factorization (default: {LEARN_DEFAULTS['max_iter']})")
     learn.add_argument("--sr", type=number(int, 1, "a whole number", maximum=MAX_SR), default=None, metavar="HZ",
                        help="sample rate of the model (default: the first file's)")
     add_run_options(learn)
@@ -163,7 +169,8 @@ def _run_learn(args):
         report(f"{args.out}: {problem}")
         return EXIT_BAD_FILE
     options = {
-        "n_components": args.components, "context": args.context, "sparsity": args.sparsity,
+        "n_components": args.components, "fits": args.fits, "context": args.context,
+        "sparsity": args.sparsity,
         "max_iter": args.iterations,
         "beta": args.beta, "n_fft": args.n_fft, "hop_length": args.hop,
         "semitones": None if args.pitch_range is None else range(-args.pitch_range, args.pitch_range + 1),
@@ -180,7 +187,8 @@ def _run_learn(args):
         report(str(exc), about=args.name, known=args.inputs + [args.out])
         return EXIT_BAD_FILE
     if not args.quiet:
-        print(f"{args.out}: {model.n_components} templates of {args.name!r} "
+        fits = f" ({model.fits} factorizations)" if model.fits > 1 else ""
+        print(f"{args.out}: {model.n_components} templates of {args.name!r}{fits} "
               f"({model.sr} Hz, n_fft {model.n_fft}, hop {model.hop_length})", file=sys.stderr)
     return EXIT_OK
 

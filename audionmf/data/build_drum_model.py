@@ -261,7 +261,7 @@ def main():
     model = audionmf.SourceModel.learn(clips, sr=SR, name="drums", n_components=a.components,
                                        context=a.context, max_iter=a.iterations, semitones=(0,),
                                        beta="kl", n_fft=2048, hop_length=512, window="hann",
-                                       sparsity=0.0, random_state=a.seed)
+                                       sparsity=0.0, fits=1, random_state=a.seed)
     model.save(a.out)
     with open(a.out + ".files.txt", "w") as fh:
         fh.write(f"# hydrogen-drumkits 2017.09.19~dfsg-1; kits: {a.kits}\n")

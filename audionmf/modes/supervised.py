@@ -8,12 +8,18 @@ source, ``"residual"`` (semi-supervised NMF).
 Without free templates, the activations are fitted on high bins summed in
 narrow bands (:func:`audionmf.models.model_pooling`, as the models were
 learned), and the masks are built at full resolution.
+
+Models learned as several factorizations (``SourceModel.fits``) are an
+ensemble: group ``g`` of every model's templates (a model with fewer groups
+lends its group ``g`` modulo their count) is fitted on its own, with free
+templates of its own if any, and the masks of the fits are averaged.
 """
 import numpy as np
 
 from .._threads import serial_blas
 from .._validation import MAX_COMPONENTS, check_positive_int
 from ..analysis import Analysis, templates_at_rate
+from ..masks import wiener_masks
 from ..models import check_models, model_pooling
 from ..nmf import nmf
 from .base import Fitted, Mode, Option, keyword
@@ -65,9 +71,17 @@ class Supervised(Mode):
         self.analysis = own.at_rate(self.sr)
         self.n_free = self.check_options({"free_components": free_components})["free_components"]
         self.names = self.source_names({"models": models, "free_components": self.n_free})
-        self.fixed = templates_at_rate(np.hstack([m.templates for m in models]), own, self.sr)
-        self.labels = np.repeat(np.arange(len(self.names)),
-                                [m.n_components for m in models] + ([self.n_free] if self.n_free else []))
+        # Each fit of the ensemble: its columns of the models' templates laid side by side.
+        offsets = np.cumsum([0] + [m.n_components for m in models])
+        fits = [[offset + m.groups()[g % m.fits] for m, offset in zip(models, offsets)]
+                for g in range(max(m.fits for m in models))]
+        self.fit_labels = [np.repeat(np.arange(len(self.names)), [len(c) for c in columns]
+                                     + ([self.n_free] if self.n_free else [])) for columns in fits]
+        self.spans = _spans([sum(len(c) for c in columns) for columns in fits])
+        self.labels = np.concatenate([np.repeat(np.arange(len(models)), [len(c) for c in columns])
+                                      for columns in fits])
+        every = np.hstack([m.templates for m in models])
+        self.fixed = templates_at_rate(every, own, self.sr)[:, np.concatenate(sum(fits, []))]
         frames = 2 * own.context + 1
         self.rows = self.fixed.shape[0] // frames
         self.fit_templates = self.fixed
@@ -81,15 +95,42 @@ class Supervised(Mode):
         return whole or bool(self.n_free)
 
     def without_fit(self):
-        return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates)
+        return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates, state=self.spans)
 
     def fit(self, V, whole):
         if not self.n_free:  # nothing to learn: the activations of the whole signal
             return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates,
-                          H=self.fixed_activations(V, self.fit_templates))
-        free = self.rng.random((V.shape[0], self.n_free)).astype(np.float32)
-        W = np.hstack([self.fixed, free / np.maximum(free.sum(axis=0), 1e-30)])
-        update = np.r_[np.zeros(self.fixed.shape[1], bool), np.ones(self.n_free, bool)]
-        result = nmf(V, W.shape[1], W=W, update_W=update, over_relaxation=MIXTURE_OVER_RELAXATION,
-                     **self.fit_options(random_state=self.rng, callback=self.callback))
-        return Fitted(W=result.W, labels=self.labels, H=result.H if whole else None)
+                          H=self._activations(V, self.fit_templates, self.spans), state=self.spans)
+        results = []
+        for span in self.spans:  # each fit of the ensemble with free templates of its own
+            free = self.rng.random((V.shape[0], self.n_free)).astype(np.float32)
+            W = np.hstack([self.fixed[:, span], free / np.maximum(free.sum(axis=0), 1e-30)])
+            update = np.r_[np.zeros(span.stop - span.start, bool), np.ones(self.n_free, bool)]
+            results.append(nmf(V, W.shape[1], W=W, update_W=update,
+                               over_relaxation=MIXTURE_OVER_RELAXATION,
+                               **self.fit_options(random_state=self.rng, callback=self.callback)))
+        return Fitted(W=np.hstack([r.W for r in results]), labels=np.concatenate(self.fit_labels),
+                      H=np.vstack([r.H for r in results]) if whole else None,
+                      state=_spans([r.W.shape[1] for r in results]))
+
+    def _activations(self, V, templates, spans):
+        """The activations of each fit's templates (``V`` normalized), one above the other."""
+        return np.vstack([self.fixed_activations(V, templates[:, span]) for span in spans])
+
+    def activations(self, fitted, V):
+        if not np.any(V):
+            return np.zeros((fitted.templates.shape[1], V.shape[1]), dtype=np.float32)
+        return self._activations(V / V.max(), fitted.templates, fitted.state)
+
+    def masks(self, fitted, H, X, h_span, x_span):
+        """The average of the fits' Wiener masks (a single fit's own masks for one)."""
+        masks = [wiener_masks(fitted.W[:, span], H[span], fitted.labels[span],
+                              mask_power=self.mask_power, context=self.analysis.context)[:, :, h_span]
+                 for span in fitted.state]
+        return masks[0] if len(masks) == 1 else sum(masks) / len(masks)
+
+
+def _spans(sizes):
+    """Consecutive slices of the given sizes."""
+    ends = np.cumsum(sizes)
+    return [slice(int(end - size), int(end)) for size, end in zip(sizes, ends)]
