@@ -280,7 +280,8 @@ class Vocals(Mode):
         lead = ((self.W_F0 @ H_F0) * (self.W_filter @ H_filter)).astype(np.float64) ** p
         band = (fitted.templates @ H_acc).astype(np.float64) ** p
         model = np.divide(lead, lead + band, out=np.full(lead.shape, 0.5), where=lead + band > 0)
-        lead, band = (fitted.state @ H_lead).astype(np.float64) ** 2, (fitted.state @ H_band).astype(np.float64) ** 2
+        lead = (fitted.state @ H_lead).astype(np.float64) ** 2  # the parts' magnitudes: Wiener's
+        band = (fitted.state @ H_band).astype(np.float64) ** 2
         vote = np.divide(lead, lead + band, out=np.full(lead.shape, 0.5), where=lead + band > 0)
         vocals = self.pool.T @ blend_masks(vote, model)
         return np.stack([vocals, 1.0 - vocals])
