@@ -81,8 +81,12 @@ def run(signal, mode, write, *, summary=None, progress=None, inspect=None):
 def activations(signal, mode):
     """The activations the masks of ``signal`` would be made of, block by block,
     with nothing masked or synthesized: yields ``H`` of consecutive frames
-    (np.ndarray [shape=(n_activations, n_frames_of_block)])."""
+    (np.ndarray [shape=(n_activations, n_frames_of_block)]); those of the whole
+    signal at once where it was fitted whole (no block's STFT is needed then)."""
     n_frames, fitted = _fit(signal, mode)
+    if fitted.H is not None:
+        yield fitted.H[:, :n_frames]
+        return
     for block in _blocks(signal, mode, fitted, n_frames):
         yield block.H[:, block.t0 - block.h0 : block.t1 - block.h0]
 
