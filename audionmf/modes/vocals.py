@@ -325,8 +325,6 @@ class Vocals(Mode):
 def _salience(first):
     """The melody's salience of each comb and frame (:data:`ENERGY_WEIGHT`)."""
     activation = first.H_F0[:-1].astype(np.float64)
-    if ENERGY_WEIGHT == 0.0:
-        return activation
     power = sf.comb_power(first).astype(np.float64)
     activation /= np.maximum(activation.sum(axis=0), 1e-300)
     power /= np.maximum(power.sum(axis=0), 1e-300)
