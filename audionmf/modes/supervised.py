@@ -75,11 +75,10 @@ class Supervised(Mode):
         offsets = np.cumsum([0] + [m.n_components for m in models])
         fits = [[offset + m.groups()[g % m.fits] for m, offset in zip(models, offsets)]
                 for g in range(max(m.fits for m in models))]
-        self.fit_labels = [np.repeat(np.arange(len(self.names)), [len(c) for c in columns]
-                                     + ([self.n_free] if self.n_free else [])) for columns in fits]
+        self.labels = np.concatenate([np.repeat(np.arange(len(self.names)), [len(c) for c in columns]
+                                                + ([self.n_free] if self.n_free else []))
+                                      for columns in fits])  # (each fit's free templates last)
         self.spans = _spans([sum(len(c) for c in columns) for columns in fits])
-        self.labels = np.concatenate([np.repeat(np.arange(len(models)), [len(c) for c in columns])
-                                      for columns in fits])
         every = np.hstack([m.templates for m in models])
         self.fixed = templates_at_rate(every, own, self.sr)[:, np.concatenate(sum(fits, []))]
         frames = 2 * own.context + 1
@@ -109,7 +108,7 @@ class Supervised(Mode):
             results.append(nmf(V, W.shape[1], W=W, update_W=update,
                                over_relaxation=MIXTURE_OVER_RELAXATION,
                                **self.fit_options(random_state=self.rng, callback=self.callback)))
-        return Fitted(W=np.hstack([r.W for r in results]), labels=np.concatenate(self.fit_labels),
+        return Fitted(W=np.hstack([r.W for r in results]), labels=self.labels,
                       H=np.vstack([r.H for r in results]) if whole else None,
                       state=_spans([r.W.shape[1] for r in results]))
 
