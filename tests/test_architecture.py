@@ -22,7 +22,7 @@ MAX_LINES = 600
 LAYERS = [
     {"_version", "_validation", "_kernels", "_threads", "limits"},
     {"_engine", "nmf", "_writing", "io", "spectrogram"},
-    {"analysis", "masks", "sourcefilter"},
+    {"analysis", "masks", "sourcefilter", "vote"},
     {"grouping", "models", "_learning"},
     {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums", "modes.denoise",
      "modes.vocals"},

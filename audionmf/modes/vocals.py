@@ -23,7 +23,7 @@ wrong, the lead takes a note of the band for a few frames: so the mask is also
 put to a vote. A blind KL-NMF of the magnitude spectrogram
 (:data:`VOTE_COMPONENTS`) splits the mixture into recurring parts, and each part
 goes to the lead in the share of its energy that the model's Wiener mask gives
-the lead, over all its frames (sharpened by :data:`VOTE_SHARPNESS`); the masks
+the lead, over all its frames (sharpened: :data:`audionmf.vote.SHARPNESS`); the masks
 are the normalized geometric mean of the vote's and the model's
 (docs/decisions.md, "Vocals: the vote"). For speed the fit
 works on a spectrogram whose bins above 5 kHz are summed in 1/12-octave bands
@@ -39,9 +39,9 @@ import numpy as np
 from .._validation import ParameterError
 from ..analysis import Analysis, band_pooling
 from ..masks import blend_masks
-from ..nmf import nmf
 from ..spectrogram import STFTParams
 from .. import sourcefilter as sf
+from .. import vote
 from .base import Fitted, Mode, Option, keyword
 
 __all__ = ["Vocals", "read_melody", "melody_csv"]
@@ -75,12 +75,8 @@ ENERGY_WEIGHT = 0.25
 #: of the band held that long is not the melody (docs/decisions.md, "Vocals: the melody's
 #: salience").
 HELD_DISCOUNT, HELD_SECONDS = 0.5, 0.25
-#: The vote: parts of a blind KL-NMF of the magnitude spectrogram, and its iterations.
-VOTE_COMPONENTS, VOTE_ITER = 40, 100
-#: A part's share of the lead, s, counts as s**k / (s**k + (1 - s)**k) with this k.
-VOTE_SHARPNESS = 2.0
-#: The vote's factorization sees the mean of this many frames at a time.
-VOTE_DECIMATION = 2
+#: Parts of the vote's blind factorization (:mod:`audionmf.vote`).
+VOTE_COMPONENTS = vote.PARTS
 #: The first fit (the melody's) sees the mean of this many frames at a time.
 TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
@@ -162,10 +158,10 @@ class Vocals(Mode):
         and melody kept), or on its excerpts (the accompaniment's and the vote's
         templates kept)."""
         given = self.given_frames(0, V.shape[1]) if whole and self.given is not None else None
-        factors, melody, vote = self._separate(V, N_ACCOMPANIMENT, VOTE_COMPONENTS, given)
+        factors, melody, votes = self._separate(V, N_ACCOMPANIMENT, VOTE_COMPONENTS, given)
         return Fitted(W=factors.W_acc, labels=np.ones(N_ACCOMPANIMENT, dtype=int),
-                      H=self._stack(factors, vote, melody) if whole else None,
-                      templates=factors.W_acc, state=vote[0])
+                      H=self._stack(factors, votes, melody) if whole else None,
+                      templates=factors.W_acc, state=votes[0])
 
     def activations_at(self, fitted, V, start):
         """A block's fits with the accompaniment's and the vote's templates fixed;
@@ -174,8 +170,8 @@ class Vocals(Mode):
             n_rows = self.f0s.size + 1 + N_FILTERS + N_ACCOMPANIMENT + 2 * VOTE_COMPONENTS + 1
             return np.zeros((n_rows, V.shape[1]), dtype=np.float32)
         given = None if self.given is None else self.given_frames(start, V.shape[1])
-        factors, melody, vote = self._separate(V / V.max(), fitted.templates, fitted.state, given)
-        return self._stack(factors, vote, melody)
+        factors, melody, votes = self._separate(V / V.max(), fitted.templates, fitted.state, given)
+        return self._stack(factors, votes, melody)
 
     def spread(self, fitted):
         return 0 if fitted.H is not None else TRACK_MARGIN
@@ -192,7 +188,7 @@ class Vocals(Mode):
             # The first fit on pairs of frames averaged (TRACK_DECIMATION): half the work.
             step = TRACK_DECIMATION
             pairs = -(-n_frames // step)
-            coarse = _decimated(V, step)
+            coarse = vote.decimated(V, step)
             first = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, pairs,
                                           self.rng, scale=scale)
             sf.fit(coarse, first, FIRST_ITER, update_acc=not fixed)
@@ -228,34 +224,24 @@ class Vocals(Mode):
         return factors, melody.astype(np.float32), self._vote(V, factors, votes)
 
     def _vote(self, V, factors, templates):
-        """A blind KL-NMF of the magnitudes ``sqrt(V)`` (``templates``: how many to
-        learn, or fixed ones), and each part's activations split between the lead and
-        the band: the part's share of the lead is the model's Wiener mask averaged
-        over the part's energy, sharpened by :data:`VOTE_SHARPNESS`.
+        """The vote (:mod:`audionmf.vote`) on the magnitudes of ``V``, ``templates``
+        the number of parts to learn or fixed ones: each part's activations split between
+        the lead and the band by the model's Wiener mask.
 
         Returns
         -------
         W, H_lead, H_band : np.ndarray (float32)
         """
-        fixed = not np.isscalar(templates)
-        n_frames = V.shape[1]
-        coarse = _decimated(V, VOTE_DECIMATION)
-        parts = nmf(np.sqrt(coarse), templates.shape[1] if fixed else templates, beta="kl",
-                    max_iter=VOTE_ITER, random_state=self.rng, limits=self.limits,
-                    W=templates if fixed else None, update_W=not fixed)
-        W, H = parts.W, np.repeat(parts.H, VOTE_DECIMATION, axis=1)[:, :n_frames]
+        W, H = vote.learn_parts(V, templates, power=self.analysis.power, random_state=self.rng,
+                                limits=self.limits)
         lead, band = factors.lead(), factors.accompaniment()
         total = lead + band
         mask = np.divide(lead, total, out=np.zeros(total.shape, dtype=np.float32), where=total > 0)
-        energy = W.sum(axis=0) * H.sum(axis=1)
-        share = (W * (mask @ H.T)).sum(axis=0) / np.maximum(energy, 1e-30)
-        share = np.clip(share, 0.0, 1.0)
-        lead, band = share**VOTE_SHARPNESS, (1.0 - share) ** VOTE_SHARPNESS
-        share = lead / np.maximum(lead + band, 1e-30)
-        return W, share[:, None] * H, (1.0 - share)[:, None] * H
+        H_lead, H_band = np.split(vote.split(H, vote.shares(W, H, np.stack([mask, 1.0 - mask]))), 2)
+        return W, H_lead, H_band
 
-    def _stack(self, factors, vote, melody):
-        return np.vstack([factors.H_F0, factors.H_filter, factors.H_acc, vote[1], vote[2],
+    def _stack(self, factors, votes, melody):
+        return np.vstack([factors.H_F0, factors.H_filter, factors.H_acc, votes[1], votes[2],
                           melody[None, :]])
 
     # ------------------------------------------------------------- masks and melody
@@ -280,10 +266,8 @@ class Vocals(Mode):
         lead = ((self.W_F0 @ H_F0) * (self.W_filter @ H_filter)).astype(np.float64) ** p
         band = (fitted.templates @ H_acc).astype(np.float64) ** p
         model = np.divide(lead, lead + band, out=np.full(lead.shape, 0.5), where=lead + band > 0)
-        lead = (fitted.state @ H_lead).astype(np.float64) ** 2  # the parts' magnitudes: Wiener's
-        band = (fitted.state @ H_band).astype(np.float64) ** 2
-        vote = np.divide(lead, lead + band, out=np.full(lead.shape, 0.5), where=lead + band > 0)
-        vocals = self.pool.T @ blend_masks(vote, model)
+        votes = vote.vote_masks(fitted.state, np.vstack([H_lead, H_band]))[0]
+        vocals = self.pool.T @ blend_masks(votes, model)
         return np.stack([vocals, 1.0 - vocals])
 
     def melody(self):
@@ -345,14 +329,6 @@ def _combs(sr, n_fft):
     combs = sf.harmonic_templates(sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE), sr=sr, n_fft=n_fft)
     combs.setflags(write=False)
     return combs
-
-
-def _decimated(V, step):
-    """The mean of each ``step`` frames of ``V`` (the last repeated to fill the last step)."""
-    n_rows, n_frames = V.shape
-    groups = -(-n_frames // step)
-    padded = np.pad(V, ((0, 0), (0, groups * step - n_frames)), mode="edge")
-    return padded.reshape(n_rows, groups, step).mean(axis=2)
 
 
 def _step(times):
