@@ -28,6 +28,8 @@ Methods:
   audionmf_models     audionmf.SourceModel.learn on train/, audionmf.separate(models=...)
   audionmf_models_single  the same with models of one factorization (fits=1, 200 iterations:
                       the defaults before the ensemble of two)
+  audionmf_models_novote  audionmf_models with the vote off (the Supervised mode's
+                      vote_parts = 0: the default before the vote)
   noisereduce_nonstationary  noisereduce.reduce_noise(stationary=False): speech / the rest
   noisereduce_stationary     noisereduce.reduce_noise(stationary=True, y_noise=noise_sample.flac)
   audionmf_denoise           audionmf.denoise(): the noise profile found in the mixture
@@ -245,6 +247,18 @@ class AudionmfModelsSingle(AudionmfModels):
     learn_options = {"fits": 1, "max_iter": 200}
 
 
+class AudionmfModelsNoVote(AudionmfModels):
+    def run(self, models, mix, sr, stems):
+        from audionmf.modes.supervised import Supervised
+
+        parts = Supervised.vote_parts
+        Supervised.vote_parts = 0
+        try:
+            return super().run(models, mix, sr, stems)
+        finally:
+            Supervised.vote_parts = parts
+
+
 class Denoiser:
     """A speech denoiser: ``clean`` scored as the speech, the rest as the noise, no permutation.
     The test item's folder is ``self.folder`` (its noise_sample.flac)."""
@@ -377,6 +391,7 @@ METHODS = {
     "librosa_vocal": LibrosaVocal,
     "audionmf_vocals": AudionmfVocals,
     "audionmf_models_single": AudionmfModelsSingle,
+    "audionmf_models_novote": AudionmfModelsNoVote,
 }
 
 

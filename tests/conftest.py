@@ -27,3 +27,23 @@ def gated(signal, sr, period, duty, offset=0.0):
     ramp = np.hanning(int(0.01 * sr) * 2 + 1)
     gate = np.convolve(gate, ramp / ramp.sum(), mode="same")
     return signal * gate
+
+
+def rel_error(estimate, reference):
+    return np.linalg.norm(estimate - reference) / np.linalg.norm(reference)
+
+
+def separate_without_vote(y, sr, models, limits=None, **options):
+    """The sources of a mono ``y`` as ``separate(y, sr, models=models, limits=limits,
+    **options)`` gives them with the vote off: what the models' templates alone separate."""
+    from audionmf import _blocks
+    from audionmf.io import Signal
+    from audionmf.separate import configure
+
+    mode = configure(sr, {"models": models, **options}, limits=limits)
+    assert mode.vote_parts > 0  # on by default
+    mode.vote_parts = 0
+    pieces = [[] for _ in mode.names]
+    _blocks.run(Signal(np.asarray(y, dtype=np.float64), sr), mode,
+                lambda index, samples: pieces[index].append(samples[0]))
+    return {name: np.concatenate(p) for name, p in zip(mode.names, pieces)}

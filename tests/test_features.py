@@ -7,7 +7,7 @@ import pytest
 from audionmf import ParameterError, SourceModel, beta_divergence, bin_frequencies, frame_times, nmf, stft
 from audionmf.features import Decomposition, decompose
 
-from conftest import gated, tone
+from conftest import gated, rel_error, tone
 
 SR = 8000
 N_FFT = 512
@@ -41,10 +41,6 @@ def model(signals):
 
 def magnitude(y):
     return np.abs(stft(y, n_fft=N_FFT))
-
-
-def rel_error(estimate, reference):
-    return np.linalg.norm(estimate - reference) / np.linalg.norm(reference)
 
 
 def tone_order(dec):

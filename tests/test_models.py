@@ -8,7 +8,7 @@ from audionmf import ModelError, ParameterError, SourceModel, separate
 from audionmf.models import LEARN_DEFAULTS
 from audionmf.cli import main
 
-from conftest import gated, tone
+from conftest import gated, rel_error, separate_without_vote, tone
 
 SR = 8000
 N_FFT = 512
@@ -29,10 +29,6 @@ def high_voice(seconds=3.0, offset=0.0):
 def models():
     kw = dict(n_components=8, n_fft=N_FFT, context=0, random_state=0)
     return SourceModel.learn(low_voice(), SR, name="low", **kw), SourceModel.learn(high_voice(), SR, name="high", **kw)
-
-
-def rel_error(estimate, reference):
-    return np.linalg.norm(estimate - reference) / np.linalg.norm(reference)
 
 
 def test_learned_model_describes_its_analysis(models):
@@ -356,7 +352,7 @@ def test_shifted_examples_cover_transposed_notes():
         high = SourceModel.learn(high_voice(), SR, name="high", **kw)
         a = transposed((196, 220, 247), (1, 0.6, 0.3), 3.0, 0.5, 0.7, 0.1, 1)  # a semitone up
         b = transposed((1319, 1480, 1568), (1, 0.2), 3.0, 0.3, 0.6, 0.0, 1)
-        sources = separate(a + b, SR, models=[low, high])
+        sources = separate_without_vote(a + b, SR, [low, high])  # what the templates cover
         errors[semitones] = rel_error(sources["low"], a) + rel_error(sources["high"], b)
     assert errors[(-1, 0, 1)] < errors[(0,)] < 0.05
 

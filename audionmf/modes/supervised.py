@@ -13,6 +13,14 @@ Models learned as several factorizations (``SourceModel.fits``) are an
 ensemble: group ``g`` of every model's templates (a model with fewer groups
 lends its group ``g`` modulo their count) is fitted on its own, with free
 templates of its own if any, and the masks of the fits are averaged.
+
+The masks are put to a vote (:mod:`audionmf.vote`): a blind factorization of the
+mixture's magnitudes, on the fit's rows, finds the parts that recur in it, each part
+goes to the sources in the share of its energy that the models' masks give them, and
+the masks are blended with the parts', the models' weighing more (:data:`VOTE_MODEL_WEIGHT`;
+docs/decisions.md, "Source models: the vote").
+A long signal's parts are learned on its excerpts and their activations fitted block
+by block.
 """
 import numpy as np
 
@@ -22,11 +30,15 @@ from ..analysis import Analysis, templates_at_rate
 from ..masks import wiener_masks
 from ..models import check_models, model_pooling
 from ..nmf import nmf
+from .. import vote
 from .base import Fitted, Mode, Option, keyword
 from .blind import MIXTURE_OVER_RELAXATION
 
 __all__ = ["Supervised"]
 
+#: The weight of the models' masks against the vote's in their blend (docs/decisions.md,
+#: "Source models: the vote").
+VOTE_MODEL_WEIGHT = 0.7
 #: Iterations with every template fixed: the activations settle sooner
 #: (docs/decisions.md, "Fewer iterations with fixed templates").
 FIXED_MAX_ITER = 50
@@ -47,6 +59,8 @@ class Supervised(Mode):
 
     #: How the command line's help gives the default iterations.
     iterations_note = f"{FIXED_MAX_ITER} with --model and no --free"
+    #: Parts of the vote's factorization (:mod:`audionmf.vote`); 0: no vote.
+    vote_parts = vote.PARTS
 
     @classmethod
     def iterations(cls, options):
@@ -91,42 +105,84 @@ class Supervised(Mode):
                                                 for block in np.split(self.fixed, frames)])
 
     def needs_fit(self, whole):
-        return whole or bool(self.n_free)
+        return whole or bool(self.n_free) or bool(self.vote_parts)
 
     def without_fit(self):
-        return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates, state=self.spans)
+        return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates,
+                      state=(self.spans, None))
 
     def fit(self, V, whole):
-        if not self.n_free:  # nothing to learn: the activations of the whole signal
-            return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates,
-                          H=self._activations(V, self.fit_templates, self.spans), state=self.spans)
-        results = []
-        for span in self.spans:  # each fit of the ensemble with free templates of its own
-            free = self.rng.random((V.shape[0], self.n_free)).astype(np.float32)
-            W = np.hstack([self.fixed[:, span], free / np.maximum(free.sum(axis=0), 1e-30)])
-            update = np.r_[np.zeros(span.stop - span.start, bool), np.ones(self.n_free, bool)]
-            results.append(nmf(V, W.shape[1], W=W, update_W=update,
-                               over_relaxation=MIXTURE_OVER_RELAXATION,
-                               **self.fit_options(random_state=self.rng, callback=self.callback)))
-        return Fitted(W=np.hstack([r.W for r in results]), labels=self.labels,
-                      H=np.vstack([r.H for r in results]) if whole else None,
-                      state=_spans([r.W.shape[1] for r in results]))
+        """The activations of the whole signal (``whole``), the free templates of each
+        fit of the ensemble if any, and the vote's parts."""
+        if not self.n_free:  # the templates are the models': fixed
+            W, spans = self.fixed, self.spans
+            H = self._activations(V, self.fit_templates, spans) if whole else None
+        else:
+            results = []
+            for span in self.spans:  # each fit of the ensemble with free templates of its own
+                free = self.rng.random((V.shape[0], self.n_free)).astype(np.float32)
+                start = np.hstack([self.fixed[:, span], free / np.maximum(free.sum(axis=0), 1e-30)])
+                update = np.r_[np.zeros(span.stop - span.start, bool), np.ones(self.n_free, bool)]
+                results.append(nmf(V, start.shape[1], W=start, update_W=update,
+                                   over_relaxation=MIXTURE_OVER_RELAXATION,
+                                   **self.fit_options(random_state=self.rng, callback=self.callback)))
+            W, spans = np.hstack([r.W for r in results]), _spans([r.W.shape[1] for r in results])
+            H = np.vstack([r.H for r in results]) if whole else None
+        templates = self.fit_templates if not self.n_free else W
+        parts = None
+        if self.vote_parts:
+            parts, H_parts = vote.learn_parts(self._frames(V), self.vote_parts,
+                                              power=self.analysis.power, random_state=self.rng,
+                                              limits=self.limits)
+            if whole:
+                H = np.vstack([H, self._split(templates, H, spans, parts, H_parts)])
+        return Fitted(W=W, labels=self.labels, templates=templates, H=H, state=(spans, parts))
 
     def _activations(self, V, templates, spans):
         """The activations of each fit's templates (``V`` normalized), one above the other."""
         return np.vstack([self.fixed_activations(V, templates[:, span]) for span in spans])
 
+    def _frames(self, V):
+        """The frames of the stacked spectrogram ``V`` (its middle block)."""
+        rows, context = self.fit_rows, self.analysis.context
+        return V[context * rows : (context + 1) * rows]
+
+    def _model_masks(self, W, H, spans):
+        """The average of the fits' Wiener masks (a single fit's own masks for one)."""
+        masks = [wiener_masks(W[:, span], H[span], self.labels[span], mask_power=self.mask_power,
+                              context=self.analysis.context) for span in spans]
+        return masks[0] if len(masks) == 1 else sum(masks) / len(masks)
+
+    def _split(self, templates, H, spans, parts, H_parts):
+        """The parts' activations split between the sources by the models' masks."""
+        shares = vote.shares(parts, H_parts, self._model_masks(templates, H, spans))
+        return vote.split(H_parts, shares).astype(np.float32)
+
     def activations(self, fitted, V):
+        spans, parts = fitted.state
+        n_models = fitted.templates.shape[1]
         if not np.any(V):
-            return np.zeros((fitted.templates.shape[1], V.shape[1]), dtype=np.float32)
-        return self._activations(V / V.max(), fitted.templates, fitted.state)
+            n_parts = 0 if parts is None else len(self.names) * parts.shape[1]
+            return np.zeros((n_models + n_parts, V.shape[1]), dtype=np.float32)
+        V = V / V.max()
+        H = self._activations(V, fitted.templates, spans)
+        if parts is None:
+            return H
+        _, H_parts = vote.learn_parts(self._frames(V), parts, power=self.analysis.power,
+                                      random_state=self.rng, limits=self.limits)
+        return np.vstack([H, self._split(fitted.templates, H, spans, parts, H_parts)])
 
     def masks(self, fitted, H, X, h_span, x_span):
-        """The average of the fits' Wiener masks (a single fit's own masks for one)."""
-        masks = [wiener_masks(fitted.W[:, span], H[span], fitted.labels[span],
-                              mask_power=self.mask_power, context=self.analysis.context)[:, :, h_span]
-                 for span in fitted.state]
-        return masks[0] if len(masks) == 1 else sum(masks) / len(masks)
+        """The fits' averaged Wiener masks, blended with the vote's."""
+        spans, parts = fitted.state
+        n_models = fitted.templates.shape[1]
+        model = self._model_masks(fitted.W, H[:n_models], spans)[:, :, h_span]
+        if parts is None:
+            return model
+        votes = vote.vote_masks(parts, H[n_models:, h_span])
+        if self.pool is not None:
+            votes = np.matmul(self.pool.T, votes)
+        return vote.blend(votes, model, VOTE_MODEL_WEIGHT)
 
 
 def _spans(sizes):
