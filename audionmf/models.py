@@ -146,6 +146,18 @@ LEARN_DEFAULTS = {"n_components": 100, "fits": 2, "context": 2, "sparsity": 0.0,
 #: Most factorizations one model may hold (each costs a fit at separation).
 MAX_FITS = 8
 
+#: :meth:`SourceModel.learn`'s frame when none is given: ``LEARN_FRAME[1]`` samples at
+#: ``LEARN_FRAME[0]`` Hz (139 ms, a hop of a quarter), the same duration at other rates
+#: (docs/decisions.md, "Source models: frames of 139 ms").
+LEARN_FRAME = (22050, 3072)
+
+
+def learn_n_fft(sr):
+    """The frame :meth:`SourceModel.learn` uses at the rate ``sr`` when none is given:
+    :data:`LEARN_FRAME`'s duration (3072 samples at 22.05 kHz, 6144 at 44.1 kHz)."""
+    rate, n_fft = LEARN_FRAME
+    return max(4, int(round(n_fft * sr / rate)))  # (4: a hop of at least 1 at absurd rates)
+
 
 #: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
 MAX_LEARN_ITER = 100_000
@@ -298,7 +310,7 @@ class SourceModel:
         fits=LEARN_DEFAULTS["fits"],
         beta="kl",
         power=None,
-        n_fft=2048,
+        n_fft=None,
         hop_length=None,
         window="hann",
         context=LEARN_DEFAULTS["context"],
@@ -331,7 +343,10 @@ class SourceModel:
             each, separate better than one of 200 iterations, in the same time
             (an ensemble: see the class).
         beta, power, n_fft, hop_length, window
-            Analysis, as in :func:`audionmf.separate`.
+            Analysis, as in :func:`audionmf.separate`, but for the frame: by default
+            139 ms (:func:`learn_n_fft`: 3072 samples at 22.05 kHz, 6144 at 44.1 kHz),
+            which separates better than the 93 ms of 2048 samples at 22.05 kHz
+            (docs/decisions.md, "Source models: frames of 139 ms").
         context : int
             Frames of context on each side of every template (see the class).
         semitones : sequence of float
@@ -388,9 +403,13 @@ class SourceModel:
                                  "numpy Generator")
         if callback is not None and not callable(callback):
             raise ParameterError(f"callback={callback!r}: expected a function or None")
-        analysis = Analysis.from_arguments(sr, beta=beta, power=power, n_fft=n_fft,
+        def analysis_at(rate):  # (the default frame needs the rate; checked once before it)
+            frame = n_fft if n_fft is not None else learn_n_fft(rate or LEARN_FRAME[0])
+            return Analysis.from_arguments(rate, beta=beta, power=power, n_fft=frame,
                                            hop_length=hop_length, window=window)
-        params, beta, power = analysis.stft, analysis.beta, analysis.power
+
+        analysis = analysis_at(sr)
+        beta, power = analysis.beta, analysis.power
         n_components = check_positive_int(n_components, "n_components", maximum=MAX_COMPONENTS)
         fits = check_positive_int(fits, "fits", maximum=MAX_FITS)  # K each: fitted apart
         context = check_context(context)
@@ -407,6 +426,7 @@ class SourceModel:
                         sr = check_sample_rate(sr_item)
                     except ParameterError as exc:
                         raise ParameterError(f"{label}: {exc}; resample it, or pass sr") from None
+                    analysis = analysis_at(sr)
             else:
                 if sr is None:
                     raise ParameterError("sr is needed when examples are given as arrays")
@@ -417,6 +437,7 @@ class SourceModel:
                                 else "audio").astype(np.float64, copy=False)
                 y = y.mean(axis=0) if y.ndim == 2 else y
                 label = "an example"
+            params = analysis.stft
             if y.shape[-1] < params.n_fft:
                 raise ParameterError(f"{label}: too short: {y.shape[-1]} samples, need n_fft={params.n_fft}")
             if not np.all(np.isfinite(y)):

@@ -6,6 +6,7 @@ import pytest
 
 from audionmf import ParameterError, SourceModel, separate
 from audionmf._learning import POOL_ABOVE_HZ, model_pooling
+from audionmf.models import learn_n_fft
 
 from conftest import gated, separate_without_vote, tone
 
@@ -24,6 +25,24 @@ def test_model_pooling_keeps_low_bins_and_pools_high_ones():
     low = int(np.ceil(POOL_ABOVE_HZ * 2048 / SR))  # bins below the edge keep a row each
     np.testing.assert_array_equal(P[:low, :low], np.eye(low))
     assert P.shape[0] < 1025 / 2  # a fit on far fewer rows
+
+
+def test_the_default_frame_keeps_its_duration_at_every_rate(tmp_path):
+    import soundfile as sf
+
+    kw = dict(name="v", n_components=2, fits=1, max_iter=2, semitones=(0,), random_state=0)
+    assert learn_n_fft(22050) == 3072 and learn_n_fft(44100) == 6144 and learn_n_fft(11025) == 1536
+    for sr in (22050, 44100):
+        y = tone(330.0, sr, 1.0, (1.0, 0.5))
+        model = SourceModel.learn(y, sr, **kw)
+        assert (model.n_fft, model.hop_length) == (learn_n_fft(sr), learn_n_fft(sr) // 4)
+        path = tmp_path / f"voice_{sr}.wav"  # the rate read from the first file
+        sf.write(path, y, sr)
+        assert SourceModel.learn([path], **kw).n_fft == learn_n_fft(sr)
+    given = SourceModel.learn(tone(330.0, SR, 1.0), SR, n_fft=1024, **kw)
+    assert (given.n_fft, given.hop_length) == (1024, 256)
+    with pytest.raises(ParameterError, match="too short: 3000 samples, need n_fft=3072"):
+        SourceModel.learn(tone(330.0, SR, 3000 / SR), SR, **kw)
 
 
 def test_fractional_shifts_are_accepted_and_checked():

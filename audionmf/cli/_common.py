@@ -42,11 +42,11 @@ def add_batch_options(parser, verb):
                              "must see the same paths)")
 
 
-def add_analysis_options(parser, prefix):
+def add_analysis_options(parser, prefix, n_fft_default="2048"):
     parser.add_argument("--beta", type=beta, default=None, metavar="BETA",
                         help=f"{prefix}divergence: kl, is, euclidean or a number (default: kl)")
     parser.add_argument("--n-fft", type=positive_int, default=None, metavar="N",
-                        help=f"{prefix}STFT frame length in samples (default: 2048)")
+                        help=f"{prefix}STFT frame length in samples (default: {n_fft_default})")
     parser.add_argument("--hop", type=positive_int, default=None, metavar="N",
                         help=f"{prefix}STFT hop in samples (default: n-fft / 4)")
 
@@ -124,9 +124,9 @@ def beta(text):
         raise argparse.ArgumentTypeError(str(exc)) from None  # a number out of range
 
 
-def check_analysis(sub, args):
+def check_analysis(sub, args, n_fft_default=2048):
     try:
-        STFTParams(2048 if args.n_fft is None else args.n_fft, args.hop)
+        STFTParams(n_fft_default if args.n_fft is None else args.n_fft, args.hop)
     except ParameterError as exc:
         sub.error(str(exc).replace("n_fft=", "--n-fft ").replace("hop_length=", "--hop "))
 

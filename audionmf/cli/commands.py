@@ -13,7 +13,7 @@ from .._validation import MAX_COMPONENTS, MAX_SR, AudioError, ParameterError
 from ..evaluate import evaluate_folders, score_columns
 from ..features import decompose
 from ..io import atomic_file
-from ..models import LEARN_DEFAULTS, MAX_FITS, MAX_LEARN_ITER, ModelError, SourceModel
+from ..models import LEARN_DEFAULTS, LEARN_FRAME, MAX_FITS, MAX_LEARN_ITER, ModelError, SourceModel
 from ..spectrogram import MAX_CONTEXT, stft
 from ._common import (
     EXIT_BAD_FILE,
@@ -91,7 +91,7 @@ def add_parsers(commands):
     learn.add_argument("--fits", type=number(int, 1, "a whole number", maximum=MAX_FITS), default=None,
                        metavar="N", help="factorizations from different random starts, each of K "
                        f"templates (default: {LEARN_DEFAULTS['fits']})")
-    add_analysis_options(learn, "")
+    add_analysis_options(learn, "", n_fft_default="139 ms: 3072 at 22.05 kHz, 6144 at 44.1 kHz")
     learn.add_argument("--context", type=number(int, 0, "a whole number", maximum=MAX_CONTEXT), default=None, metavar="C",
                        help="frames of context on each side of a template, so templates follow "
                             f"how a sound evolves (default: {LEARN_DEFAULTS['context']})")
@@ -160,7 +160,7 @@ def _check_learn(sub, args):
         sub.error(f"-o {args.out}: model files end in .npz")
     if args.pitch_range is not None and args.pitch_range > 24:
         sub.error(f"--pitch-range {args.pitch_range}: at most 24 semitones")
-    check_analysis(sub, args)
+    check_analysis(sub, args, n_fft_default=LEARN_FRAME[1])
 
 
 def _run_learn(args):
