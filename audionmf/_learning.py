@@ -40,18 +40,26 @@ def factorize(V, n_components, *, beta, max_iter, sparsity, random_state, callba
     return result.W / result.W.sum(axis=0, keepdims=True)  # entries >= eps: no zero sums
 
 
-def check_semitones(semitones):
-    """The sorted shifts (floats), or ParameterError."""
+def _sorted_reals(given, name, low, high, *, kind, bounds):
+    """The sorted distinct values of ``given``, real numbers in [low, high], or a
+    ParameterError naming ``name``: "expected ``kind``" for what is not a sequence of
+    numbers, "expected ``bounds``" for an empty one or a value out of range (NaN too)."""
     try:
-        values = list(semitones)
+        values = list(given)
     except TypeError:
         values = None
-    if values is None or isinstance(semitones, str) or any(
-            isinstance(k, bool) or not isinstance(k, numbers.Real) for k in values):
-        raise ParameterError(f"semitones={semitones!r}: expected numbers of semitones")
-    if not values or any(not -24 <= k <= 24 for k in values):  # NaN too; no float() of 2**2000
-        raise ParameterError(f"semitones={semitones!r}: expected shifts between -24 and 24")
-    return sorted({float(k) for k in values})
+    if values is None or isinstance(given, str) or any(
+            isinstance(v, bool) or not isinstance(v, numbers.Real) for v in values):
+        raise ParameterError(f"{name}={given!r}: expected {kind}")
+    if not values or any(not low <= v <= high for v in values):  # no float() of 2**2000
+        raise ParameterError(f"{name}={given!r}: expected {bounds}")
+    return sorted({float(v) for v in values})
+
+
+def check_semitones(semitones):
+    """The sorted shifts (floats), or ParameterError."""
+    return _sorted_reals(semitones, "semitones", -24, 24, kind="numbers of semitones",
+                         bounds="shifts between -24 and 24")
 
 
 def shifted(spectra, semitones):
@@ -92,12 +100,5 @@ def stretched(spectra, rate):
 
 def check_tempos(tempos):
     """The sorted rates, or ParameterError."""
-    try:
-        values = list(tempos)
-    except TypeError:
-        values = None
-    if values is None or isinstance(tempos, str) or not values or any(
-            isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0.5 <= r <= 2.0
-            for r in values):
-        raise ParameterError(f"tempos={tempos!r}: expected rates between 0.5 and 2")
-    return sorted({float(r) for r in values})
+    bounds = "rates between 0.5 and 2"
+    return _sorted_reals(tempos, "tempos", 0.5, 2.0, kind=bounds, bounds=bounds)
