@@ -121,8 +121,8 @@ def test_fits_are_factorizations_from_different_starts():
 
 def test_an_ensemble_averages_the_masks_of_its_fits():
     """Each fit of the ensemble separates on its own; the ensemble's sources (before the
-    vote) are the average of theirs, and still sum to the mixture. A model of one fit beside one of
-    two lends its templates to both fits."""
+    vote) are the average of theirs, and still sum to the mixture. A model of one fit
+    beside one of two lends its templates to both fits."""
     kw = dict(n_components=6, random_state=0, max_iter=40, fits=2)
     a = SourceModel.learn(bright_voice(f0=330.0), SR, name="a", **kw)
     b = SourceModel.learn(bright_voice(f0=880.0, offset=0.1), SR, name="b", **kw)
