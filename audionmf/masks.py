@@ -3,7 +3,8 @@
 :func:`wiener_masks` makes one mask per source from a factorization whose
 components are labelled by source; :func:`hpss_mask` is the percussive mask of
 median-filtering harmonic/percussive separation (FitzGerald 2010), and
-:func:`blend_masks` combines two masks of one source. Every function here
+:func:`blend_masks` combines two masks of one source, :func:`blend_sources` two sets of
+masks of every source. Every function here
 returns masks in [0, 1] that sum to 1 over the sources in every bin, so the
 masked sources sum back to the mixture.
 
@@ -19,7 +20,7 @@ import numpy as np
 from ._validation import ParameterError
 from .spectrogram import unstack_frames
 
-__all__ = ["wiener_masks", "hpss_mask", "blend_masks", "HPSS_KERNEL"]
+__all__ = ["wiener_masks", "hpss_mask", "blend_masks", "blend_sources", "HPSS_KERNEL"]
 
 #: Kernel of the HPSS median filters, in frames and in bins.
 HPSS_KERNEL = 31
@@ -115,3 +116,13 @@ def blend_masks(a, b):
     no = np.sqrt((1.0 - a) * (1.0 - b))
     total = yes + no
     return np.divide(yes, total, out=np.full(np.shape(total), 0.5), where=total > 0)
+
+
+def blend_sources(a, b, weight=0.5):
+    """The normalized weighted geometric mean of two sets of masks of the same sources
+    (n_sources x ...): ``a_j**(1 - weight) b_j**weight / sum_i a_i**(1 - weight)
+    b_i**weight``; with ``weight`` 0.5 and two sources, :func:`blend_masks` of each
+    source's pair. Equal shares where every product is 0."""
+    mean = np.sqrt(a * b) if weight == 0.5 else a ** (1.0 - weight) * b**weight
+    total = mean.sum(axis=0)
+    return np.divide(mean, total, out=np.full(mean.shape, 1.0 / len(mean)), where=total > 0)

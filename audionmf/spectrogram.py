@@ -20,7 +20,7 @@ from ._threads import available_cores
 from ._validation import ParameterError, check_audio, check_positive_int
 
 __all__ = ["STFTParams", "MAX_N_FFT", "MAX_CONTEXT", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames", "hann_lobe",
-           "unstack_frames", "mel_filters"]
+           "unstack_frames", "frame_means", "mel_filters"]
 
 
 #: Largest frame length taken: 2**20 samples (24 s at 44.1 kHz). A window is computed
@@ -403,6 +403,15 @@ def unstack_frames(M, n_freq, context):
         total[:, lo + shift : hi + shift] += M[i * n_freq : (i + 1) * n_freq, lo:hi]
         count[lo + shift : hi + shift] += 1
     return total / np.maximum(count, 1)  # (only a signal of no frames has a count of 0)
+
+
+def frame_means(V, step):
+    """The mean of each ``step`` consecutive frames of ``V`` (n_rows x n_frames), the last
+    frame repeated to fill the last step: np.ndarray [shape=(n_rows, ceil(n_frames / step))]."""
+    n_rows, n_frames = V.shape
+    groups = -(-n_frames // step)
+    padded = np.pad(V, ((0, 0), (0, groups * step - n_frames)), mode="edge")
+    return padded.reshape(n_rows, groups, step).mean(axis=2)
 
 
 def mel_filters(*, sr, n_fft, n_mels=40):

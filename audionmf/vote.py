@@ -5,19 +5,20 @@ piano, a vowel of the speaker, a drum pattern) over all the frames they sound in
 A model of the sources (a source/filter model, learned templates) gives soft masks;
 averaged over each part's energy, they give the part's share of each source, and
 the shares, sharpened, split every part's activations between the sources. The
-parts' Wiener masks are then blended with the model's (:func:`blend`, a weighted
-geometric mean). Where the
-model's mask is wrong on a minority of a part's frames, the part's other frames
-outvote them. The vocals mode and the source models use it (docs/decisions.md,
-"Vocals: the vote" and "Source models: the vote").
+parts' Wiener masks are then blended with the model's
+(:func:`audionmf.masks.blend_sources`, a weighted geometric mean). Where the model's
+mask is wrong on a minority of a part's frames, the part's other frames outvote them.
+The vocals mode and the source models use it (docs/decisions.md, "Vocals: the vote"
+and "Source models: the vote").
 """
 import numpy as np
 
 from .masks import wiener_masks
 from .nmf import nmf
+from .spectrogram import frame_means
 
-__all__ = ["PARTS", "ITERATIONS", "SHARPNESS", "DECIMATION", "decimated", "learn_parts",
-           "shares", "split", "vote_masks", "blend"]
+__all__ = ["PARTS", "ITERATIONS", "SHARPNESS", "DECIMATION", "learn_parts", "shares", "split",
+           "vote_masks"]
 
 #: Parts of the blind factorization, and its iterations.
 PARTS, ITERATIONS = 40, 100
@@ -25,14 +26,6 @@ PARTS, ITERATIONS = 40, 100
 SHARPNESS = 2.0
 #: The factorization sees the mean of this many frames at a time.
 DECIMATION = 2
-
-
-def decimated(V, step):
-    """The mean of each ``step`` frames of ``V`` (the last repeated to fill the last step)."""
-    n_rows, n_frames = V.shape
-    groups = -(-n_frames // step)
-    padded = np.pad(V, ((0, 0), (0, groups * step - n_frames)), mode="edge")
-    return padded.reshape(n_rows, groups, step).mean(axis=2)
 
 
 def learn_parts(V, parts, *, power, random_state, limits=None, step=DECIMATION):
@@ -48,7 +41,7 @@ def learn_parts(V, parts, *, power, random_state, limits=None, step=DECIMATION):
     """
     fixed = not np.isscalar(parts)
     n_frames = V.shape[1]
-    coarse = decimated(V, step)
+    coarse = frame_means(V, step)
     if power != 1:
         coarse **= 1.0 / power
     result = nmf(coarse, parts.shape[1] if fixed else parts, beta="kl", max_iter=ITERATIONS,
@@ -82,13 +75,3 @@ def vote_masks(W, H_split):
     n_sources = H_split.shape[0] // W.shape[1]
     labels = np.repeat(np.arange(n_sources), W.shape[1])
     return wiener_masks(np.tile(W, n_sources), H_split, labels, mask_power=2.0)
-
-
-def blend(a, b, weight=0.5):
-    """The normalized weighted geometric mean of two sets of masks of the same sources
-    (n_sources x ...): ``a_j**(1 - weight) b_j**weight / sum_i a_i**(1 - weight)
-    b_i**weight``; with ``weight`` 0.5 and two sources, :func:`audionmf.masks.blend_masks`
-    of each source's pair. Equal shares where every product is 0."""
-    mean = np.sqrt(a * b) if weight == 0.5 else a ** (1.0 - weight) * b**weight
-    total = mean.sum(axis=0)
-    return np.divide(mean, total, out=np.full(mean.shape, 1.0 / len(mean)), where=total > 0)

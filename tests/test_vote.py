@@ -1,9 +1,11 @@
-"""The vote (audionmf.vote): parts' shares, split activations, their masks, the blend."""
+"""The vote (audionmf.vote): parts' shares, split activations, their masks; the blend of
+sets of masks (audionmf.masks.blend_sources) and the frames' means it factorizes."""
 import numpy as np
 import pytest
 
 from audionmf import vote
-from audionmf.masks import blend_masks
+from audionmf.masks import blend_masks, blend_sources
+from audionmf.spectrogram import frame_means
 
 
 def test_shares_are_the_masks_averaged_over_each_part_sharpened():
@@ -60,22 +62,22 @@ def test_the_parts_outvote_the_model_s_minority_of_frames():
     votes = vote.vote_masks(W, vote.split(H, shares))
     np.testing.assert_allclose(votes.sum(axis=0), 1.0)
     assert np.all(votes[0, 0, :] > 0.95)  # row 0 is mostly part 0: source 0 on every frame
-    blended = vote.blend(votes, model)
+    blended = blend_sources(votes, model)
     assert np.all(blended[0, 0, [2, 3]] > 0.5) and model[0, 0, 2] < 0.5
 
 
 def test_blend_is_blend_masks_for_two_sources_and_keeps_agreement():
     rng = np.random.default_rng(1)
     a, b = rng.random((2, 4, 5))
-    blended = vote.blend(np.stack([a, 1 - a]), np.stack([b, 1 - b]))
+    blended = blend_sources(np.stack([a, 1 - a]), np.stack([b, 1 - b]))
     np.testing.assert_allclose(blended[0], blend_masks(a, b))
     np.testing.assert_allclose(blended.sum(axis=0), 1.0)
     three = rng.random((3, 4, 5))
     three /= three.sum(axis=0)
-    np.testing.assert_allclose(vote.blend(three, three), three)
+    np.testing.assert_allclose(blend_sources(three, three), three)
     # mirror-image certainties leave equal shares
     sure = np.stack([np.ones((2, 2)), np.zeros((2, 2))])
-    np.testing.assert_allclose(vote.blend(sure, sure[::-1]), 0.5)
+    np.testing.assert_allclose(blend_sources(sure, sure[::-1]), 0.5)
 
 
 def test_learn_parts_repeats_each_step_and_keeps_fixed_templates():
@@ -97,9 +99,9 @@ def test_learn_parts_repeats_each_step_and_keeps_fixed_templates():
 
 
 @pytest.mark.parametrize("step", [1, 3])
-def test_decimated_means_of_steps(step):
+def test_frame_means_of_steps(step):
     V = np.arange(14, dtype=float).reshape(2, 7)
-    coarse = vote.decimated(V, step)
+    coarse = frame_means(V, step)
     assert coarse.shape == (2, -(-7 // step))
     if step == 3:
         np.testing.assert_allclose(coarse[0], [1.0, 4.0, 6.0])  # the last step: 6, 6, 6
@@ -110,8 +112,8 @@ def test_decimated_means_of_steps(step):
 def test_blend_weighs_the_second_set():
     a = np.stack([np.full((2, 2), 0.9), np.full((2, 2), 0.1)])
     b = a[::-1]
-    np.testing.assert_allclose(vote.blend(a, b, 0.0), a)
-    np.testing.assert_allclose(vote.blend(a, b, 1.0), b)
-    np.testing.assert_allclose(vote.blend(a, b, 0.5), 0.5)
-    leaning = vote.blend(a, b, 0.7)[1, 0, 0]  # 0.9**0.7 0.1**0.3 against its mirror
+    np.testing.assert_allclose(blend_sources(a, b, 0.0), a)
+    np.testing.assert_allclose(blend_sources(a, b, 1.0), b)
+    np.testing.assert_allclose(blend_sources(a, b, 0.5), 0.5)
+    leaning = blend_sources(a, b, 0.7)[1, 0, 0]  # 0.9**0.7 0.1**0.3 against its mirror
     assert leaning == pytest.approx(0.9**0.7 * 0.1**0.3 / (0.9**0.7 * 0.1**0.3 + 0.1**0.7 * 0.9**0.3))

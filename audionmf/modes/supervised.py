@@ -27,7 +27,7 @@ import numpy as np
 from .._threads import serial_blas
 from .._validation import MAX_COMPONENTS, check_positive_int
 from ..analysis import Analysis, templates_at_rate
-from ..masks import wiener_masks
+from ..masks import blend_sources, wiener_masks
 from ..models import check_models, model_pooling
 from ..nmf import nmf
 from .. import vote
@@ -182,7 +182,7 @@ class Supervised(Mode):
         votes = vote.vote_masks(parts, H[n_models:, h_span])
         if self.pool is not None:
             votes = np.matmul(self.pool.T, votes)
-        return vote.blend(votes, model, VOTE_MODEL_WEIGHT)
+        return blend_sources(votes, model, VOTE_MODEL_WEIGHT)
 
 
 def _spans(sizes):

@@ -39,7 +39,7 @@ import numpy as np
 from .._validation import ParameterError
 from ..analysis import Analysis, band_pooling
 from ..masks import blend_masks
-from ..spectrogram import STFTParams
+from ..spectrogram import STFTParams, frame_means
 from .. import sourcefilter as sf
 from .. import vote
 from .base import Fitted, Mode, Option, keyword
@@ -188,7 +188,7 @@ class Vocals(Mode):
             # The first fit on pairs of frames averaged (TRACK_DECIMATION): half the work.
             step = TRACK_DECIMATION
             pairs = -(-n_frames // step)
-            coarse = vote.decimated(V, step)
+            coarse = frame_means(V, step)
             first = sf.SourceFilter.start(self.W_F0, self.W_filter, accompaniment, pairs,
                                           self.rng, scale=scale)
             sf.fit(coarse, first, FIRST_ITER, update_acc=not fixed)
