@@ -415,7 +415,7 @@ class SourceModel:
         context = check_context(context)
         semitones = check_semitones(semitones)
         tempos = check_tempos(tempos)
-        spectra = []
+        spectra, labels = [], []
         for i, item in enumerate(items):
             if isinstance(item, (str, os.PathLike)):
                 check_path(item, f"audio[{i}]" if isinstance(audio, (list, tuple)) else "audio")
@@ -444,14 +444,21 @@ class SourceModel:
                 raise ParameterError(f"{label}: contains NaN or Inf samples")
             S = np.abs(stft(y, n_fft=params.n_fft, hop_length=params.hop_length, window=params.window))
             spectra.append(S)
+            labels.append(label)
+        peak = max(S.max() for S in spectra)
+        if peak <= 0:
+            files = list(dict.fromkeys(label for label in labels if label != "an example"))
+            raise ParameterError(f"{', '.join(files) + ': ' if files else ''}silent: the examples "
+                                 f"of {name!r} hold no sound")
+        # The level does not matter (V is scaled below): one scale for all, so that no
+        # power of a loud example overflows, nor of a quiet one underflows.
+        spectra = [S / peak for S in spectra]
         def copies():  # made twice (energies, then frames) rather than all kept at once
             for rate in tempos:
                 for k in semitones:
                     yield from (S**power for S in stretched(_shifted(spectra, k), rate))
 
         energy = np.concatenate([(S ** (2.0 / power)).sum(axis=0) for S in copies()])
-        if energy.max() <= 0:
-            raise ParameterError(f"the examples of {name!r} are silent")
         keep = np.flatnonzero(energy >= energy.max() * 10.0 ** (silence_db / 10.0))
         rng = np.random.default_rng(random_state)
         most = MAX_COPIES * keep.size // (len(semitones) * len(tempos))  # the examples' frames x 3

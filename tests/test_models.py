@@ -226,6 +226,25 @@ def test_learning_refuses_bad_examples():
         SourceModel.learn(low_voice(), SR, name="x", n_fft=N_FFT, power=2.5)
 
 
+
+@pytest.mark.parametrize("level", [1e300, 1e-300])
+def test_learning_does_not_depend_on_the_level(level):
+    # Power spectrograms of examples at +6000 dB overflowed to Inf (a raw "V contains NaN
+    # or Inf"), those at -6000 dB underflowed to "silent".
+    kw = dict(n_components=3, n_fft=N_FFT, context=0, power=2, max_iter=5, semitones=(0,),
+              random_state=0)
+    y = low_voice(1.0)
+    np.testing.assert_array_equal(SourceModel.learn(y * level, SR, name="a", **kw).templates,
+                                  SourceModel.learn(y, SR, name="a", **kw).templates)
+
+
+def test_silent_examples_are_named(tmp_path):
+    path = tmp_path / "quiet.wav"
+    sf.write(path, np.zeros(SR), SR)
+    with pytest.raises(ParameterError, match=r"quiet.wav: silent: the examples of 'x' hold no sound"):
+        SourceModel.learn([str(path), np.zeros(SR)], SR, name="x", n_fft=N_FFT)
+
+
 # ------------------------------------------------------------------ command line
 @pytest.fixture
 def example_files(tmp_path):
