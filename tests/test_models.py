@@ -288,6 +288,10 @@ def test_cli_learn_then_separate(tmp_path, example_files):
         (["separate", "x.wav", "--free", "3"], "--free needs --model"),
         (["learn", "x", "a.wav", "-o", "x.txt"], "model files end in .npz"),
         (["learn", "x", "a.wav"], "required: -o"),
+        # an empty model file name failed as an "internal error", or was ignored by decompose
+        (["separate", "x.wav", "--model", ""], "argument --model: expected a file name, got ''"),
+        (["separate", "x.wav", "--two-stems", "noise", "--speech-model", ""], "--speech-model: expected"),
+        (["decompose", "x.wav", "--model", "", "-o", "f.npz"], "argument --model: expected a file name"),
     ],
 )
 def test_cli_model_usage_errors(capsys, args, expected):

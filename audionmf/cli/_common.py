@@ -88,6 +88,13 @@ def component_list(text):
     return indices
 
 
+def file_name(text):
+    """An argparse type: a file name, not empty (an empty --model was ignored or failed late)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file name, got ''")
+    return text
+
+
 def seconds_span(text):
     """An argparse type: 'START:END' in seconds -> (start, end)."""
     from ..modes.denoise import parse_span

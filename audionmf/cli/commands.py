@@ -21,6 +21,7 @@ from ._common import (
     add_analysis_options,
     add_run_options,
     check_analysis,
+    file_name,
     nonnegative_float,
     nonnegative_int,
     number,
@@ -119,7 +120,7 @@ def add_parsers(commands):
                                   epilog=FEATURES_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         cmd.add_argument("input", metavar="INPUT", help="audio file")
         cmd.add_argument("-o", "--out", required=True, metavar="FILE", help=out_help)
-        cmd.add_argument("--model", default=None, metavar="MODEL.npz",
+        cmd.add_argument("--model", type=file_name, default=None, metavar="MODEL.npz",
                          help="use this model's templates and compute activations only")
         cmd.add_argument("--components", type=number(int, 1, "a whole number", maximum=MAX_COMPONENTS), default=None, metavar="K",
                          help="number of templates without --model (default: 16)")

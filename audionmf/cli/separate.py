@@ -25,6 +25,7 @@ from ._common import (
     component_list,
     decibels,
     feature_weight,
+    file_name,
     nonnegative_int,
     positive_int,
     progress,
@@ -68,9 +69,9 @@ stderr; the others are still processed), 2 bad usage, 130 interrupted (Ctrl-C),
 
 #: How the command line reads each kind of mode option (:class:`audionmf.modes.Option`).
 KINDS = {"count": positive_int, "count0": nonnegative_int, "weight": feature_weight,
-         "components": component_list, "model": str, "audio": str, "span": seconds_span,
+         "components": component_list, "model": file_name, "audio": file_name, "span": seconds_span,
          "decibels": decibels, "flag": None,
-         "path": str, "filename": str}
+         "path": file_name, "filename": str}
 #: The options every mode takes, as the library names them, with their flags.
 COMMON_FLAGS = {"two_stems": "--two-stems", "beta": "--beta", "n_fft": "--n-fft",
                 "hop_length": "--hop", "max_iter": "--iterations"}
