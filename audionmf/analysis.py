@@ -60,7 +60,8 @@ class Analysis:
         beta = beta_to_float("kl" if beta is None else beta)
         return cls(
             sr=None if sr is None else check_sample_rate(sr),
-            stft=STFTParams(2048 if n_fft is None else n_fft, hop_length, window or "hann"),
+            stft=STFTParams(2048 if n_fft is None else n_fft, hop_length,
+                            "hann" if window is None else window),
             beta=beta,
             power=default_power(beta) if power is None else check_spectrogram_power(power),
         )
@@ -73,6 +74,8 @@ class Analysis:
         if not models:
             raise ParameterError("models is empty")
         ref = models[0]
+        if window is not None and not isinstance(window, str):  # (not compared to a name)
+            raise ParameterError(f"window={window!r:.60}: expected a window name")
         given = {"beta": None if beta is None else beta_to_float(beta), "power": power,
                  "n_fft": n_fft, "hop_length": hop_length, "window": window}
         for field, value in given.items():

@@ -482,7 +482,7 @@ class SourceModel:
     # ----------------------------------------------------------------- files
     def save(self, path):
         """Write the model to an ``.npz`` file, atomically."""
-        path = os.fspath(path)
+        path = os.fsdecode(check_path(path))
         if not path.endswith(".npz"):
             raise ParameterError(f"{path}: model files end in .npz")
         try:

@@ -12,6 +12,7 @@ the input. Long signals go a block at a time (:mod:`audionmf._blocks`).
 """
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,11 @@ def configure(sr, options, limits=None, spell=keyword):
         raise ParameterError(f"unknown option {spell(unknown[0])}")
     chosen = pick(options, spell)
     own = {o.name: options[o.name] for o in chosen.options if o.name in options}
+    for option in chosen.options:  # one model alone, not in a list (it was a TypeError)
+        value = own.get(option.name)
+        if option.kind == "model" and value is not None and not isinstance(value, Iterable):
+            raise ParameterError(f"{spell(option.name)} must be a list of SourceModel objects, "
+                                 f"got one {type(value).__name__}: pass [model]")
     common = {name: options[name] for name in COMMON if name in options}
     return chosen(sr, limits=limits, spell=spell, **common, **own)
 

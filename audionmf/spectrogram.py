@@ -74,7 +74,7 @@ class STFTParams:
                 f"hop_length={hop} is larger than n_fft={n_fft}: frames would leave gaps"
             )
         if not isinstance(self.window, str):
-            raise ParameterError(f"window={self.window!r}: expected a window name")
+            raise ParameterError(f"window={self.window!r:.60}: expected a window name")
         floor = _overlap_floor(self.window, n_fft, hop)  # ParameterError for an unknown window
         if floor < MIN_OVERLAP:
             ok = next((h for h in (n_fft // 2, n_fft // 4, n_fft // 8, 1)

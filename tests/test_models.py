@@ -388,3 +388,21 @@ def test_models_that_are_not_source_models_are_refused_by_name(call, keyword):
     y = np.random.default_rng(0).standard_normal(8000)
     with pytest.raises(ParameterError, match=rf"^{keyword} must be SourceModel objects, got (str|int)$"):
         call(y)
+
+
+def test_odd_arguments_of_models_are_refused_by_name(models, tmp_path):
+    # Each was a raw TypeError or ValueError.
+    low, _ = models
+    y = low_voice(0.5)
+    with pytest.raises(ParameterError, match="^models must be a list of SourceModel objects, got one SourceModel"):
+        separate(y, SR, models=low)
+    with pytest.raises(ParameterError, match="^speech_models must be a list of SourceModel objects"):
+        separate(y, SR, two_stems="noise", noise_from=(0, 0.2), speech_models=low)
+    for options in ({"models": [low]}, {}):
+        with pytest.raises(ParameterError, match=r"^window=array\(\[1\., .*: expected a window name$"):
+            separate(y, SR, window=np.ones(N_FFT), **options)
+    for path in (None, 3):
+        with pytest.raises(ParameterError, match="expected a file name"):
+            low.save(path)
+    low.save(bytes(tmp_path / "low.npz"))
+    assert SourceModel.load(tmp_path / "low.npz").name == "low"
