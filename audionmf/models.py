@@ -211,7 +211,9 @@ class SourceModel:
     name : str
         Source name; separated files are called ``<name>.wav``.
     templates : np.ndarray [shape=(n_freq, K), dtype=float32]
-        Non-negative; :meth:`learn` scales each column to sum to 1.
+        Non-negative, each column scaled to sum to 1 (a template's level is its
+        activations'; at 1e-9 or 1e30 a model lost to, or took everything from,
+        another).
     sr : int
         Sampling rate the templates were learned at.
     n_fft, hop_length, window
@@ -269,6 +271,9 @@ class SourceModel:
         silent = np.flatnonzero(~W.any(axis=0))
         if len(silent):
             raise ParameterError(f"template {silent[0]} of {W.shape[1]} is all zeros: it models nothing")
+        sums = W.sum(axis=0, dtype=np.float64)
+        if np.any(np.abs(sums - 1.0) > 1e-3):  # (learned ones sum to 1: left bit for bit as they are)
+            W = (W / sums).astype(np.float32)  # the fits clip templates to [eps, 1 / eps]
         W.setflags(write=False)
         object.__setattr__(self, "templates", W)
         object.__setattr__(self, "fits", check_fits(self.fits, W.shape[1]))

@@ -406,3 +406,17 @@ def test_odd_arguments_of_models_are_refused_by_name(models, tmp_path):
             low.save(path)
     low.save(bytes(tmp_path / "low.npz"))
     assert SourceModel.load(tmp_path / "low.npz").name == "low"
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e30])
+def test_templates_of_any_scale_separate_alike(models, scale):
+    # Hand-made templates far from a sum of 1 were clipped by the fit: the model lost
+    # everything to the other one (1e-9), or took everything (1e30).
+    low, high = models
+    fields = {f: getattr(low, f) for f in ("name", "sr", "n_fft", "hop_length", "context", "fits")}
+    scaled = SourceModel(templates=low.templates.astype(np.float64) * scale, **fields)
+    np.testing.assert_allclose(scaled.templates.sum(axis=0), 1.0, rtol=1e-5)
+    y = low_voice(1.0) + high_voice(1.0)
+    expected = separate(y, SR, models=[low, high], random_state=0)
+    np.testing.assert_allclose(separate(y, SR, models=[scaled, high], random_state=0)["low"],
+                               expected["low"], atol=1e-5)
