@@ -343,6 +343,26 @@ def test_learn_output_folder_must_exist(tmp_path, example_files, capsys):
     assert len(err) == 1 and "does not exist" in err[0]
 
 
+def test_learn_replaces_an_existing_model_only_when_done(tmp_path, example_files, capsys):
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"old")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR), SR)
+    assert main(["learn", "x", str(silent), "-o", str(out), "--n-fft", str(N_FFT)]) == 1
+    assert "silent.wav: silent" in capsys.readouterr().err
+    assert out.read_bytes() == b"old"  # a failure leaves the old file as it was
+    assert main(["learn", "x", str(example_files / "low1.wav"), "-o", str(out), "-q", "--n-fft",
+                 str(N_FFT), "--components", "2", "--iterations", "2", "--fits", "1"]) == 0
+    assert SourceModel.load(out).name == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["examples", "m.npz", "silent.wav"]
+    # an example given as the output is refused, never overwritten
+    example = tmp_path / "ex.npz"
+    example.write_bytes((example_files / "low1.wav").read_bytes())
+    assert main(["learn", "x", str(example), "-o", str(example)]) == 1
+    assert "is the input" in capsys.readouterr().err
+    assert example.read_bytes() == (example_files / "low1.wav").read_bytes()
+
+
 def test_pitch_shifted_examples():
     from audionmf.models import _shifted
 

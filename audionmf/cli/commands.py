@@ -52,7 +52,9 @@ example is also learned from with its spectrogram shifted up and down by up to
 --pitch-range semitones (default 1). The templates are those of --fits
 factorizations from different random starts (default 2, each of --components
 templates); 'separate' fits each one's activations on its own and averages
-the masks.
+the masks. An existing MODEL.npz is replaced, only once the new model is
+complete (it is written to a temporary file, then renamed: a failure or an
+interruption leaves the old one as it was); an example is never overwritten.
 
 examples:
   audionmf learn speech clips/speech/*.wav -o speech.npz
