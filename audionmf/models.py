@@ -45,6 +45,8 @@ __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models", "model
 #: releases read; version 2 adds ``fits``.
 FORMAT_VERSION = 2
 _KIND = "audionmf.SourceModel"
+#: How audio files begin (WAV, RF64, AIFF, FLAC, Ogg): one given as a model is named as such.
+_AUDIO_MAGIC = (b"RIFF", b"RF64", b"FORM", b"fLaC", b"OggS")
 #: A model file may not unpack to more than this (a crafted file cannot exhaust memory).
 MAX_MODEL_BYTES = 256 * 1024**2
 _FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_length",
@@ -522,6 +524,9 @@ class SourceModel:
         """
         path = check_path(path)
         contents = _read_model_file(path)
+        if contents.getvalue()[:4] in _AUDIO_MAGIC:
+            raise ModelError(f"{path}: an audio file, not a model: a model is an .npz file "
+                             "written by 'audionmf learn'")
         try:
             _check_unpacked_size(path, contents)
             with np.load(contents, allow_pickle=False) as data:

@@ -168,6 +168,14 @@ def test_pickled_and_corrupt_files_are_refused(tmp_path):
         SourceModel.load(tmp_path / "missing.npz")
 
 
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG", "AIFF"])
+def test_audio_file_given_as_a_model_is_named_so(tmp_path, fmt):
+    path = tmp_path / "speech.npz"  # (what it is called does not matter)
+    sf.write(path, low_voice(0.1), SR, format=fmt)
+    with pytest.raises(ModelError, match="speech.npz: an audio file, not a model"):
+        SourceModel.load(path)
+
+
 def test_model_file_that_unpacks_huge_is_refused(tmp_path, monkeypatch):
     import audionmf.models
 
