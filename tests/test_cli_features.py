@@ -81,7 +81,7 @@ def test_bad_input_and_model(tmp_path, short_clip, capsys):
         (["decompose", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "a.npz")], "missing.wav: no such file"),
         (["plot", str(silent), "-o", str(tmp_path / "a.png")], "silent.wav: the audio is silent"),
         (["decompose", str(short_clip), "-o", str(tmp_path / "a.npz"), "--model", str(silent)],
-         "silent.wav: not a readable model file"),
+         "silent.wav: an audio file, not a model"),
         (["decompose", str(short_clip), "-o", str(tmp_path / "no" / "a.npz")], "a.npz: folder"),
     ]:
         assert main(args) == 1
