@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audionmf import ParameterError, _blocks, denoise, separate
+from audionmf import ParameterError, _blocks, denoise, separate, separate_file
 from audionmf._validation import AudioError
 from audionmf.cli import main
 from audionmf.io import Signal
@@ -177,6 +177,19 @@ def test_other_bad_options_are_refused(scene, tmp_path):
         denoise(mix, SR, noise=np.full(SR, np.nan))
     with pytest.raises(ParameterError, match="n_sources"):
         separate(mix, SR, two_stems="noise", n_sources=3)
+
+
+def test_separate_file_never_overwrites_the_noise_sample(scene, tmp_path):
+    """The noise sample is an input too: in the output folder, named as an output."""
+    folder = tmp_path / "talk"
+    folder.mkdir()
+    path, sample = tmp_path / "talk.wav", folder / "noise.wav"
+    sf.write(path, scene[2], SR)
+    sf.write(sample, scene[3], SR)
+    before = sample.read_bytes()
+    with pytest.raises(AudioError, match="noise.wav is the noise file; choose another folder"):
+        separate_file(path, folder, two_stems="noise", noise=str(sample))
+    assert sample.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["noise.wav"]
 
 
 def test_long_input_goes_through_blocks(scene):

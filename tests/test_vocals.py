@@ -193,6 +193,19 @@ def test_bad_melody_files_are_refused(tmp_path, text, problem):
         separate(np.random.default_rng(0).standard_normal(SR), SR, two_stems="vocals", melody=str(path))
 
 
+def test_separate_file_never_overwrites_the_melody_given(tmp_path):
+    """--melody-out named as the --melody file, in the output folder: refused before the fit."""
+    y, _, _ = song(1.0)
+    path, folder = tmp_path / "song.wav", tmp_path / "song"
+    sf.write(path, y.astype(np.float32), SR)
+    folder.mkdir()
+    given = folder / "melody.csv"
+    given.write_text("0.0,220\n0.5,220\n")
+    with pytest.raises(audionmf.AudioError, match="melody.csv is the melody file; choose another folder"):
+        audionmf.separate_file(path, folder, two_stems="vocals", melody=str(given), melody_out="melody.csv")
+    assert given.read_text() == "0.0,220\n0.5,220\n" and os.listdir(folder) == ["melody.csv"]
+
+
 def test_a_melody_with_no_voiced_row_within_the_input_is_refused():
     y, _, _ = song(1.0)
     late = np.array([[5.0, 220.0], [6.0, 220.0]])  # after the input's end
