@@ -166,6 +166,33 @@ def test_melody_csv_round_trip(tmp_path):
     np.testing.assert_allclose(read_melody(path), track, atol=1e-3)
 
 
+def test_melody_csv_from_a_spreadsheet_is_read(tmp_path):
+    """A byte-order mark (Excel's 'CSV UTF-8') and CRLF line ends are read as plain CSV."""
+    path = tmp_path / "melody.csv"
+    path.write_bytes(b"\xef\xbb\xbftime_s,f0_hz\r\n0.0,220\r\n0.5,0\r\n")
+    np.testing.assert_array_equal(read_melody(path), [[0.0, 220.0], [0.5, 0.0]])
+    path.write_bytes(b"\xef\xbb\xbf0.0,220\n")
+    np.testing.assert_array_equal(read_melody(path), [[0.0, 220.0]])
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b"RIFF\x24\x00\x00\x00WAVEfmt ", "an audio file, not a melody"),
+    (b"fLaC\x00\x00\x00\x22", "an audio file, not a melody"),
+    (bytes(range(128, 256)), "not a text file"),
+    (b"0" * 5000, "line 1: over 1000 characters"),
+], ids=["wav", "flac", "binary", "one endless line"])
+def test_files_that_are_not_melodies_say_so(tmp_path, data, problem):
+    path = tmp_path / "given.csv"
+    path.write_bytes(data)
+    with pytest.raises(ParameterError, match=f"given.csv: {problem}"):
+        read_melody(path)
+
+
+def test_a_complex_melody_is_refused():
+    with pytest.raises(ParameterError, match="melody: expected rows of time"):
+        melody(np.zeros(SR), SR, melody=np.array([[0.0, 220 + 1j]]))
+
+
 def test_a_given_melody_is_used(tmp_path):
     y, _, _ = song(2.0)
     given = np.array([[0.0, 0.0], [0.5, 262.0], [1.0, 262.0], [1.5, 0.0]])
