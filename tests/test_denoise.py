@@ -157,6 +157,12 @@ def test_bad_noise_spans_are_refused(scene, span, message):
         denoise(mix, SR, noise_from=span)
 
 
+def test_a_span_just_past_the_end_gives_the_exact_length(scene):
+    """0:0.3 on a 0.2995 s input: its length is not rounded up to the span asked for."""
+    with pytest.raises(ParameterError, match=r"0:0.3 reaches past the end of the input \(0.2995 s\)"):
+        denoise(scene[2][:2396], SR, noise_from=(0, 0.3))
+
+
 def test_other_bad_options_are_refused(scene, tmp_path):
     speech, noise, mix, sample = scene
     with pytest.raises(ParameterError, match="cannot be used together"):

@@ -304,7 +304,7 @@ class Denoise(Mode):
         if end > signal.n_samples:
             raise ParameterError(
                 f"{signal.name}: {self.spell('noise_from')} {self.noise_from[0]:g}:{self.noise_from[1]:g} "
-                f"reaches past the end of the input ({signal.n_samples / signal.sr:.2f} s)")
+                f"reaches past the end of the input ({signal.n_samples / signal.sr:.6g} s)")
         if end - start < self.analysis.stft.n_fft:
             raise ParameterError(f"{signal.name}: {self.spell('noise_from')} is shorter than one STFT "
                                  f"frame ({self.analysis.stft.n_fft / signal.sr:.3f} s)")
