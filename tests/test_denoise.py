@@ -275,6 +275,20 @@ def test_cli_bad_inputs_fail_alone(scene, tmp_path, capsys):
     assert sf.read(good)[0].shape == scene[2].shape  # the input is untouched
 
 
+@pytest.mark.parametrize("command", [["denoise"], ["separate", "--two-stems", "noise"]])
+def test_cli_a_bad_noise_sample_is_one_line_for_the_batch(scene, tmp_path, capsys, command):
+    talks = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for path in talks:
+        sf.write(path, scene[2], SR)
+    silent = tmp_path / "room.wav"
+    sf.write(silent, np.zeros(SR), SR)
+    assert main([*command, *map(str, talks), "-o", str(tmp_path / "out"), "-q",
+                 "--noise-sample", str(silent)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "room.wav: silent" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_speech_model_replaces_the_speech_templates(scene, tmp_path):
     from audionmf import SourceModel
 
