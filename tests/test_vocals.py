@@ -243,6 +243,13 @@ def test_a_melody_with_no_voiced_row_within_the_input_is_refused():
         melody(y, SR, melody=unvoiced)
 
 
+def test_a_rate_beyond_audio_is_refused_before_work():
+    """Past 768 kHz (MAX_SR) the lead's combs would fill memory (11 GB at 3 MHz)."""
+    y = np.random.default_rng(0).standard_normal(4096)
+    with pytest.raises(ParameterError, match="two_stems='vocals': a sampling rate of at most 768000 Hz"):
+        separate(y, 3_000_000, two_stems="vocals")
+
+
 def test_melody_options_need_vocals():
     with pytest.raises(ParameterError, match="melody"):
         separate(np.random.default_rng(0).standard_normal(SR), SR, melody=np.array([[0.0, 100.0]]))

@@ -37,7 +37,7 @@ import os
 
 import numpy as np
 
-from .._validation import ParameterError
+from .._validation import MAX_SR, ParameterError
 from ..analysis import Analysis, band_pooling
 from ..masks import blend_masks
 from ..spectrogram import STFTParams, frame_means
@@ -132,6 +132,9 @@ class Vocals(Mode):
 
     def configure(self, analysis_options, spell=keyword, melody=None, melody_out=None):
         self.check_options({"melody_out": melody_out}, spell)  # (the melody is checked below)
+        if self.sr > MAX_SR:  # (the combs' frames grow with the rate: 10 MHz needs 11 GB)
+            raise ParameterError(f"{spell('two_stems', 'vocals')}: a sampling rate of at most "
+                                 f"{MAX_SR} Hz is expected, got {self.sr} Hz")
         for name, value in analysis_options.items():
             if value is not None:
                 raise ParameterError(f"{spell(name)} cannot be used with "
