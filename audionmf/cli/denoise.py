@@ -14,7 +14,9 @@ DENOISE_EPILOG = """\
 output:
   OUTDIR/<input file stem>/clean.wav and noise.wav, at the input's sample rate
   and channel count; 32-bit float WAV, so clean + noise is the input exactly.
-  With --reduction, noise.wav holds what was removed.
+  With --reduction, noise.wav holds what was removed. Outputs already there are
+  replaced once the new ones are complete (--skip-existing keeps them); an output
+  that would replace an input (a noise sample) is refused.
 
 noise profile (what the noise sounds like alone), one of:
   --noise-sample NOISE.wav   a recording of the noise alone (any rate: resampled)

@@ -43,7 +43,8 @@ output:
   --free). With --two-stems drums: drums and
   no_drums; with --two-stems vocals: vocals and no_vocals (and, with
   --melody-out NAME, the melody as OUTDIR/<input file stem>/NAME). WAV files are 32-bit float, so the sources add up to the input
-  exactly.
+  exactly. Outputs already there are replaced once the new ones are complete
+  (--skip-existing keeps them); an output that would replace an input is refused.
 
 examples:
   audionmf separate song.flac                     two sources into separated/song/
