@@ -198,6 +198,19 @@ def test_separate_file_never_overwrites_the_noise_sample(scene, tmp_path):
     assert sample.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["noise.wav"]
 
 
+def test_a_noise_sample_the_frames_hear_nothing_of_is_silent(scene):
+    """Not digital silence, but nothing for the spectrogram: a click where every frame's
+    window is 0, or samples too faint for single precision ('V is all zeros' before)."""
+    click = np.zeros(SR)
+    click[0] = 0.5
+    faint = scene[3] * 1e-310
+    for noise in (click, faint):
+        with pytest.raises(AudioError, match="the noise sample: silent: it holds no noise"):
+            denoise(scene[2], SR, noise=noise)
+    with pytest.raises(ParameterError, match="noise_from 0:1 is silent"):
+        denoise(np.concatenate([click, scene[2]]), SR, noise_from=(0, 1))
+
+
 def test_long_input_goes_through_blocks(scene):
     speech, noise, mix, sample = scene
     n_freq = denoise_n_fft(SR) // 2 + 1
