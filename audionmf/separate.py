@@ -414,10 +414,10 @@ def separate_file(path, folder, *, format="wav", figure=None, report=None, progr
         folder = os.fspath(folder)
         targets = {name: os.path.join(folder, f"{name}.{format}") for name in mode.names}
         picture = os.path.join(folder, "separation.png")
-        for target in list(targets.values()) + ([picture] if figure is not None else []):
-            if _same_file(target, path):
-                raise AudioError(f"{signal.name}: output {target} is the input file; "
-                                 "choose another folder")
+        inputs = _files_read(path, mode, options, spell)
+        files = [os.path.join(folder, name) for name in mode.file_names(options)]  # (a melody)
+        for target in list(targets.values()) + files + ([picture] if figure is not None else []):
+            _check_not_an_input(target, inputs, signal.name)
             check_name_fits(target)  # before the first sample is read
         created = missing_folders(folder)
         try:
@@ -434,11 +434,11 @@ def separate_file(path, folder, *, format="wav", figure=None, report=None, progr
                 extra = ([(picture, figure(summary.spectra(), signal.sr, summary.hop_length, n_fft,
                                            **mode.picture()))]
                          if figure is not None else [])
-                extra += _report_files(mode.files(), folder, path, signal.name)
+                extra += _report_files(mode.files(), folder, inputs, signal.name)
                 if report is not None:
                     done = Separation(os.fspath(path), folder, signal, mode, seen["fitted"], summary,
                                       dict(targets), time.perf_counter() - started)
-                    extra += _report_files(report(done), folder, path, signal.name)
+                    extra += _report_files(report(done), folder, inputs, signal.name)
                 files.commit(extra)
         except BaseException:  # an error or an interrupt: no empty folder of ours stays behind
             remove_empty_folders(created)
@@ -446,15 +446,33 @@ def separate_file(path, folder, *, format="wav", figure=None, report=None, progr
     return targets
 
 
-def _report_files(made, folder, path, name):
-    """The ``(path, bytes)`` of a report's files, none of them the input."""
+def _report_files(made, folder, inputs, name):
+    """The ``(path, bytes)`` of a report's files, none of them an input (:func:`_files_read`)."""
     extra = []
     for relative, data in made.items():
         target = os.path.join(folder, relative)
-        if _same_file(target, path):
-            raise AudioError(f"{name}: output {target} is the input file; choose another folder")
+        _check_not_an_input(target, inputs, name)
         extra.append((target, data))
     return extra
+
+
+def _files_read(path, mode, options, spell):
+    """What a separation of ``path`` reads, as (what it is, path): the input, and the
+    files its mode's options name (a noise sample, a melody, models given by path)."""
+    inputs = [("the input file", path)]
+    for option in mode.options:
+        value = options.get(option.name)
+        for item in value if option.repeat and isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, (str, os.PathLike)):
+                inputs.append((f"the {spell(option.name)} file", item))
+    return inputs
+
+
+def _check_not_an_input(target, inputs, name):
+    """Refuse an output that would replace a file the separation reads."""
+    for what, path in inputs:
+        if _same_file(target, path):
+            raise AudioError(f"{name}: output {target} is {what}; choose another folder")
 
 
 def _same_file(a, b):

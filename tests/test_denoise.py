@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audionmf import ParameterError, _blocks, denoise, separate
+from audionmf import ParameterError, _blocks, denoise, separate, separate_file
 from audionmf._validation import AudioError
 from audionmf.cli import main
 from audionmf.io import Signal
@@ -157,6 +157,12 @@ def test_bad_noise_spans_are_refused(scene, span, message):
         denoise(mix, SR, noise_from=span)
 
 
+def test_a_span_just_past_the_end_gives_the_exact_length(scene):
+    """0:0.3 on a 0.2995 s input: its length is not rounded up to the span asked for."""
+    with pytest.raises(ParameterError, match=r"0:0.3 reaches past the end of the input \(0.2995 s\)"):
+        denoise(scene[2][:2396], SR, noise_from=(0, 0.3))
+
+
 def test_other_bad_options_are_refused(scene, tmp_path):
     speech, noise, mix, sample = scene
     with pytest.raises(ParameterError, match="cannot be used together"):
@@ -177,6 +183,32 @@ def test_other_bad_options_are_refused(scene, tmp_path):
         denoise(mix, SR, noise=np.full(SR, np.nan))
     with pytest.raises(ParameterError, match="n_sources"):
         separate(mix, SR, two_stems="noise", n_sources=3)
+
+
+def test_separate_file_never_overwrites_the_noise_sample(scene, tmp_path):
+    """The noise sample is an input too: in the output folder, named as an output."""
+    folder = tmp_path / "talk"
+    folder.mkdir()
+    path, sample = tmp_path / "talk.wav", folder / "noise.wav"
+    sf.write(path, scene[2], SR)
+    sf.write(sample, scene[3], SR)
+    before = sample.read_bytes()
+    with pytest.raises(AudioError, match="noise.wav is the noise file; choose another folder"):
+        separate_file(path, folder, two_stems="noise", noise=str(sample))
+    assert sample.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["noise.wav"]
+
+
+def test_a_noise_sample_the_frames_hear_nothing_of_is_silent(scene):
+    """Not digital silence, but nothing for the spectrogram: a click where every frame's
+    window is 0, or samples too faint for single precision ('V is all zeros' before)."""
+    click = np.zeros(SR)
+    click[0] = 0.5
+    faint = scene[3] * 1e-310
+    for noise in (click, faint):
+        with pytest.raises(AudioError, match="the noise sample: silent: it holds no noise"):
+            denoise(scene[2], SR, noise=noise)
+    with pytest.raises(ParameterError, match="noise_from 0:1 is silent"):
+        denoise(np.concatenate([click, scene[2]]), SR, noise_from=(0, 1))
 
 
 def test_long_input_goes_through_blocks(scene):
@@ -254,6 +286,20 @@ def test_cli_bad_inputs_fail_alone(scene, tmp_path, capsys):
     assert sorted(p.name for p in (out / "good").iterdir()) == ["clean.wav", "noise.wav"]
     assert not (out / "silent").exists() and not (out / "text").exists()
     assert sf.read(good)[0].shape == scene[2].shape  # the input is untouched
+
+
+@pytest.mark.parametrize("command", [["denoise"], ["separate", "--two-stems", "noise"]])
+def test_cli_a_bad_noise_sample_is_one_line_for_the_batch(scene, tmp_path, capsys, command):
+    talks = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for path in talks:
+        sf.write(path, scene[2], SR)
+    silent = tmp_path / "room.wav"
+    sf.write(silent, np.zeros(SR), SR)
+    assert main([*command, *map(str, talks), "-o", str(tmp_path / "out"), "-q",
+                 "--noise-sample", str(silent)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "room.wav: silent" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_speech_model_replaces_the_speech_templates(scene, tmp_path):

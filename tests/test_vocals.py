@@ -166,6 +166,33 @@ def test_melody_csv_round_trip(tmp_path):
     np.testing.assert_allclose(read_melody(path), track, atol=1e-3)
 
 
+def test_melody_csv_from_a_spreadsheet_is_read(tmp_path):
+    """A byte-order mark (Excel's 'CSV UTF-8') and CRLF line ends are read as plain CSV."""
+    path = tmp_path / "melody.csv"
+    path.write_bytes(b"\xef\xbb\xbftime_s,f0_hz\r\n0.0,220\r\n0.5,0\r\n")
+    np.testing.assert_array_equal(read_melody(path), [[0.0, 220.0], [0.5, 0.0]])
+    path.write_bytes(b"\xef\xbb\xbf0.0,220\n")
+    np.testing.assert_array_equal(read_melody(path), [[0.0, 220.0]])
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b"RIFF\x24\x00\x00\x00WAVEfmt ", "an audio file, not a melody"),
+    (b"fLaC\x00\x00\x00\x22", "an audio file, not a melody"),
+    (bytes(range(128, 256)), "not a text file"),
+    (b"0" * 5000, "line 1: over 1000 characters"),
+], ids=["wav", "flac", "binary", "one endless line"])
+def test_files_that_are_not_melodies_say_so(tmp_path, data, problem):
+    path = tmp_path / "given.csv"
+    path.write_bytes(data)
+    with pytest.raises(ParameterError, match=f"given.csv: {problem}"):
+        read_melody(path)
+
+
+def test_a_complex_melody_is_refused():
+    with pytest.raises(ParameterError, match="melody: expected rows of time"):
+        melody(np.zeros(SR), SR, melody=np.array([[0.0, 220 + 1j]]))
+
+
 def test_a_given_melody_is_used(tmp_path):
     y, _, _ = song(2.0)
     given = np.array([[0.0, 0.0], [0.5, 262.0], [1.0, 262.0], [1.5, 0.0]])
@@ -193,6 +220,19 @@ def test_bad_melody_files_are_refused(tmp_path, text, problem):
         separate(np.random.default_rng(0).standard_normal(SR), SR, two_stems="vocals", melody=str(path))
 
 
+def test_separate_file_never_overwrites_the_melody_given(tmp_path):
+    """--melody-out named as the --melody file, in the output folder: refused before the fit."""
+    y, _, _ = song(1.0)
+    path, folder = tmp_path / "song.wav", tmp_path / "song"
+    sf.write(path, y.astype(np.float32), SR)
+    folder.mkdir()
+    given = folder / "melody.csv"
+    given.write_text("0.0,220\n0.5,220\n")
+    with pytest.raises(audionmf.AudioError, match="melody.csv is the melody file; choose another folder"):
+        audionmf.separate_file(path, folder, two_stems="vocals", melody=str(given), melody_out="melody.csv")
+    assert given.read_text() == "0.0,220\n0.5,220\n" and os.listdir(folder) == ["melody.csv"]
+
+
 def test_a_melody_with_no_voiced_row_within_the_input_is_refused():
     y, _, _ = song(1.0)
     late = np.array([[5.0, 220.0], [6.0, 220.0]])  # after the input's end
@@ -201,6 +241,13 @@ def test_a_melody_with_no_voiced_row_within_the_input_is_refused():
     unvoiced = np.array([[0.0, 0.0], [0.5, 0.0]])
     with pytest.raises(ParameterError, match="no voiced row"):
         melody(y, SR, melody=unvoiced)
+
+
+def test_a_rate_beyond_audio_is_refused_before_work():
+    """Past 768 kHz (MAX_SR) the lead's combs would fill memory (11 GB at 3 MHz)."""
+    y = np.random.default_rng(0).standard_normal(4096)
+    with pytest.raises(ParameterError, match="two_stems='vocals': a sampling rate of at most 768000 Hz"):
+        separate(y, 3_000_000, two_stems="vocals")
 
 
 def test_melody_options_need_vocals():
@@ -226,10 +273,13 @@ def test_cli_writes_stems_melody_and_plot(tmp_path, capsys):
     np.testing.assert_allclose(vocals + rest, y, atol=1e-6)
     track = read_melody(folder / "melody.csv")
     assert np.mean(track[:, 1] > 0) > 0.5
-    # the melody written is taken back; --skip-existing sees the melody among the outputs
+    # the melody written is taken back, and written again the same (the separation is
+    # close, not the same: the given melody's fit starts afresh; README, "--melody");
+    # --skip-existing sees the melody among the outputs
     again = tmp_path / "again"
     assert main(["separate", str(path), "-o", str(again), "--two-stems", "vocals",
-                 "--melody", str(folder / "melody.csv"), "--quiet"]) == 0
+                 "--melody", str(folder / "melody.csv"), "--melody-out", "melody.csv", "--quiet"]) == 0
+    assert (again / "song" / "melody.csv").read_bytes() == (folder / "melody.csv").read_bytes()
     assert main(["separate", str(path), "-o", str(out), "--two-stems", "vocals",
                  "--melody-out", "melody.csv", "--skip-existing"]) == 0
     assert "1 of 1 inputs already separated" in capsys.readouterr().err

@@ -4,19 +4,19 @@ The options are the denoise mode's (:class:`audionmf.modes.denoise.Denoise`); th
 batch, the checks, the output names and the atomic writes are ``separate``'s.
 """
 import argparse
-import traceback
 
-from .._validation import AudioError, ParameterError
 from ..modes import MODES
 from ..modes.denoise import FRAME_SECONDS, denoise_n_fft
 from . import separate
-from ._common import EXIT_BAD_FILE, add_batch_options, add_run_options, positive_int, report
+from ._common import add_batch_options, add_run_options, positive_int
 
 DENOISE_EPILOG = """\
 output:
   OUTDIR/<input file stem>/clean.wav and noise.wav, at the input's sample rate
   and channel count; 32-bit float WAV, so clean + noise is the input exactly.
-  With --reduction, noise.wav holds what was removed.
+  With --reduction, noise.wav holds what was removed. Outputs already there are
+  replaced once the new ones are complete (--skip-existing keeps them); an output
+  that would replace an input (a noise sample) is refused.
 
 noise profile (what the noise sounds like alone), one of:
   --noise-sample NOISE.wav   a recording of the noise alone (any rate: resampled)
@@ -77,7 +77,7 @@ def add_parser(commands):
     add_run_options(cmd)
     others = {o.name: (None if o.repeat else o.default) for o in separate.mode_options()
               if o not in mode.options}
-    cmd.set_defaults(run=run_denoise, check=check_denoise, command_parser=cmd, model_paths={},
+    cmd.set_defaults(run=separate.run_separate, check=check_denoise, command_parser=cmd, model_paths={},
                      two_stems=mode.two_stems, beta=None, plot=False, report=False, **others)
 
 
@@ -96,15 +96,3 @@ def check_denoise(sub, args):
         separate.check_separate(sub, args)
     finally:
         args.hop = hop
-
-
-def run_denoise(args):
-    if args.noise is not None:  # once for the batch, not once per input
-        try:  # (at one rate for all inputs: its messages give lengths in seconds)
-            MODES["denoise"](44100, noise=args.noise)
-        except (AudioError, ParameterError) as exc:
-            if args.debug:
-                traceback.print_exc()
-            report(str(exc), about=args.noise)
-            return EXIT_BAD_FILE
-    return separate.run_separate(args)

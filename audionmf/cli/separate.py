@@ -43,7 +43,8 @@ output:
   --free). With --two-stems drums: drums and
   no_drums; with --two-stems vocals: vocals and no_vocals (and, with
   --melody-out NAME, the melody as OUTDIR/<input file stem>/NAME). WAV files are 32-bit float, so the sources add up to the input
-  exactly.
+  exactly. Outputs already there are replaced once the new ones are complete
+  (--skip-existing keeps them); an output that would replace an input is refused.
 
 examples:
   audionmf separate song.flac                     two sources into separated/song/
@@ -235,6 +236,14 @@ def run_separate(args):
             traceback.print_exc()
         report(str(exc))
         return EXIT_BAD_FILE
+    for option, path in _audio_options(args):  # once for the batch, not once per input
+        try:  # (at one rate for all inputs: the messages give lengths in seconds)
+            pick(_options(args))(44100, spell=spell, **{option: path})
+        except (AudioError, ParameterError) as exc:
+            if args.debug:
+                traceback.print_exc()
+            report(str(exc), about=path)
+            return EXIT_BAD_FILE
     _import_the_machinery()
 
     inputs = list(args.inputs)
@@ -266,6 +275,13 @@ def run_separate(args):
     finally:
         if created:  # when no file was separated, nothing of ours stays behind
             remove_empty_folders(created)
+
+
+def _audio_options(args):
+    """(option, path) of the audio files the mode reads for every input (a noise sample)."""
+    mode = pick(_options(args))
+    return [(o.name, getattr(args, o.name)) for o in mode.options
+            if o.kind == "audio" and getattr(args, o.name) is not None]
 
 
 def _import_the_machinery():

@@ -294,7 +294,7 @@ class Denoise(Mode):
             combs = self.pool @ harmonic_templates(self.sr, self.analysis.stft.n_fft)
             self.combs = combs / combs.sum(axis=0)
         self.names = self.source_names({})
-        self.profile = None if noise is None else self._profile(self._noise_samples(noise))
+        self.profile = None if noise is None else self._sample_profile(noise)
 
     def prepare(self, signal):
         """The noise profile of ``noise_from``: that stretch of the signal."""
@@ -304,19 +304,18 @@ class Denoise(Mode):
         if end > signal.n_samples:
             raise ParameterError(
                 f"{signal.name}: {self.spell('noise_from')} {self.noise_from[0]:g}:{self.noise_from[1]:g} "
-                f"reaches past the end of the input ({signal.n_samples / signal.sr:.2f} s)")
+                f"reaches past the end of the input ({signal.n_samples / signal.sr:.6g} s)")
         if end - start < self.analysis.stft.n_fft:
             raise ParameterError(f"{signal.name}: {self.spell('noise_from')} is shorter than one STFT "
                                  f"frame ({self.analysis.stft.n_fft / signal.sr:.3f} s)")
-        samples = signal.read(start, end)
-        if not np.any(samples):
+        self.profile = self._profile(signal.read(start, end))
+        if not np.any(self.profile):  # (digital silence, or a click the frames' windows miss)
             raise ParameterError(f"{signal.name}: {self.spell('noise_from')} "
                                  f"{self.noise_from[0]:g}:{self.noise_from[1]:g} is silent: "
                                  "it holds no noise to learn from")
-        self.profile = self._profile(samples)
 
-    def _noise_samples(self, noise):
-        """The noise recording at the signal's rate, (n_channels, n_samples)."""
+    def _sample_profile(self, noise):
+        """The profile (:meth:`_profile`) of a noise recording, taken at the signal's rate."""
         if isinstance(noise, (str, os.PathLike)):
             from ..io import load  # (layer 1: imported where a file is given)
 
@@ -330,9 +329,10 @@ class Denoise(Mode):
             # (in seconds: the command line checks a sample once, at a rate of its own)
             raise AudioError(f"{name}: too short for a noise profile: {y.shape[-1] / self.sr:.3g} s, "
                              f"need at least {self.analysis.stft.n_fft / self.sr:.3g} s")
-        if not np.any(y):
+        profile = self._profile(y)
+        if not np.any(profile):  # (digital silence, or a click the frames' windows miss)
             raise AudioError(f"{name}: silent: it holds no noise to learn from")
-        return np.atleast_2d(y)
+        return profile
 
     def _profile(self, samples):
         """The spectrogram of noise samples, as the fit sees the input's."""

@@ -30,13 +30,14 @@ works on a spectrogram whose bins above 5 kHz are summed in 1/12-octave bands
 (:func:`audionmf.analysis.band_pooling`), which the masks share. How each
 default measures: ``docs/decisions.md``.
 """
+import array
 import functools
 import io
 import os
 
 import numpy as np
 
-from .._validation import ParameterError
+from .._validation import MAX_SR, ParameterError
 from ..analysis import Analysis, band_pooling
 from ..masks import blend_masks
 from ..spectrogram import STFTParams, frame_means
@@ -81,6 +82,10 @@ VOTE_COMPONENTS = vote.PARTS
 TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
 TRACK_MARGIN = 128
+#: How audio files begin (WAV, RF64, AIFF, FLAC, Ogg): one given as a melody is named as such.
+AUDIO_MAGIC = (b"RIFF", b"RF64", b"FORM", b"fLaC", b"OggS")
+#: A melody CSV's lines are no longer than this (a file of one endless line is refused).
+MAX_LINE = 1000
 
 
 class Vocals(Mode):
@@ -127,6 +132,9 @@ class Vocals(Mode):
 
     def configure(self, analysis_options, spell=keyword, melody=None, melody_out=None):
         self.check_options({"melody_out": melody_out}, spell)  # (the melody is checked below)
+        if self.sr > MAX_SR:  # (the combs' frames grow with the rate: 10 MHz needs 11 GB)
+            raise ParameterError(f"{spell('two_stems', 'vocals')}: a sampling rate of at most "
+                                 f"{MAX_SR} Hz is expected, got {self.sr} Hz")
         for name, value in analysis_options.items():
             if value is not None:
                 raise ParameterError(f"{spell(name)} cannot be used with "
@@ -339,6 +347,8 @@ def check_melody(melody, name="melody"):
     """A melody as an array (n, 2) of increasing times and F0s (0, or within the
     lead's range), finite; else ParameterError."""
     try:
+        if np.iscomplexobj(melody):
+            raise TypeError
         melody = np.asarray(melody, dtype=np.float64)
     except (TypeError, ValueError):
         raise ParameterError(f"{name}: expected rows of time (s) and F0 (Hz)") from None
@@ -369,30 +379,50 @@ def check_melody(melody, name="melody"):
 
 
 def read_melody(path):
-    """A melody CSV (``time_s,f0_hz`` rows, an optional header) as an array (n, 2);
-    a missing, unreadable or malformed file raises ParameterError naming it."""
+    """A melody CSV (``time_s,f0_hz`` rows, an optional header; UTF-8, with or without
+    the byte-order mark spreadsheets write) as an array (n, 2); a missing, unreadable
+    or malformed file raises ParameterError naming it."""
     path = os.fspath(path)
+    rows = array.array("d")
     try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ParameterError(f"{path}: cannot read the melody ({getattr(exc, 'strerror', None) or exc})") from None
-    rows = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#") or (number == 1 and line.lower().replace(" ", "") == "time_s,f0_hz"):
-            continue
-        fields = line.split(",")
-        try:
-            if len(fields) != 2:
-                raise ValueError
-            rows.append([float(fields[0]), float(fields[1])])
-        except ValueError:
-            raise ParameterError(f"{path}: line {number}: expected time_s,f0_hz (two numbers), "
-                                 f"got {line[:40]!r}") from None
+        with open(path, "rb") as handle:
+            if handle.read(4) in AUDIO_MAGIC:
+                raise ParameterError(f"{path}: an audio file, not a melody: expected a CSV of "
+                                     "time_s,f0_hz lines")
+            handle.seek(0)
+            text = io.TextIOWrapper(handle, encoding="utf-8-sig")
+            number = 0
+            while True:
+                line = text.readline(MAX_LINE)
+                if not line:
+                    break
+                number += 1
+                if len(line) == MAX_LINE and not line.endswith("\n"):
+                    raise ParameterError(f"{path}: line {number}: over {MAX_LINE} characters; "
+                                         "expected time_s,f0_hz (two numbers)")
+                rows.extend(_melody_row(line.strip(), number, path))
+    except UnicodeDecodeError:
+        raise ParameterError(f"{path}: not a text file: expected a CSV of time_s,f0_hz lines") from None
+    except OSError as exc:
+        raise ParameterError(f"{path}: cannot read the melody ({exc.strerror or exc})") from None
     if not rows:
         raise ParameterError(f"{path}: no melody in it (expected lines of time_s,f0_hz)")
-    return check_melody(rows, path)
+    return check_melody(np.array(rows, dtype=np.float64).reshape(-1, 2), path)
+
+
+def _melody_row(line, number, path):
+    """The two numbers of a melody CSV's line, or none for a blank line, a comment or
+    the header (the first line only)."""
+    if not line or line.startswith("#") or (number == 1 and line.lower().replace(" ", "") == "time_s,f0_hz"):
+        return ()
+    fields = line.split(",")
+    try:
+        if len(fields) != 2:
+            raise ValueError
+        return float(fields[0]), float(fields[1])
+    except ValueError:
+        raise ParameterError(f"{path}: line {number}: expected time_s,f0_hz (two numbers), "
+                             f"got {line[:40]!r}") from None
 
 
 def melody_csv(melody):
