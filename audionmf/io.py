@@ -36,10 +36,19 @@ from ._writing import (
 )
 
 __all__ = ["load", "save", "resample", "Signal", "OutputFiles", "WRITE_FORMATS", "atomic_file",
-           "output_format", "missing_folders", "remove_empty_folders", "check_name_fits"]
+           "output_format", "missing_folders", "remove_empty_folders", "check_name_fits",
+           "looks_like_audio"]
 
 #: Extensions taken for audio files when a folder is given (what libsndfile reads).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au")
+#: How audio files begin (WAV, RF64, AIFF, FLAC, Ogg).
+_AUDIO_MAGIC = (b"RIFF", b"RF64", b"FORM", b"fLaC", b"OggS")
+
+
+def looks_like_audio(head):
+    """Whether a file's first bytes are those of an audio file (WAV, RF64, AIFF, FLAC,
+    Ogg): a file given where a model or a melody belongs is then named as audio."""
+    return bytes(head[:4]) in _AUDIO_MAGIC
 
 def load(path, *, sr=None, mono=False, dtype=np.float32):
     """Read an audio file.

@@ -36,7 +36,7 @@ from ._learning import (
     stretched,
 )
 from .analysis import Analysis
-from .io import atomic_file, load
+from .io import atomic_file, load, looks_like_audio
 from .spectrogram import STFTParams, check_context, stack_frames, stft
 
 __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models", "model_pooling"]
@@ -45,8 +45,6 @@ __all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models", "model
 #: releases read; version 2 adds ``fits``.
 FORMAT_VERSION = 2
 _KIND = "audionmf.SourceModel"
-#: How audio files begin (WAV, RF64, AIFF, FLAC, Ogg): one given as a model is named as such.
-_AUDIO_MAGIC = (b"RIFF", b"RF64", b"FORM", b"fLaC", b"OggS")
 #: A model file may not unpack to more than this (a crafted file cannot exhaust memory).
 MAX_MODEL_BYTES = 256 * 1024**2
 _FIELDS = ("kind", "format_version", "name", "templates", "sr", "n_fft", "hop_length",
@@ -524,7 +522,7 @@ class SourceModel:
         """
         path = check_path(path)
         contents = _read_model_file(path)
-        if contents.getvalue()[:4] in _AUDIO_MAGIC:
+        if looks_like_audio(contents.getvalue()[:4]):
             raise ModelError(f"{path}: an audio file, not a model: a model is an .npz file "
                              "written by 'audionmf learn'")
         try:

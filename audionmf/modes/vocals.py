@@ -39,6 +39,7 @@ import numpy as np
 
 from .._validation import MAX_SR, ParameterError
 from ..analysis import Analysis, band_pooling
+from ..io import looks_like_audio
 from ..masks import blend_masks
 from ..spectrogram import STFTParams, frame_means
 from .. import sourcefilter as sf
@@ -82,8 +83,6 @@ VOTE_COMPONENTS = vote.PARTS
 TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
 TRACK_MARGIN = 128
-#: How audio files begin (WAV, RF64, AIFF, FLAC, Ogg): one given as a melody is named as such.
-AUDIO_MAGIC = (b"RIFF", b"RF64", b"FORM", b"fLaC", b"OggS")
 #: A melody CSV's lines are no longer than this (a file of one endless line is refused).
 MAX_LINE = 1000
 
@@ -386,7 +385,7 @@ def read_melody(path):
     rows = array.array("d")
     try:
         with open(path, "rb") as handle:
-            if handle.read(4) in AUDIO_MAGIC:
+            if looks_like_audio(handle.read(4)):
                 raise ParameterError(f"{path}: an audio file, not a melody: expected a CSV of "
                                      "time_s,f0_hz lines")
             handle.seek(0)
