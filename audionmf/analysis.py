@@ -13,7 +13,7 @@ import numpy as np
 
 from ._threads import serial_blas
 from ._validation import ParameterError, beta_to_float, check_sample_rate, check_spectrogram_power
-from .spectrogram import STFTParams, stack_frames
+from .spectrogram import STFTParams, check_window_name, stack_frames
 
 __all__ = ["Analysis", "default_power", "templates_at_rate", "band_pooling"]
 
@@ -74,8 +74,8 @@ class Analysis:
         if not models:
             raise ParameterError("models is empty")
         ref = models[0]
-        if window is not None and not isinstance(window, str):  # (not compared to a name)
-            raise ParameterError(f"window={window!r:.60}: expected a window name")
+        if window is not None:  # (an array is not compared to a name)
+            check_window_name(window)
         given = {"beta": None if beta is None else beta_to_float(beta), "power": power,
                  "n_fft": n_fft, "hop_length": hop_length, "window": window}
         for field, value in given.items():

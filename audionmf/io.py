@@ -50,6 +50,7 @@ def looks_like_audio(head):
     Ogg): a file given where a model or a melody belongs is then named as audio."""
     return bytes(head[:4]) in _AUDIO_MAGIC
 
+
 def load(path, *, sr=None, mono=False, dtype=np.float32):
     """Read an audio file.
 

@@ -457,7 +457,8 @@ class SourceModel:
                                  f"of {name!r} hold no sound")
         # The level does not matter (V is scaled below): one scale for all, so that no
         # power of a loud example overflows, nor of a quiet one underflows.
-        spectra = [S / peak for S in spectra]
+        for S in spectra:  # (ours: scaled in place)
+            S /= peak
         def copies():  # made twice (energies, then frames) rather than all kept at once
             for rate in tempos:
                 for k in semitones:

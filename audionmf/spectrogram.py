@@ -36,6 +36,12 @@ MAX_N_FFT = 2**20
 MIN_OVERLAP = 0.1
 
 
+def check_window_name(window):
+    """Refuse a window that is not a name (an array of samples, say): ParameterError."""
+    if not isinstance(window, str):
+        raise ParameterError(f"window={window!r:.60}: expected a window name")
+
+
 @dataclass(frozen=True)
 class STFTParams:
     """The analysis parameters, shared by the forward and inverse transform.
@@ -73,8 +79,7 @@ class STFTParams:
             raise ParameterError(
                 f"hop_length={hop} is larger than n_fft={n_fft}: frames would leave gaps"
             )
-        if not isinstance(self.window, str):
-            raise ParameterError(f"window={self.window!r:.60}: expected a window name")
+        check_window_name(self.window)
         floor = _overlap_floor(self.window, n_fft, hop)  # ParameterError for an unknown window
         if floor < MIN_OVERLAP:
             ok = next((h for h in (n_fft // 2, n_fft // 4, n_fft // 8, 1)

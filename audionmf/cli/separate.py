@@ -236,9 +236,13 @@ def run_separate(args):
             traceback.print_exc()
         report(str(exc))
         return EXIT_BAD_FILE
-    for option, path in _audio_options(args):  # once for the batch, not once per input
+    mode = pick(_options(args))
+    for option in mode.options:  # the audio files it reads: once for the batch, not per input
+        path = getattr(args, option.name)
+        if option.kind != "audio" or path is None:
+            continue
         try:  # (at one rate for all inputs: the messages give lengths in seconds)
-            pick(_options(args))(44100, spell=spell, **{option: path})
+            mode(44100, spell=spell, **{option.name: path})
         except (AudioError, ParameterError) as exc:
             if args.debug:
                 traceback.print_exc()
@@ -275,13 +279,6 @@ def run_separate(args):
     finally:
         if created:  # when no file was separated, nothing of ours stays behind
             remove_empty_folders(created)
-
-
-def _audio_options(args):
-    """(option, path) of the audio files the mode reads for every input (a noise sample)."""
-    mode = pick(_options(args))
-    return [(o.name, getattr(args, o.name)) for o in mode.options
-            if o.kind == "audio" and getattr(args, o.name) is not None]
 
 
 def _import_the_machinery():
