@@ -8,7 +8,9 @@ update are computed one after the other, so no full-size temporary exists.
 Blocks are shared among threads (:mod:`audionmf._threads`), each running
 single-threaded BLAS (a BLAS thread pool beside ours would only fight it for
 the cores: docs/decisions.md, "Threads of our own, BLAS single-threaded") and
-the GIL-free numba kernels of :mod:`audionmf._kernels`. Partial sums add up in
+the GIL-free numba kernels of :mod:`audionmf._kernels` (for a small KL problem their
+numpy twins, :mod:`audionmf._kernels_numpy`, which spare a fresh process numba's
+start). Partial sums add up in
 one fixed order, so the result does not depend on the number of threads.
 
 :class:`Engine` applies the update rule it is given (the exponent gamma, the
@@ -22,6 +24,12 @@ import numpy as np
 from ._threads import available_cores, serial_blas, thread_pool
 
 __all__ = ["Engine", "scaled"]
+
+#: A Kullback-Leibler problem of at most this many entries of V runs on the numpy
+#: twins of the kernels (:mod:`audionmf._kernels_numpy`): numba's start in a fresh
+#: process would cost more than its kernels save (docs/decisions.md, "numba's
+#: start-up, and numpy twins for small KL fits").
+SMALL_KL_ENTRIES = 4_000_000
 
 
 class Engine:
@@ -64,9 +72,7 @@ class Engine:
 
     def __init__(self, V, scale, beta, floor, ceiling, *, gamma, steps=(1.0, 1.0, 1.0), sparsity=0.0,
                  normalize=True, block_bytes, n_threads=None):
-        from . import _kernels  # numba loads on first use, not at import
-
-        self.kernels = _kernels
+        self.kernels = kernels_for(V, beta)
         self.beta = beta
         self.gamma = gamma
         self.relax = tuple(steps)
@@ -366,6 +372,16 @@ class Engine:
             Xc = np.ascontiguousarray(X)
             self.kernels.multiplicative_step(Xc, num, den, self.gamma, self.floor, self.ceiling, *self.relax)
             X[...] = Xc
+
+
+def kernels_for(V, beta):
+    """The kernels' module for V and beta: the numpy twins for a small KL problem
+    (:data:`SMALL_KL_ENTRIES`), numba's otherwise (loaded on first use, not at import)."""
+    if beta == 1.0 and V.size <= SMALL_KL_ENTRIES:
+        from . import _kernels_numpy as kernels
+    else:
+        from . import _kernels as kernels
+    return kernels
 
 
 def stalled(previous, loss, tol):

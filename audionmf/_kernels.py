@@ -20,6 +20,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from ._kernels_numpy import FAST_OMEGA  # (the over-relaxation exponent with a fast path)
+
 # error_model="numpy": IEEE division (no ZeroDivisionError check), which lets loops vectorize.
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 # The loss sums may be reassociated (so that they vectorize); nothing else is relaxed.
@@ -221,10 +223,6 @@ def divergence(V, Y, beta, floor):
                 )
         total += row
     return total
-
-
-#: The over-relaxation exponent that has a fast path: s**(15/8) = s * s / s**(1/8), three square roots.
-FAST_OMEGA = 1.875
 
 
 @njit(**_OPTIONS)

@@ -553,3 +553,116 @@ def test_extreme_levels_in_float32(rng, level, beta):
     res = nmf(V.astype(np.float32), 3, beta=beta, max_iter=30, random_state=0)
     assert np.all(np.isfinite(res.W)) and np.all(np.isfinite(res.H))
     assert np.all(np.isfinite(res.losses)) and res.losses[-1] < res.losses[0]
+
+
+# ------------------------------------------------------------------ numpy twins of the KL kernels
+def _step_operands(rng, dtype, shape=(7, 33)):
+    """X, num and den with every case of the step: zero and infinite denominators,
+    0 / 0, inf / inf, steps below, inside and above the over-relaxed interval."""
+    X = (rng.random(shape) + 0.01).astype(dtype)
+    num = (rng.random(shape) * np.exp(rng.uniform(-6, 6, shape))).astype(dtype)
+    den = (rng.random(shape) + 0.01).astype(dtype)
+    den[0, :3] = 0.0
+    num[0, 0] = 0.0
+    num[1, :2] = np.inf
+    den[1, 0] = np.inf
+    X[2, :4] = [1e-30, 1e30, 0.0, 1.0]
+    return X, num, den
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gamma, omega", [(1.0, 1.0), (1.0, 1.875), (0.5, 1.0), (0.5, 1.875),
+                                          (1.0, 1.9), (0.8, 1.5)])
+def test_numpy_step_is_the_kernel(rng, dtype, gamma, omega):
+    from audionmf import _kernels, _kernels_numpy
+    from audionmf.nmf import _safe_steps
+
+    low, high = _safe_steps(1.0, omega) if gamma == 1.0 else (0.5, 1.8)
+    X, num, den = _step_operands(rng, dtype)
+    ours, theirs = X.copy(), X.copy()
+    with np.errstate(all="ignore"):
+        _kernels.multiplicative_step(theirs, num, den, gamma, 1e-20, 1e20, omega, low, high)
+    _kernels_numpy.multiplicative_step(ours, num, den, gamma, 1e-20, 1e20, omega, low, high)
+    assert np.all(np.isfinite(ours))
+    if omega in (1.0, 1.875) and gamma in (1.0, 0.5):  # the fast paths: the same operations
+        np.testing.assert_array_equal(ours, theirs)
+    else:  # powers: numpy's and LLVM's may differ in the last place
+        np.testing.assert_allclose(ours, theirs, rtol=4 * np.finfo(dtype).eps)
+    if omega != 1.0:  # the interval's cases were all there
+        r = num[2:] / den[2:]  # (the rows without the special cases)
+        assert np.any((r >= low) & (r <= high)) and np.any((r < low) | (r > high))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_kl_terms_are_the_kernel(rng, dtype):
+    from audionmf import _kernels, _kernels_numpy
+
+    V = rng.random((9, 40)).astype(dtype)
+    V[0, :5] = 0.0  # (a zero of V: its term is y)
+    Y = (rng.random((9, 40)) + 0.05).astype(dtype)
+    for with_loss in (False, True):
+        ours, theirs = Y.copy(), Y.copy()
+        loss = _kernels_numpy.kl_terms(V, ours, with_loss)
+        expected = _kernels.kl_terms(V, theirs, with_loss)
+        np.testing.assert_array_equal(ours, theirs)
+        assert loss == pytest.approx(expected, rel=1e-9)
+    assert loss == pytest.approx(beta_divergence(V.astype(np.float64), Y.astype(np.float64), "kl"), rel=1e-9)
+
+
+def test_numpy_copies_are_the_kernels(rng):
+    from audionmf import _kernels, _kernels_numpy
+
+    src = rng.random((6, 20)).astype(np.float32) * 1e-3
+    ours, theirs = np.empty_like(src), np.empty_like(src)
+    _kernels_numpy.scaled_copy(src, ours, 3.0, 1e-3, 7.0)
+    _kernels.scaled_copy(src, theirs, 3.0, 1e-3, 7.0)
+    np.testing.assert_array_equal(ours, theirs)
+    assert np.any(ours == 7.0) and np.any(ours != 7.0)
+    ours, theirs = src.copy(), src.copy()
+    _kernels_numpy.flush_small(ours, 5e-4, 0.0)
+    _kernels.flush_small(theirs, 5e-4, 0.0)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("update", ["both", "activations"])
+def test_a_small_kl_fit_is_the_same_on_either_kernels(rng, monkeypatch, update):
+    """The engine runs a small KL problem on the numpy twins and a large one on
+    numba's kernels; the factors are the same to the bit either way."""
+    V = (rng.random((50, 6)) @ rng.random((6, 300))).astype(np.float32)
+    W = (rng.random((50, 6)) + 0.1).astype(np.float32)
+    kwargs = dict(beta="kl", max_iter=40, tol=0, random_state=3, limits=Limits(nmf_block_bytes=2000))
+    if update == "activations":
+        kwargs.update(W=W, update_W=False, init="random")
+    assert _engine.kernels_for(V, 1.0).__name__ == "audionmf._kernels_numpy"
+    small = nmf(V, 6, **kwargs)
+    monkeypatch.setattr(_engine, "SMALL_KL_ENTRIES", 0)
+    assert _engine.kernels_for(V, 1.0).__name__ == "audionmf._kernels"
+    large = nmf(V, 6, **kwargs)
+    np.testing.assert_array_equal(small.W, large.W)
+    np.testing.assert_array_equal(small.H, large.H)
+    assert small.loss == pytest.approx(large.loss, rel=1e-9)
+
+
+def test_only_large_or_non_kl_problems_take_numba():
+    V = np.ones((10, 10), dtype=np.float32)
+    assert _engine.kernels_for(V, 1.0).__name__ == "audionmf._kernels_numpy"
+    assert _engine.kernels_for(V, 0.0).__name__ == "audionmf._kernels"
+    assert _engine.kernels_for(V, 2.0).__name__ == "audionmf._kernels"
+    big = np.broadcast_to(np.float32(1.0), (1000, _engine.SMALL_KL_ENTRIES // 1000 + 1))
+    assert _engine.kernels_for(big, 1.0).__name__ == "audionmf._kernels"
+
+
+def test_a_short_separation_does_not_start_numba(tmp_path):
+    """What the numpy twins are for: a fresh process that separates a few seconds
+    blindly never imports numba (whose start costs more than the fit)."""
+    import subprocess
+
+    code = ("import sys, numpy as np, audionmf\n"
+            "y = np.random.default_rng(0).standard_normal(3 * 22050).astype(np.float32)\n"
+            "audionmf.separate(y, 22050, n_sources=2, random_state=0)\n"
+            "audionmf.nmf(np.random.default_rng(1).random((30, 40)), 3, beta='kl')\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(audionmf.__file__))})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

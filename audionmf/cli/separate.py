@@ -387,6 +387,8 @@ def _own_outputs(args, found):
     with -o album/stems, run twice, would separate its own sources). That is, the
     files found in ``OUTDIR/<stem>/`` where ``<stem>`` is another input's, whatever
     the sources were called then, and those named as this run's sources."""
+    if not found:  # (inputs named one by one are taken as they are: no model to load)
+        return []
     try:  # the models' names: they are checked (and loaded again) later
         loaded = types.SimpleNamespace(**vars(args))
         _load_models(loaded)
