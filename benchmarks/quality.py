@@ -30,6 +30,8 @@ Methods:
                       the defaults before the ensemble of two)
   audionmf_models_novote  audionmf_models with the vote off (the Supervised mode's
                       vote_parts = 0: the default before the vote)
+  audionmf_models_noadapt  audionmf_models with the templates as learned (the Supervised
+                      mode's adapt_gains = False: the default before the gain curves)
   noisereduce_nonstationary  noisereduce.reduce_noise(stationary=False): speech / the rest
   noisereduce_stationary     noisereduce.reduce_noise(stationary=True, y_noise=noise_sample.flac)
   audionmf_denoise           audionmf.denoise(): the noise profile found in the mixture
@@ -259,6 +261,17 @@ class AudionmfModelsNoVote(AudionmfModels):
             Supervised.vote_parts = parts
 
 
+class AudionmfModelsNoAdapt(AudionmfModels):
+    def run(self, models, mix, sr, stems):
+        from audionmf.modes.supervised import Supervised
+
+        Supervised.adapt_gains = False
+        try:
+            return super().run(models, mix, sr, stems)
+        finally:
+            Supervised.adapt_gains = True
+
+
 class Denoiser:
     """A speech denoiser: ``clean`` scored as the speech, the rest as the noise, no permutation.
     The test item's folder is ``self.folder`` (its noise_sample.flac)."""
@@ -392,6 +405,7 @@ METHODS = {
     "audionmf_vocals": AudionmfVocals,
     "audionmf_models_single": AudionmfModelsSingle,
     "audionmf_models_novote": AudionmfModelsNoVote,
+    "audionmf_models_noadapt": AudionmfModelsNoAdapt,
 }
 
 

@@ -33,9 +33,10 @@ def rel_error(estimate, reference):
     return np.linalg.norm(estimate - reference) / np.linalg.norm(reference)
 
 
-def separate_without_vote(y, sr, models, limits=None, **options):
+def separate_without_vote(y, sr, models, limits=None, adapt_gains=True, **options):
     """The sources of a mono ``y`` as ``separate(y, sr, models=models, limits=limits,
-    **options)`` gives them with the vote off: what the models' templates alone separate."""
+    **options)`` gives them with the vote off: what the models' templates alone separate
+    (through the gain curves fitted to ``y`` unless ``adapt_gains`` is False)."""
     from audionmf import _blocks
     from audionmf.io import Signal
     from audionmf.separate import configure
@@ -43,6 +44,7 @@ def separate_without_vote(y, sr, models, limits=None, **options):
     mode = configure(sr, {"models": models, **options}, limits=limits)
     assert mode.vote_parts > 0  # on by default
     mode.vote_parts = 0
+    mode.adapt_gains = adapt_gains
     pieces = [[] for _ in mode.names]
     _blocks.run(Signal(np.asarray(y, dtype=np.float64), sr), mode,
                 lambda index, samples: pieces[index].append(samples[0]))

@@ -22,7 +22,7 @@ MAX_LINES = 600
 LAYERS = [
     {"_version", "_validation", "_kernels", "_kernels_numpy", "_threads", "limits"},
     {"_engine", "nmf", "_writing", "io", "spectrogram"},
-    {"analysis", "masks", "sourcefilter", "vote"},
+    {"analysis", "masks", "sourcefilter", "vote", "adapt"},
     {"grouping", "models", "_learning"},
     {"modes", "modes.base", "modes.blind", "modes.supervised", "modes.drums", "modes.denoise",
      "modes.vocals"},

@@ -131,8 +131,8 @@ def test_an_ensemble_averages_the_masks_of_its_fits():
     def alone(model, g):
         return replace(model, templates=model.templates[:, model.groups()[g]], fits=1)
 
-    def by_models(models):  # the models' masks alone: the vote off
-        return separate_without_vote(y, SR, models, random_state=0)
+    def by_models(models):  # the models' masks alone: the vote and the gain curves off
+        return separate_without_vote(y, SR, models, adapt_gains=False, random_state=0)
 
     both = by_models([a, b])
     fits = [by_models([alone(a, g), alone(b, g)]) for g in (0, 1)]

@@ -21,6 +21,12 @@ the masks are blended with the parts', the models' weighing more (:data:`VOTE_MO
 docs/decisions.md, "Source models: the vote").
 A long signal's parts are learned on its excerpts and their activations fitted block
 by block.
+
+Before the vote, each source's templates are adapted to the mixture by a smooth gain
+curve over frequency, fitted to the activations of the ensemble's first fit
+(:mod:`audionmf.adapt`: the examples' recording and instrument are not the mixture's;
+docs/decisions.md, "Source models: adapted to the mixture's colour"). A long signal's
+gains are fitted on its excerpts, and its blocks take them.
 """
 import numpy as np
 
@@ -30,7 +36,7 @@ from ..analysis import Analysis, templates_at_rate
 from ..masks import blend_sources, wiener_masks
 from ..models import check_models, model_pooling
 from ..nmf import nmf
-from .. import vote
+from .. import adapt, vote
 from .base import Fitted, Mode, Option, keyword
 from .blind import MIXTURE_OVER_RELAXATION
 
@@ -61,6 +67,8 @@ class Supervised(Mode):
     iterations_note = f"{FIXED_MAX_ITER} with --model and no --free"
     #: Parts of the vote's factorization (:mod:`audionmf.vote`); 0: no vote.
     vote_parts = vote.PARTS
+    #: Whether the templates go through gain curves fitted to the mixture (:mod:`audionmf.adapt`).
+    adapt_gains = True
 
     @classmethod
     def iterations(cls, options):
@@ -103,9 +111,16 @@ class Supervised(Mode):
             with serial_blas():  # a fit follows (see modes.drums)
                 self.fit_templates = np.vstack([self.pool @ block
                                                 for block in np.split(self.fixed, frames)])
+            n_fft = self.analysis.stft.n_fft
+            centres = (self.pool @ np.arange(self.pool.shape[1])) / self.pool.sum(axis=1) * self.sr / n_fft
+            self.gain_bases = adapt.gain_bases(centres)
+            self.band_of_bin = np.argmax(self.pool, axis=0)  # (the pooled row of each bin)
 
     def needs_fit(self, whole):
-        return whole or bool(self.n_free) or bool(self.vote_parts)
+        return whole or bool(self.n_free) or bool(self.vote_parts) or self._adapts()
+
+    def _adapts(self):
+        return self.adapt_gains and not self.n_free
 
     def without_fit(self):
         return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates,
@@ -114,9 +129,12 @@ class Supervised(Mode):
     def fit(self, V, whole):
         """The activations of the whole signal (``whole``), the free templates of each
         fit of the ensemble if any, and the vote's parts."""
-        if not self.n_free:  # the templates are the models': fixed
-            W, spans = self.fixed, self.spans
-            H = self._activations(V, self.fit_templates, spans) if whole else None
+        if self._adapts():  # the models' templates, through gains fitted to V
+            spans = self.spans
+            W, fit_templates, H = self._adapted(V, spans, whole)
+        elif not self.n_free:  # the templates are the models': fixed
+            W, spans, fit_templates = self.fixed, self.spans, self.fit_templates
+            H = self._activations(V, fit_templates, spans) if whole else None
         else:
             results = []
             for span in self.spans:  # each fit of the ensemble with free templates of its own
@@ -128,7 +146,7 @@ class Supervised(Mode):
                                    **self.fit_options(random_state=self.rng, callback=self.callback)))
             W, spans = np.hstack([r.W for r in results]), _spans([r.W.shape[1] for r in results])
             H = np.vstack([r.H for r in results]) if whole else None
-        templates = self.fit_templates if not self.n_free else W
+        templates = fit_templates if not self.n_free else W
         parts = None
         if self.vote_parts:
             parts, H_parts = vote.learn_parts(self._frames(V), self.vote_parts,
@@ -141,6 +159,23 @@ class Supervised(Mode):
     def _activations(self, V, templates, spans):
         """The activations of each fit's templates (``V`` normalized), one above the other."""
         return np.vstack([self.fixed_activations(V, templates[:, span]) for span in spans])
+
+    def _adapted(self, V, spans, whole):
+        """The templates through each source's gain curve fitted to ``V`` on the
+        ensemble's first fit (:func:`audionmf.adapt.equalize`: the gains are the
+        recording's, and every fit's templates take them), at full resolution and on the
+        fit's rows, and if ``whole`` the activations of each fit: the first one's as they
+        were, the others' through the gains (else None)."""
+        frames = 2 * self.analysis.context + 1
+        first = self.fit_templates[:, spans[0]]
+        H = [self.fixed_activations(V, first)]
+        gains = adapt.equalize(V, first, H[0], self.labels[spans[0]], self.gain_bases, frames=frames)
+        W = adapt.through(self.fixed, self.labels, gains, frames, rows=self.band_of_bin)
+        templates = adapt.through(self.fit_templates, self.labels, gains, frames)
+        if not whole:
+            return W, templates, None
+        H += [self.fixed_activations(V, templates[:, span]) for span in spans[1:]]
+        return W, templates, np.vstack(H)
 
     def _frames(self, V):
         """The frames of the stacked spectrogram ``V`` (its middle block)."""

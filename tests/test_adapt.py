@@ -1,0 +1,117 @@
+"""Source models' gain curves (audionmf.adapt) and the Supervised mode's use of them."""
+import numpy as np
+import pytest
+
+import audionmf
+from audionmf import adapt, beta_divergence
+from audionmf.modes.supervised import Supervised
+
+
+def test_gain_bases_share_out_every_row():
+    freqs = np.linspace(0.0, 11025.0, 400)
+    B = adapt.gain_bases(freqs, n_bands=6, lowest=60.0)
+    assert B.shape == (400, 6)
+    assert np.all(B >= 0)
+    np.testing.assert_allclose(B.sum(axis=1), 1.0)
+    # below the lowest centre, rows take the first bump's; at the top, the last one's
+    np.testing.assert_allclose(B[freqs < 60.0], np.eye(6)[[0]].repeat((freqs < 60.0).sum(), axis=0))
+    np.testing.assert_allclose(B[-1], np.eye(6)[5])
+    # on a log-frequency axis the curve B @ g is smooth (no jump between close rows) and
+    # passes through each band's gain at the band's centre
+    log_freqs = np.geomspace(60.0, 11025.0, 1000)
+    g = np.array([1.0, 4.0, 0.25, 2.0, 1.0, 0.5])
+    curve = adapt.gain_bases(log_freqs, n_bands=6, lowest=60.0) @ g
+    assert np.max(np.abs(np.diff(curve))) < 0.1
+    centres = np.round(np.linspace(0, 999, 6)).astype(int)
+    np.testing.assert_allclose(curve[centres], g, rtol=0.02)
+    assert adapt.gain_bases(freqs, n_bands=1).shape == (400, 1)
+
+
+def _two_sources(rng, frames=1, n_rows=60, n_frames=80):
+    W = rng.random((frames * n_rows, 8)) + 0.05
+    W /= W.sum(axis=0)
+    H = rng.random((8, n_frames)) * (rng.random((8, n_frames)) < 0.5) + 1e-3
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    freqs = np.geomspace(50.0, 8000.0, n_rows)
+    return W, H, labels, adapt.gain_bases(freqs, n_bands=5)
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_equalize_finds_a_gain_curve_it_can_express(rng, frames):
+    """A known answer: source 0 heard through a smooth curve of the bases' span, the
+    activations right; the gains fitted give that curve back (up to a shared level)."""
+    W, H, labels, B = _two_sources(rng, frames)
+    true = B @ np.array([0.5, 0.8, 1.5, 2.5, 1.2])
+    curves = {0: np.tile(true, frames), 1: np.ones(W.shape[0])}
+    V = sum(curves[s][:, None] * (W[:, labels == s] @ H[labels == s]) for s in (0, 1))
+    gains = adapt.equalize(V, W, H, labels, B, frames=frames, steps=400)
+    np.testing.assert_allclose(gains[0], true, rtol=0.05)
+    np.testing.assert_allclose(gains[1], 1.0, rtol=0.05)
+
+
+def test_equalize_never_raises_the_divergence(rng):
+    W, H, labels, B = _two_sources(rng)
+    V = (rng.random(W.shape[0])[:, None] + 0.5) * (W @ H) + 0.01 * rng.random((W.shape[0], H.shape[1]))
+    losses = []
+    for steps in range(0, 12, 2):
+        gains = adapt.equalize(V, W, H, labels, B, steps=steps, max_gain=1e6)
+        model = adapt.through(W, labels, gains) @ H
+        losses.append(beta_divergence(V, model, "kl"))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(losses, losses[1:]))
+    assert losses[-1] < 0.9 * losses[0]
+
+
+def test_gains_stay_within_their_bound(rng):
+    W, H, labels, B = _two_sources(rng)
+    V = W[:, labels == 0] @ H[labels == 0] * 100.0 + 1e-6  # source 0 far louder: its gains rise
+    gains = adapt.equalize(V, W, H, labels, B, steps=50, max_gain=4.0)
+    for g in gains.values():
+        assert np.all(g <= 4.0 + 1e-12) and np.all(g >= 0.25 - 1e-12)
+    assert np.max(gains[0]) == pytest.approx(4.0)
+
+
+def test_through_scales_each_source_and_each_stacked_frame():
+    W = np.ones((2 * 3, 4))  # 2 stacked frames of 3 rows
+    labels = np.array([0, 1, 1, 0])
+    out = adapt.through(W, labels, {0: np.array([1.0, 2.0, 3.0]), 1: np.array([5.0, 5.0, 5.0])}, frames=2)
+    np.testing.assert_array_equal(out[:, 0], [1, 2, 3, 1, 2, 3])
+    np.testing.assert_array_equal(out[:, 1], 5.0)
+    # gains on bands: each row takes its band's
+    out = adapt.through(np.ones((4, 2)), np.array([0, 1]), {0: np.array([2.0, 3.0]), 1: np.ones(2)},
+                        rows=np.array([0, 0, 1, 1]))
+    np.testing.assert_array_equal(out[:, 0], [2, 2, 3, 3])
+    assert np.all(W == 1)  # (the input is not changed)
+
+
+def _tone_model(sr, freq, name, rng, brightness):
+    """A model of a harmonic tone whose partials fall off as ``brightness ** n``."""
+    t = np.arange(int(2.5 * sr)) / sr
+    y = sum(brightness**n * np.sin(2 * np.pi * freq * n * t + rng.uniform(0, 6)) for n in range(1, 12))
+    y *= 0.5 + 0.5 * (np.sin(2 * np.pi * 1.5 * t) > 0)
+    return y, audionmf.SourceModel.learn([y], sr, name=name, n_components=8, max_iter=60, random_state=0)
+
+
+def test_the_mode_gains_where_a_source_sounds_darker_than_its_examples(rng):
+    """Examples of two tones; in the mixture one of them sounds darker than its
+    examples (a different instrument or room). The gain curves follow it: the
+    sources sum to the mixture, and each stem is nearer its truth than without them."""
+    sr = 8000
+    y_a, model_a = _tone_model(sr, 220.0, "a", rng, 0.8)
+    y_b, model_b = _tone_model(sr, 330.0, "b", rng, 0.8)
+    t = np.arange(y_a.size) / sr
+    dark = sum(0.45**n * np.sin(2 * np.pi * 220.0 * n * t) for n in range(1, 12))
+    dark *= 0.5 + 0.5 * (np.sin(2 * np.pi * 1.1 * t) > 0)
+    mix = dark + np.roll(y_b, 3000)
+    truth = {"a": dark, "b": np.roll(y_b, 3000)}
+
+    def error(out):
+        return np.mean([np.sum((out[s] - truth[s]) ** 2) / np.sum(truth[s] ** 2) for s in truth])
+
+    adapted = audionmf.separate(mix, sr, models=[model_a, model_b], random_state=0)
+    np.testing.assert_allclose(adapted["a"] + adapted["b"], mix, atol=1e-6)
+    try:
+        Supervised.adapt_gains = False
+        plain = audionmf.separate(mix, sr, models=[model_a, model_b], random_state=0)
+    finally:
+        Supervised.adapt_gains = True
+    assert error(adapted) < 0.9 * error(plain)
