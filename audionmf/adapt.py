@@ -55,8 +55,9 @@ def gain_bases(freqs, *, n_bands=BANDS, lowest=LOWEST_HZ, highest=None):
 def equalize(V, W, H, labels, bases, *, frames=1, steps=STEPS, max_gain=MAX_GAIN):
     """Gain curves of each source's templates, fitted to ``V`` with the activations kept.
 
-    ``steps`` multiplicative steps of the gains ``g_s`` (the divergence never
-    increases); the activations ``H`` of the plain templates are kept: a fit of
+    ``steps`` multiplicative steps of all the sources' gains at once (the model
+    is linear in them together, so the divergence never increases; the bound
+    keeps that); the activations ``H`` of the plain templates are kept: a fit of
     the activations through the gains after them raised the corpus by little
     more than it cost (docs/decisions.md, "Source models: adapted to the
     mixture's colour").
