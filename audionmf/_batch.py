@@ -27,8 +27,9 @@ import threading
 from . import _threads
 
 #: In the main process: the flag of the batch running (for SIGTERM to set, whatever
-#: SIGINT's handler), and whether an interrupted batch is being left.
-INTERRUPTS = {"flag": None, "leaving": False}
+#: SIGINT's handler), whether an interrupted batch is being left, and whether the
+#: command was sent SIGTERM.
+INTERRUPTS = {"flag": None, "leaving": False, "terminated": False}
 
 #: State of a worker process (in the main process, in_worker stays False).
 WORKER = {"in_worker": False, "busy": False, "stop": False, "cancelled": None, "slot": None,

@@ -458,3 +458,26 @@ def stop_hard(proc, started, how):
         while any(alive(pid) for pid in started) and time.time() < deadline:
             time.sleep(0.05)
         assert not any(alive(pid) for pid in started)
+
+
+def test_an_error_while_the_command_is_stopped_is_the_stop(monkeypatch, tmp_path):
+    """An interrupt that lands inside a lock's release comes out as a RuntimeError:
+    once the command was sent SIGTERM, a file's error is its interruption (exit 143),
+    not an internal error; before, it is one."""
+    from audionmf import _batch
+    from audionmf.cli import get_parser
+    from audionmf.cli import separate as cli_separate
+
+    def broken(path, args, protected):
+        raise RuntimeError("cannot release un-acquired lock")
+
+    monkeypatch.setattr(cli_separate, "_separate_one", broken)
+    args = get_parser().parse_args(["separate", "song.flac", "-o", str(tmp_path / "out")])
+    task = cli_separate._SeparateTask(args, protected=[])
+    path, folder, (message, _) = task("song.flac")
+    assert folder is None and message.startswith("internal error: RuntimeError")
+    monkeypatch.setitem(_batch.INTERRUPTS, "terminated", True)
+    with pytest.raises(KeyboardInterrupt):
+        task("song.flac")
+    monkeypatch.setitem(_batch.WORKER, "in_worker", True)
+    assert task("song.flac")[2][0] == "interrupted; nothing written"

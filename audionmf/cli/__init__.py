@@ -79,6 +79,7 @@ def console():
         if terminated or INTERRUPTS["leaving"]:
             return
         terminated.append(signum)
+        INTERRUPTS["terminated"] = True
         if INTERRUPTS["flag"] is not None:
             INTERRUPTS["flag"]["flag"] = True
         else:

@@ -464,6 +464,12 @@ class _SeparateTask:
                 raise  # Ctrl-C in this very process: the caller reports it
             return path, None, ("interrupted; nothing written", "")
         except Exception as exc:  # a bug, or the machine (memory): this file fails, not the batch
+            if _batch.stopping() or _batch.INTERRUPTS["terminated"]:
+                # raised while the run was being stopped: the stop's doing (a KeyboardInterrupt
+                # that lands inside a lock's release comes out as a RuntimeError)
+                if not WORKER["in_worker"]:
+                    raise KeyboardInterrupt from exc
+                return path, None, ("interrupted; nothing written", "")
             return path, None, (f"internal error: {type(exc).__name__}: {exc} (run with --debug "
                                 "for the traceback)", traceback.format_exc())
         finally:
