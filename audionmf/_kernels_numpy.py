@@ -10,7 +10,8 @@ small Kullback-Leibler problem (:data:`audionmf._engine.SMALL_KL_ENTRIES`).
 Each function takes the same arguments and writes the same arrays as its twin.
 The plain and over-relaxed KL updates are bit for bit the same (IEEE division,
 square roots and products in the same order and dtype), so are the quotients;
-other exponents' powers may differ in the last place, and the losses in their
+with other exponents numpy's and LLVM's powers may differ by a few units in the
+last place in float64 (a whole fit then differs as little), and the losses in their
 last digits (numpy's logarithm and summation order against ``fast_log`` and a
 vectorized sum), which moves a convergence test only at a tie.
 docs/decisions.md, "numba's start-up, and numpy twins for small KL fits".
@@ -59,8 +60,9 @@ def multiplicative_step(X, num, den, gamma, floor, ceiling, omega, low, high):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if (omega == FAST_OMEGA or omega == 1.0) and (gamma == 1.0 or gamma == 0.5):
             r = np.divide(num, den)
-            if not np.isfinite(r).all():  # a zero denominator, inf / inf: no step
-                r[(den <= 0) | (r != r)] = dtype(1.0)
+            no_step = ~(den > 0)  # a denominator that is not positive, or inf / inf: no step
+            if no_step.any() or not np.isfinite(r).all():
+                r[no_step | (r != r)] = dtype(1.0)
             if gamma == 0.5:
                 np.sqrt(r, out=r)
             if omega == FAST_OMEGA:  # s**(15/8) = s * s / s**(1/8)

@@ -25,7 +25,8 @@ __all__ = ["gain_bases", "equalize", "through", "BANDS", "LOWEST_HZ", "STEPS", "
 BANDS, LOWEST_HZ = 6, 60.0
 #: Multiplicative steps of the gains, on the activations' usual fit.
 STEPS = 10
-#: A band's gain stays within [1 / MAX_GAIN, MAX_GAIN] (12 dB each way).
+#: A band's gain stays within [1 / MAX_GAIN, MAX_GAIN] (12 dB each way on magnitude
+#: spectrograms, which `learn`'s KL models are; 6 dB on powers).
 MAX_GAIN = 4.0
 
 

@@ -115,3 +115,24 @@ def test_the_mode_gains_where_a_source_sounds_darker_than_its_examples(rng):
     finally:
         Supervised.adapt_gains = True
     assert error(adapted) < 0.9 * error(plain)
+
+
+def test_only_kl_models_take_gain_curves(rng):
+    """The curves are fitted with KL steps: models of another divergence keep their
+    templates as learned (the same sources with the curves on or off)."""
+    sr = 8000
+    t = np.arange(2 * sr) / sr
+    a = np.sin(2 * np.pi * 220 * t) + 0.3 * np.sin(2 * np.pi * 440 * t)
+    b = np.sin(2 * np.pi * 330 * t) + 0.3 * np.sin(2 * np.pi * 990 * t)
+    kw = dict(n_components=4, max_iter=30, random_state=0, beta="is")
+    models = [audionmf.SourceModel.learn([a], sr, name="a", **kw),
+              audionmf.SourceModel.learn([b], sr, name="b", **kw)]
+    mix = 0.7 * a + b
+    on = audionmf.separate(mix, sr, models=models, random_state=0)
+    try:
+        Supervised.adapt_gains = False
+        off = audionmf.separate(mix, sr, models=models, random_state=0)
+    finally:
+        Supervised.adapt_gains = True
+    for name in on:
+        np.testing.assert_array_equal(on[name], off[name])

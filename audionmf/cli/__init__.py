@@ -71,6 +71,7 @@ def console():
     and the exit status is then 143.
     """
     terminated = []
+    INTERRUPTS["terminated"] = False
 
     def on_sigterm(signum, frame):
         # What Ctrl-C does where SIGINT is Python's, whatever it is here (a job started

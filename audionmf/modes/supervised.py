@@ -120,7 +120,9 @@ class Supervised(Mode):
         return whole or bool(self.n_free) or bool(self.vote_parts) or self._adapts()
 
     def _adapts(self):
-        return self.adapt_gains and not self.n_free
+        """Whether the templates go through gain curves: KL models (the divergence the
+        curves are fitted with and were measured on) without free templates."""
+        return self.adapt_gains and not self.n_free and self.analysis.beta == 1.0
 
     def without_fit(self):
         return Fitted(W=self.fixed, labels=self.labels, templates=self.fit_templates,
