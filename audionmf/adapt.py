@@ -106,13 +106,12 @@ def folded(row_sums, frames):
     return row_sums.reshape(frames, -1).sum(axis=0)
 
 
-def through(W, labels, gains, frames=1, rows=None):
-    """The templates ``W`` with each source's rows scaled by its gains (``rows``: the
-    gain's row of each of W's rows per stacked frame, when the gains are on fewer rows,
-    such as bands of bins)."""
+def through(W, labels, gains, frames=1):
+    """The templates ``W`` with each source's rows scaled by its gains (one per row of
+    a stacked frame; gains on bands of bins are spread onto the bins by the pooling
+    matrix's transpose first)."""
     out = np.array(W, copy=True)
     labels = np.asarray(labels)
     for s, gain in gains.items():
-        per_row = gain if rows is None else gain[rows]
-        out[:, labels == s] *= np.tile(per_row, frames).astype(out.dtype)[:, None]
+        out[:, labels == s] *= np.tile(gain, frames).astype(out.dtype)[:, None]
     return out

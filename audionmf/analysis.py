@@ -15,7 +15,7 @@ from ._threads import serial_blas
 from ._validation import ParameterError, beta_to_float, check_sample_rate, check_spectrogram_power
 from .spectrogram import STFTParams, check_window_name, stack_frames
 
-__all__ = ["Analysis", "default_power", "templates_at_rate", "band_pooling"]
+__all__ = ["Analysis", "default_power", "templates_at_rate", "band_pooling", "band_centres"]
 
 
 def default_power(beta):
@@ -185,3 +185,9 @@ def band_pooling(n_bins, *, sr, n_fft, above_hz=2000.0, bands_per_octave=12):
     P = np.zeros((rows.max() + 1, n_bins), dtype=np.float32)
     P[rows, np.arange(n_bins)] = 1.0
     return P
+
+
+def band_centres(P, *, sr, n_fft):
+    """The centre frequency (Hz) of each row of a pooling matrix ``P``
+    (:func:`band_pooling`): the mean frequency of its bins."""
+    return (P @ np.arange(P.shape[1])) / P.sum(axis=1) * sr / n_fft

@@ -76,9 +76,9 @@ def test_through_scales_each_source_and_each_stacked_frame():
     out = adapt.through(W, labels, {0: np.array([1.0, 2.0, 3.0]), 1: np.array([5.0, 5.0, 5.0])}, frames=2)
     np.testing.assert_array_equal(out[:, 0], [1, 2, 3, 1, 2, 3])
     np.testing.assert_array_equal(out[:, 1], 5.0)
-    # gains on bands: each row takes its band's
-    out = adapt.through(np.ones((4, 2)), np.array([0, 1]), {0: np.array([2.0, 3.0]), 1: np.ones(2)},
-                        rows=np.array([0, 0, 1, 1]))
+    # gains on bands, spread onto their bins by the pooling's transpose: each bin takes its band's
+    pool = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=np.float32)
+    out = adapt.through(np.ones((4, 2)), np.array([0, 1]), {0: pool.T @ np.array([2.0, 3.0]), 1: np.ones(4)})
     np.testing.assert_array_equal(out[:, 0], [2, 2, 3, 3])
     assert np.all(W == 1)  # (the input is not changed)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from .._threads import serial_blas
 from .._validation import MAX_COMPONENTS, check_positive_int
-from ..analysis import Analysis, templates_at_rate
+from ..analysis import Analysis, band_centres, templates_at_rate
 from ..masks import blend_sources, wiener_masks
 from ..models import check_models, model_pooling
 from ..nmf import nmf
@@ -111,10 +111,8 @@ class Supervised(Mode):
             with serial_blas():  # a fit follows (see modes.drums)
                 self.fit_templates = np.vstack([self.pool @ block
                                                 for block in np.split(self.fixed, frames)])
-            n_fft = self.analysis.stft.n_fft
-            centres = (self.pool @ np.arange(self.pool.shape[1])) / self.pool.sum(axis=1) * self.sr / n_fft
-            self.gain_bases = adapt.gain_bases(centres)
-            self.band_of_bin = np.argmax(self.pool, axis=0)  # (the pooled row of each bin)
+            self.gain_bases = adapt.gain_bases(band_centres(self.pool, sr=self.sr,
+                                                            n_fft=self.analysis.stft.n_fft))
 
     def needs_fit(self, whole):
         return whole or bool(self.n_free) or bool(self.vote_parts) or self._adapts()
@@ -172,7 +170,8 @@ class Supervised(Mode):
         first = self.fit_templates[:, spans[0]]
         H = [self.fixed_activations(V, first)]
         gains = adapt.equalize(V, first, H[0], self.labels[spans[0]], self.gain_bases, frames=frames)
-        W = adapt.through(self.fixed, self.labels, gains, frames, rows=self.band_of_bin)
+        W = adapt.through(self.fixed, self.labels, {s: self.pool.T @ g for s, g in gains.items()},
+                          frames)  # (each bin its band's gain)
         templates = adapt.through(self.fit_templates, self.labels, gains, frames)
         if not whole:
             return W, templates, None

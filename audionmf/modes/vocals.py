@@ -38,7 +38,7 @@ import os
 import numpy as np
 
 from .._validation import MAX_SR, ParameterError
-from ..analysis import Analysis, band_pooling
+from ..analysis import Analysis, band_centres, band_pooling
 from ..io import looks_like_audio
 from ..masks import blend_masks
 from ..spectrogram import STFTParams, frame_means
@@ -150,7 +150,7 @@ class Vocals(Mode):
         self.pool = band_pooling(self.analysis.n_freq, sr=self.sr, n_fft=params.n_fft,
                                  above_hz=POOL_ABOVE_HZ)
         rows = self.pool.shape[0]
-        freqs = (self.pool @ np.arange(self.analysis.n_freq)) / self.pool.sum(axis=1) * self.sr / params.n_fft
+        freqs = band_centres(self.pool, sr=self.sr, n_fft=params.n_fft)
         self.f0s = sf.f0_grid(F0_MIN, F0_MAX, STEPS_PER_SEMITONE)
         self.W_F0 = self.pool @ _combs(self.sr, params.n_fft)
         self.W_filter = sf.smooth_filters(freqs, N_FILTERS)
