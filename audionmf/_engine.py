@@ -152,8 +152,9 @@ class Engine:
             serial, self._serial = self._serial, None
             serial.__exit__(None, None, None)
 
-    def iterate(self, W, H, update_H, free, with_loss):
-        """Update H (if ``update_H``) then ``W[:, free]`` (if ``free`` is not None), in place.
+    def iterate(self, W, H, update_H, free, with_loss, template_step=None):
+        """Update H (if ``update_H``) then ``W[:, free]`` (if ``free`` is not None), in place:
+        by the multiplicative step, or by ``template_step(W, num, den)`` (all of W).
 
         Returns the objective at the factors as they came in if ``with_loss``.
         """
@@ -165,7 +166,7 @@ class Engine:
 
         parts = self._map(sweep, self.groups)
         if free is not None:
-            self._update_W(W, H, free, parts)
+            self._update_W(W, H, free, parts, template_step)
         return sum(p["loss"] for p in parts) + penalty if with_loss else None
 
     def fit_activations(self, W, H, max_iter, tol, check_every):
@@ -214,7 +215,8 @@ class Engine:
             iterations.append(n_iter)
         return losses, iterations, n_iter, all(r[3] for r in results)
 
-    def fit_alternating(self, W, H, update_H, free, max_iter, tol, check_every, callback):
+    def fit_alternating(self, W, H, update_H, free, max_iter, tol, check_every, callback,
+                        template_step=None):
         """Iterations over all the frames at once (H, then W), with the stopping rule of :func:`audionmf.nmf`.
 
         ``callback(iteration, loss)`` after each iteration, with the most recent loss
@@ -228,7 +230,7 @@ class Engine:
         for n_iter in range(1, max_iter + 1):
             check = (n_iter - 1) % check_every == 0
             # The loss of the factors entering an iteration comes with its first pass.
-            loss = self.iterate(W, H, update_H, free, with_loss=check)
+            loss = self.iterate(W, H, update_H, free, with_loss=check, template_step=template_step)
             if check:
                 losses.append(loss)
                 loss_iters.append(n_iter - 1)
@@ -340,7 +342,7 @@ class Engine:
             return k.is_terms(Vb, Y, B, self.cap, with_loss)
         return k.beta_terms(Vb, Y, B, beta, self.cap, with_loss)
 
-    def _update_W(self, W, H, free, parts):
+    def _update_W(self, W, H, free, parts, template_step=None):
         num = sum(p["num"] for p in parts)
         if self.beta == 1.0:
             den = (H if len(free) == len(H) else H[free]).sum(axis=1)[None, :]
@@ -348,6 +350,9 @@ class Engine:
             den = W @ sum(p["den"] for p in parts)
         else:
             den = sum(p["den"] for p in parts)
+        if template_step is not None:  # templates under a constraint: all of them, its own step
+            np.clip(template_step(W, num, den), self.floor, self.ceiling, out=W)
+            return
         if len(free) == W.shape[1]:
             self._step(W, num, den)
         else:

@@ -6,8 +6,9 @@ frequency (a brighter piano, a darker bass, a closer microphone), which learned
 templates cannot follow: they then leave that source's energy to another
 model. :func:`equalize` fits, for each source, a gain curve that is smooth on a
 log-frequency axis (``n_bands`` overlapping Hann bumps, a few numbers per
-source) to the activations of a first fit, by multiplicative updates of the
-Kullback-Leibler divergence:
+source), by multiplicative updates of the Kullback-Leibler divergence
+alternated with those of the activations, from a first fit of the plain
+templates:
 
     V ~= sum_s diag(B g_s) W_s H_s
 
@@ -19,12 +20,15 @@ colour").
 """
 import numpy as np
 
-__all__ = ["gain_bases", "equalize", "through", "BANDS", "LOWEST_HZ", "STEPS", "MAX_GAIN"]
+from .nmf import nmf
+
+__all__ = ["gain_bases", "equalize", "through", "BANDS", "LOWEST_HZ", "FIRST_ITER", "ROUNDS", "MAX_GAIN"]
 
 #: Bumps of the gain curve on a log-frequency axis, from LOWEST_HZ to the Nyquist frequency.
 BANDS, LOWEST_HZ = 6, 60.0
-#: Multiplicative steps of the gains, on the activations' usual fit.
-STEPS = 10
+#: Iterations of the plain templates' activations before the gains come in, then
+#: rounds of one update of the activations and one of the gains.
+FIRST_ITER, ROUNDS = 20, 30
 #: A band's gain stays within [1 / MAX_GAIN, MAX_GAIN] (12 dB each way on magnitude
 #: spectrograms, which `learn`'s KL models are; 6 dB on powers).
 MAX_GAIN = 4.0
@@ -53,15 +57,16 @@ def gain_bases(freqs, *, n_bands=BANDS, lowest=LOWEST_HZ, highest=None):
     return B / B.sum(axis=1, keepdims=True)
 
 
-def equalize(V, W, H, labels, bases, *, frames=1, steps=STEPS, max_gain=MAX_GAIN):
-    """Gain curves of each source's templates, fitted to ``V`` with the activations kept.
+def equalize(V, W, H, labels, bases, *, frames=1, rounds=ROUNDS, max_gain=MAX_GAIN, limits=None):
+    """Gain curves of each source's templates, and the activations through them, fitted to ``V``.
 
-    ``steps`` multiplicative steps of all the sources' gains at once (the model
-    is linear in them together, so the divergence never increases; the bound
-    keeps that); the activations ``H`` of the plain templates are kept: a fit of
-    the activations through the gains after them raised the corpus by little
-    more than it cost (docs/decisions.md, "Source models: adapted to the
-    mixture's colour").
+    ``rounds`` alternations of a multiplicative update of the activations
+    (:func:`audionmf.nmf`'s, through the gains) and one of all the sources'
+    gains at once, from the activations ``H`` of a first fit of the plain
+    templates. The model is linear in the gains together, and in the
+    activations, so neither update raises the Kullback-Leibler divergence (the
+    bound keeps that: each band's step is the minimum of a convex bound within
+    it).
 
     Parameters
     ----------
@@ -70,35 +75,51 @@ def equalize(V, W, H, labels, bases, *, frames=1, steps=STEPS, max_gain=MAX_GAIN
     W : np.ndarray [shape=(frames * n_rows, K)]
         The templates; column k belongs to source ``labels[k]``.
     H : np.ndarray [shape=(K, n_frames)]
-        Their activations, fitted.
+        Their activations, fitted (the rounds start from them).
     labels : np.ndarray [shape=(K,)] of int
     bases : np.ndarray [shape=(n_rows, n_bands)]
         :func:`gain_bases` of the rows.
     frames : int
         Stacked frames per template (the same gain in each).
-    steps : int
+    rounds : int
     max_gain : float
         Each band's gain is kept within ``[1 / max_gain, max_gain]``.
+    limits : audionmf.limits.Limits, optional
+        As for :func:`audionmf.nmf`.
 
     Returns
     -------
-    dict
+    gains : dict
         Source -> gain of each row (np.ndarray [shape=(n_rows,), dtype=float64]).
+    H : np.ndarray [shape=(K, n_frames)]
+        The activations of ``through(W, labels, gains, frames)``.
     """
     labels = np.asarray(labels)
-    sources = np.unique(labels)
-    models = {s: W[:, labels == s] @ H[labels == s] for s in sources}
-    # The gradient of the divergence in g_s: the bumps times the model's row sums (its
-    # positive part) less the same sums weighed by V / the total model (its negative part).
-    down = {s: bases.T @ folded(models[s].sum(axis=1, dtype=np.float64), frames) for s in sources}
-    g = {s: np.ones(bases.shape[1]) for s in sources}
-    for _ in range(steps):
-        total = sum(np.tile((bases @ g[s]).astype(V.dtype), frames)[:, None] * models[s] for s in sources)
-        ratio = np.divide(V, total, out=np.zeros_like(total), where=total > 0)
-        for s in sources:
-            up = bases.T @ folded(np.einsum("ij,ij->i", ratio, models[s], dtype=np.float64), frames)
-            g[s] = np.clip(g[s] * up / np.maximum(down[s], 1e-30), 1.0 / max_gain, max_gain)
-    return {s: bases @ g[s] for s in sources}
+    order = np.argsort(labels, kind="stable")  # each source's columns side by side
+    sources, starts = np.unique(labels[order], return_index=True)
+    spans = {s: slice(a, b) for s, a, b in zip(sources, starts, [*starts[1:], labels.size])}
+    plain = np.ascontiguousarray(W[:, order], dtype=V.dtype)
+    out = np.empty_like(plain)
+    g = {s: np.ones(bases.shape[1]) for s in spans}
+
+    def step(current, num, den):
+        # W = diag(B g_s) W_s: the gradient in g_s is the bumps times W_s's share of the
+        # gradient in W, its negative part (num) over its positive part (den: for KL, the
+        # row sums of H, one row).
+        for s, cols in spans.items():
+            up = folded(np.einsum("ik,ik->i", plain[:, cols], num[:, cols]).astype(np.float64), frames)
+            down = folded((plain[:, cols] @ den[0, cols]).astype(np.float64), frames)
+            g[s] = np.clip(g[s] * (bases.T @ up) / np.maximum(bases.T @ down, 1e-30),
+                           1.0 / max_gain, max_gain)
+            gain = np.tile(bases @ g[s], frames).astype(out.dtype)
+            np.multiply(plain[:, cols], gain[:, None], out=out[:, cols])
+        return out
+
+    result = nmf(V, W.shape[1], beta="kl", W=plain, H=H[order], max_iter=rounds, tol=0.0,
+                 check_every=max(rounds, 1), template_step=step, limits=limits)
+    H = np.empty_like(result.H)
+    H[order] = result.H
+    return {s: bases @ g[s] for s in spans}, H
 
 
 def folded(row_sums, frames):

@@ -242,6 +242,7 @@ def nmf(
     check_every=10,
     callback=None,
     limits=None,
+    template_step=None,
 ):
     """Factorize a non-negative matrix, ``V ~= W @ H``, under a beta-divergence.
 
@@ -311,6 +312,17 @@ def nmf(
         scratch per thread (blocks of at least 16 frames). Smaller blocks use
         less memory and change the result by round-off only. None: the
         defaults, :data:`audionmf.limits.DEFAULT_LIMITS`.
+    template_step : callable, optional
+        Templates under a constraint (for example, given templates through
+        gains to be fitted): after each update of H, ``template_step(W, num,
+        den)`` returns all the templates' next values in place of their
+        multiplicative update, from that update's numerator and denominator
+        (the negative and positive parts of the divergence's gradient in W, in
+        the units of ``V / mean(V)``: the multiplicative step would be ``W *
+        (num / den) ** gamma``). The result is kept within the same bounds as
+        W. The divergence still never increases if the step does not raise it
+        (a multiplicative step of parameters that W is linear in does not).
+        Needs ``update_W=True``; no renormalization follows with ``sparsity``.
 
     Returns
     -------
@@ -358,6 +370,11 @@ def nmf(
             raise ParameterError(f"H has shape {H.shape}, expected {(K, n_frames)}")
     elif not update_H:
         raise ParameterError("update_H=False needs the fixed activations H")
+    if template_step is not None:
+        if not callable(template_step):
+            raise ParameterError(f"template_step={template_step!r}: expected a function (W, num, den) -> W")
+        if free is None or len(free) < K:
+            raise ParameterError("template_step updates all the templates: it needs update_W=True")
 
     # The mean, unless it underflows to 0 (subnormal entries) or overflows: then the
     # largest entry. Summed in V's own dtype, pairwise: accurate enough for a unit, and
@@ -388,6 +405,7 @@ def nmf(
             losses, loss_iters, n_iter, converged = engine.fit_alternating(
                 W, H, update_H, free, max_iter, tol, check_every,
                 callback and (lambda n, loss: callback(n, _in_units(loss, scale, beta))),
+                template_step,
             )
     # Activations held fixed come back as given, not divided and multiplied by the scale.
     H = H_given.copy() if not update_H else H * dtype.type(scale)

@@ -195,6 +195,42 @@ def test_fixed_activations_stay_fixed(rng):
     np.testing.assert_array_equal(nmf(V32, 3, H=H32, update_H=False, max_iter=3).H, H32)
 
 
+@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
+def test_a_template_step_of_the_plain_update_is_the_plain_update(rng, beta):
+    """``template_step`` gets the multiplicative update's numerator and denominator:
+    a step that makes that update gives the fit of the plain updates."""
+    W0, H0 = planted(rng)
+    V = W0 @ H0 + 0.1
+    start = dict(W=rng.random(W0.shape) + 0.1, H=rng.random(H0.shape) + 0.1, max_iter=30, tol=0,
+                 over_relaxation=1.0, beta=beta)
+    gamma = mm_exponent(beta)
+    own = nmf(V, 3, template_step=lambda W, num, den: W * (num / den) ** gamma, **start)
+    plain = nmf(V, 3, **start)
+    np.testing.assert_allclose(own.W, plain.W, rtol=1e-9)
+    np.testing.assert_allclose(own.H, plain.H, rtol=1e-9)
+    np.testing.assert_allclose(own.losses, plain.losses, rtol=1e-12)
+
+
+def test_templates_under_a_constraint_keep_it_and_lower_the_divergence(rng):
+    """Templates that are given ones times a gain per row, the gains fitted by their
+    own multiplicative step: the templates stay of that form, and the divergence
+    never increases."""
+    W0, H0 = planted(rng)
+    W0 = W0 + 0.01  # (no row of zeros: its gain would be 0 / 0)
+    tilt = np.linspace(0.5, 2.0, W0.shape[0])
+    V = (tilt[:, None] * W0) @ H0
+    gains = [np.ones(W0.shape[0])]
+
+    def step(W, num, den):
+        gains[0] = gains[0] * np.sum(W0 * num, axis=1) / np.sum(W0 * den, axis=1)
+        return gains[0][:, None] * W0
+
+    res = nmf(V, 3, W=W0, H=H0 * 1.5, template_step=step, max_iter=200, tol=0, check_every=1)
+    np.testing.assert_allclose(res.W, gains[0][:, None] * W0, rtol=1e-12)
+    assert np.all(np.diff(res.losses) <= 1e-12 * res.losses[0])
+    assert res.losses[-1] < 1e-3 * res.losses[0]
+
+
 def test_converges_early_with_tolerance(rng):
     W0, H0 = planted(rng)
     res = nmf(W0 @ H0 + 0.1, 3, max_iter=5000, tol=1e-3, random_state=0)
@@ -241,6 +277,9 @@ def test_more_components_than_rows_work(rng):
         ({"over_relaxation": 0.5}, "over_relaxation=0.5"),
         ({"over_relaxation": 1.5, "sparsity": 0.1}, "sparsity"),
         ({"limits": 2**22}, "limits must be an audionmf.limits.Limits, got int"),
+        ({"template_step": 3}, "template_step=3: expected a function"),
+        ({"template_step": lambda W, num, den: W, "update_W": np.array([True, False]),
+          "W": np.ones((7, 2))}, "template_step updates all the templates"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, match):

@@ -23,7 +23,7 @@ A long signal's parts are learned on its excerpts and their activations fitted b
 by block.
 
 Before the vote, each source's templates are adapted to the mixture by a smooth gain
-curve over frequency, fitted to the activations of the ensemble's first fit
+curve over frequency, fitted on the ensemble's first fit, alternately with its activations
 (:mod:`audionmf.adapt`: the examples' recording and instrument are not the mixture's;
 docs/decisions.md, "Source models: adapted to the mixture's colour"). A long signal's
 gains are fitted on its excerpts, and its blocks take them.
@@ -164,18 +164,20 @@ class Supervised(Mode):
         """The templates through each source's gain curve fitted to ``V`` on the
         ensemble's first fit (:func:`audionmf.adapt.equalize`: the gains are the
         recording's, and every fit's templates take them), at full resolution and on the
-        fit's rows, and if ``whole`` the activations of each fit: the first one's as they
-        were, the others' through the gains (else None)."""
+        fit's rows, and if ``whole`` the activations of each fit through them (else None)."""
         frames = 2 * self.analysis.context + 1
         first = self.fit_templates[:, spans[0]]
-        H = [self.fixed_activations(V, first)]
-        gains = adapt.equalize(V, first, H[0], self.labels[spans[0]], self.gain_bases, frames=frames)
+        options = self.fit_options(random_state=self.rng)
+        H = nmf(V, first.shape[1], W=first, update_W=False,
+                **dict(options, max_iter=min(adapt.FIRST_ITER, options["max_iter"]))).H
+        gains, H = adapt.equalize(V, first, H, self.labels[spans[0]], self.gain_bases, frames=frames,
+                                  limits=self.limits)
         W = adapt.through(self.fixed, self.labels, {s: self.pool.T @ g for s, g in gains.items()},
                           frames)  # (each bin its band's gain)
         templates = adapt.through(self.fit_templates, self.labels, gains, frames)
         if not whole:
             return W, templates, None
-        H += [self.fixed_activations(V, templates[:, span]) for span in spans[1:]]
+        H = [H] + [self.fixed_activations(V, templates[:, span]) for span in spans[1:]]
         return W, templates, np.vstack(H)
 
     def _frames(self, V):
