@@ -22,6 +22,7 @@ import threading
 import numpy as np
 
 from ._threads import available_cores, serial_blas, thread_pool
+from ._validation import ParameterError
 
 __all__ = ["Engine", "scaled"]
 
@@ -351,7 +352,12 @@ class Engine:
         else:
             den = sum(p["den"] for p in parts)
         if template_step is not None:  # templates under a constraint: all of them, its own step
-            np.clip(template_step(W, num, den), self.floor, self.ceiling, out=W)
+            new = np.asarray(template_step(W, num, den))
+            if new.shape != W.shape:
+                raise ParameterError(f"template_step returned shape {new.shape}, expected {W.shape}")
+            if not np.all(np.isfinite(new)):
+                raise ParameterError("template_step returned templates that are not finite")
+            np.clip(new, self.floor, self.ceiling, out=W)
             return
         if len(free) == W.shape[1]:
             self._step(W, num, den)

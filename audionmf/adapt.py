@@ -27,10 +27,12 @@ __all__ = ["gain_bases", "equalize", "through", "BANDS", "LOWEST_HZ", "FIRST_ITE
 #: Bumps of the gain curve on a log-frequency axis, from LOWEST_HZ to the Nyquist frequency.
 BANDS, LOWEST_HZ = 6, 60.0
 #: Iterations of the plain templates' activations before the gains come in, then
-#: rounds of one update of the activations and one of the gains.
+#: rounds of one update of the activations and one of the gains (the Supervised mode
+#: gives the rounds the rest of its iterations: 30 of its 50).
 FIRST_ITER, ROUNDS = 20, 30
-#: A band's gain stays within [1 / MAX_GAIN, MAX_GAIN] (12 dB each way on magnitude
-#: spectrograms, which `learn`'s KL models are; 6 dB on powers).
+#: A band's gain stays within [1 / MAX_GAIN, MAX_GAIN]: with the activations fitted
+#: too (which can take a source's level), its bands within 24 dB of each other on
+#: magnitude spectrograms, which `learn`'s KL models are (12 dB on powers).
 MAX_GAIN = 4.0
 
 
@@ -57,7 +59,8 @@ def gain_bases(freqs, *, n_bands=BANDS, lowest=LOWEST_HZ, highest=None):
     return B / B.sum(axis=1, keepdims=True)
 
 
-def equalize(V, W, H, labels, bases, *, frames=1, rounds=ROUNDS, max_gain=MAX_GAIN, limits=None):
+def equalize(V, W, H, labels, bases, *, frames=1, rounds=ROUNDS, max_gain=MAX_GAIN, sparsity=0.0,
+             limits=None):
     """Gain curves of each source's templates, and the activations through them, fitted to ``V``.
 
     ``rounds`` alternations of a multiplicative update of the activations
@@ -66,7 +69,9 @@ def equalize(V, W, H, labels, bases, *, frames=1, rounds=ROUNDS, max_gain=MAX_GA
     templates. The model is linear in the gains together, and in the
     activations, so neither update raises the Kullback-Leibler divergence (the
     bound keeps that: each band's step is the minimum of a convex bound within
-    it).
+    it). The activations can take a source's overall level from its gains, so
+    the bound holds the curve's shape: its bands within ``max_gain ** 2`` of
+    each other.
 
     Parameters
     ----------
@@ -84,6 +89,8 @@ def equalize(V, W, H, labels, bases, *, frames=1, rounds=ROUNDS, max_gain=MAX_GA
     rounds : int
     max_gain : float
         Each band's gain is kept within ``[1 / max_gain, max_gain]``.
+    sparsity : float
+        The activations' L1 penalty, as for :func:`audionmf.nmf` (the gains have none).
     limits : audionmf.limits.Limits, optional
         As for :func:`audionmf.nmf`.
 
@@ -92,31 +99,37 @@ def equalize(V, W, H, labels, bases, *, frames=1, rounds=ROUNDS, max_gain=MAX_GA
     gains : dict
         Source -> gain of each row (np.ndarray [shape=(n_rows,), dtype=float64]).
     H : np.ndarray [shape=(K, n_frames)]
-        The activations of ``through(W, labels, gains, frames)``.
+        The activations after the last round (whose update of H came before its
+        update of the gains).
     """
     labels = np.asarray(labels)
+    if rounds == 0:
+        return {s: bases.sum(axis=1) for s in np.unique(labels)}, np.array(H, copy=True)
     order = np.argsort(labels, kind="stable")  # each source's columns side by side
     sources, starts = np.unique(labels[order], return_index=True)
     spans = {s: slice(a, b) for s, a, b in zip(sources, starts, [*starts[1:], labels.size])}
-    plain = np.ascontiguousarray(W[:, order], dtype=V.dtype)
+    # (within the box nmf keeps the templates in, so that the steps are those of its W)
+    eps = float(np.finfo(V.dtype).eps)
+    plain = np.clip(np.asarray(W, dtype=V.dtype)[:, order], eps, 1.0 / eps)
     out = np.empty_like(plain)
     g = {s: np.ones(bases.shape[1]) for s in spans}
 
     def step(current, num, den):
         # W = diag(B g_s) W_s: the gradient in g_s is the bumps times W_s's share of the
         # gradient in W, its negative part (num) over its positive part (den: for KL, the
-        # row sums of H, one row).
+        # row sums of H, one row). A band whose sums vanish or overflow keeps its gain.
         for s, cols in spans.items():
-            up = folded(np.einsum("ik,ik->i", plain[:, cols], num[:, cols]).astype(np.float64), frames)
-            down = folded((plain[:, cols] @ den[0, cols]).astype(np.float64), frames)
-            g[s] = np.clip(g[s] * (bases.T @ up) / np.maximum(bases.T @ down, 1e-30),
-                           1.0 / max_gain, max_gain)
+            up = bases.T @ folded(np.einsum("ik,ik->i", plain[:, cols], num[:, cols]).astype(np.float64), frames)
+            down = bases.T @ folded((plain[:, cols] @ den[0, cols]).astype(np.float64), frames)
+            ratio = np.divide(up, down, out=np.ones_like(up), where=down > 0)
+            ratio[~np.isfinite(ratio)] = 1.0
+            g[s] = np.clip(g[s] * ratio, 1.0 / max_gain, max_gain)
             gain = np.tile(bases @ g[s], frames).astype(out.dtype)
             np.multiply(plain[:, cols], gain[:, None], out=out[:, cols])
         return out
 
-    result = nmf(V, W.shape[1], beta="kl", W=plain, H=H[order], max_iter=rounds, tol=0.0,
-                 check_every=max(rounds, 1), template_step=step, limits=limits)
+    result = nmf(V, W.shape[1], beta="kl", W=plain, H=np.asarray(H)[order], max_iter=rounds, tol=0.0,
+                 check_every=rounds, sparsity=sparsity, template_step=step, limits=limits)
     H = np.empty_like(result.H)
     H[order] = result.H
     return {s: bases @ g[s] for s in spans}, H

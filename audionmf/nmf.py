@@ -314,15 +314,18 @@ def nmf(
         defaults, :data:`audionmf.limits.DEFAULT_LIMITS`.
     template_step : callable, optional
         Templates under a constraint (for example, given templates through
-        gains to be fitted): after each update of H, ``template_step(W, num,
-        den)`` returns all the templates' next values in place of their
-        multiplicative update, from that update's numerator and denominator
-        (the negative and positive parts of the divergence's gradient in W, in
-        the units of ``V / mean(V)``: the multiplicative step would be ``W *
-        (num / den) ** gamma``). The result is kept within the same bounds as
-        W. The divergence still never increases if the step does not raise it
-        (a multiplicative step of parameters that W is linear in does not).
-        Needs ``update_W=True``; no renormalization follows with ``sparsity``.
+        gains to be fitted): at each iteration, after the update of H (if
+        any), ``template_step(W, num, den)`` returns all the templates' next
+        values in place of their multiplicative update, from that update's
+        numerator and denominator (the negative and positive parts of the
+        divergence's gradient in W, in the units of ``V / mean(V)``: the
+        multiplicative step would be ``W * (num / den) ** gamma``). ``num`` has
+        W's shape; ``den`` too, but for KL (beta = 1) it is one row, the sums of
+        H's rows. The result must be finite and of W's shape, and is kept within
+        the same bounds as W. The divergence still never increases if the step
+        does not raise it (a multiplicative step of parameters that W is linear
+        in does not). Needs ``update_W=True``; no renormalization follows with
+        ``sparsity``.
 
     Returns
     -------

@@ -53,16 +53,44 @@ def test_equalize_finds_a_gain_curve_it_can_express(rng, frames):
     assert beta_divergence(V, model, "kl") < 1e-3 * beta_divergence(V, W @ H, "kl")
 
 
-def test_equalize_never_raises_the_divergence(rng):
-    W, H, labels, B = _two_sources(rng)
-    V = (rng.random(W.shape[0])[:, None] + 0.5) * (W @ H) + 0.01 * rng.random((W.shape[0], H.shape[1]))
+@pytest.mark.parametrize("dtype, frames, max_gain", [(np.float64, 1, 1e6), (np.float32, 3, 1e6),
+                                                     (np.float64, 3, 1.5)])
+def test_equalize_never_raises_the_divergence(rng, dtype, frames, max_gain):
+    W, H, labels, B = _two_sources(rng, frames)
+    rows = W.shape[0] // frames
+    tilt = np.tile(rng.random(rows) + 0.5, frames)
+    V = (tilt[:, None] * (W @ H) + 0.01 * rng.random((W.shape[0], H.shape[1]))).astype(dtype)
     losses = []
     for rounds in range(0, 12, 2):  # (the same path, stopped later and later)
-        gains, H_fit = adapt.equalize(V, W, H, labels, B, rounds=rounds, max_gain=1e6)
-        model = adapt.through(W, labels, gains) @ H_fit
-        losses.append(beta_divergence(V, model, "kl"))
-    assert all(b <= a * (1 + 1e-9) for a, b in zip(losses, losses[1:]))
+        gains, H_fit = adapt.equalize(V, W.astype(dtype), H.astype(dtype), labels, B, frames=frames,
+                                      rounds=rounds, max_gain=max_gain)
+        model = adapt.through(W, labels, gains, frames) @ H_fit.astype(np.float64)
+        losses.append(beta_divergence(V.astype(np.float64), model, "kl"))
+    assert all(b <= a * (1 + 1e-5) for a, b in zip(losses, losses[1:]))
     assert losses[-1] < 0.9 * losses[0]
+
+
+def test_equalize_does_not_depend_on_the_order_of_the_columns(rng):
+    W, H, labels, B = _two_sources(rng)
+    V = (rng.random(W.shape[0])[:, None] + 0.5) * (W @ H)
+    gains, H_fit = adapt.equalize(V, W, H, labels, B, rounds=8)
+    shuffle = rng.permutation(labels.size)  # the sources' columns interleaved
+    gains_s, H_s = adapt.equalize(V, W[:, shuffle], H[shuffle], labels[shuffle], B, rounds=8)
+    for s in gains:
+        np.testing.assert_allclose(gains_s[s], gains[s], rtol=1e-9)
+    np.testing.assert_allclose(H_s, H_fit[shuffle], rtol=1e-9)
+
+
+def test_no_round_is_no_change_and_the_penalty_reaches_the_activations(rng):
+    W, H, labels, B = _two_sources(rng)
+    V = W @ H * 2.0
+    gains, H_same = adapt.equalize(V, W, H, labels, B, rounds=0)
+    np.testing.assert_array_equal(H_same, H)
+    for g in gains.values():
+        np.testing.assert_allclose(g, 1.0)
+    _, H_free = adapt.equalize(V, W, H, labels, B, rounds=10)
+    _, H_sparse = adapt.equalize(V, W, H, labels, B, rounds=10, sparsity=1.0)
+    assert H_sparse.sum() < 0.9 * H_free.sum()
 
 
 def test_gains_stay_within_their_bound(rng):
@@ -142,3 +170,25 @@ def test_only_kl_models_take_gain_curves(rng):
         Supervised.adapt_gains = True
     for name in on:
         np.testing.assert_array_equal(on[name], off[name])
+
+
+@pytest.mark.parametrize("max_iter", [3, adapt.FIRST_ITER])
+def test_the_gains_take_only_the_iterations_left_after_the_first_ones(rng, max_iter):
+    """The mode's first fit runs the user's iterations: FIRST_ITER of the plain
+    templates, the rest as rounds. With no iteration left for rounds, the curves stay
+    flat, and the result is the plain templates' to the bit."""
+    sr = 8000
+    y_a, model_a = _tone_model(sr, 220.0, "a", rng, 0.8)
+    y_b, model_b = _tone_model(sr, 330.0, "b", rng, 0.6)
+    mix = 0.6 * y_a + np.roll(y_b, 1234)
+    on = audionmf.separate(mix, sr, models=[model_a, model_b], max_iter=max_iter, random_state=0)
+    try:
+        Supervised.adapt_gains = False
+        off = audionmf.separate(mix, sr, models=[model_a, model_b], max_iter=max_iter, random_state=0)
+    finally:
+        Supervised.adapt_gains = True
+    for name in on:
+        np.testing.assert_array_equal(on[name], off[name])
+    more = audionmf.separate(mix, sr, models=[model_a, model_b], max_iter=adapt.FIRST_ITER + 5,
+                             random_state=0)
+    assert any(not np.array_equal(more[name], on[name]) for name in on)

@@ -204,8 +204,15 @@ def test_a_template_step_of_the_plain_update_is_the_plain_update(rng, beta):
     start = dict(W=rng.random(W0.shape) + 0.1, H=rng.random(H0.shape) + 0.1, max_iter=30, tol=0,
                  over_relaxation=1.0, beta=beta)
     gamma = mm_exponent(beta)
-    own = nmf(V, 3, template_step=lambda W, num, den: W * (num / den) ** gamma, **start)
+    calls = []
+
+    def step(W, num, den):
+        calls.append(num.shape == W.shape and den.shape == ((1, 3) if beta == 1.0 else W.shape))
+        return W * (num / den) ** gamma
+
+    own = nmf(V, 3, template_step=step, **start)
     plain = nmf(V, 3, **start)
+    assert len(calls) == 30 and all(calls)
     np.testing.assert_allclose(own.W, plain.W, rtol=1e-9)
     np.testing.assert_allclose(own.H, plain.H, rtol=1e-9)
     np.testing.assert_allclose(own.losses, plain.losses, rtol=1e-12)
@@ -280,6 +287,10 @@ def test_more_components_than_rows_work(rng):
         ({"template_step": 3}, "template_step=3: expected a function"),
         ({"template_step": lambda W, num, den: W, "update_W": np.array([True, False]),
           "W": np.ones((7, 2))}, "template_step updates all the templates"),
+        ({"template_step": lambda W, num, den: W, "update_W": False, "W": np.ones((7, 2))},
+         "template_step updates all the templates"),
+        ({"template_step": lambda W, num, den: W[:, :1]}, r"template_step returned shape \(7, 1\), expected \(7, 2\)"),
+        ({"template_step": lambda W, num, den: W * np.nan}, "template_step returned templates that are not finite"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, match):

@@ -167,10 +167,12 @@ class Supervised(Mode):
         fit's rows, and if ``whole`` the activations of each fit through them (else None)."""
         frames = 2 * self.analysis.context + 1
         first = self.fit_templates[:, spans[0]]
-        options = self.fit_options(random_state=self.rng)
+        # The first fit's iterations: the plain templates' first, then the rounds.
+        plain = min(adapt.FIRST_ITER, self.max_iter)
         H = nmf(V, first.shape[1], W=first, update_W=False,
-                **dict(options, max_iter=min(adapt.FIRST_ITER, options["max_iter"]))).H
+                **dict(self.fit_options(random_state=self.rng), max_iter=plain)).H
         gains, H = adapt.equalize(V, first, H, self.labels[spans[0]], self.gain_bases, frames=frames,
+                                  rounds=self.max_iter - plain, sparsity=self.sparsity,
                                   limits=self.limits)
         W = adapt.through(self.fixed, self.labels, {s: self.pool.T @ g for s, g in gains.items()},
                           frames)  # (each bin its band's gain)
