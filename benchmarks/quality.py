@@ -1,6 +1,7 @@
 """Separation quality on a corpus laid out like bench-dev, with the reference points.
 
     python benchmarks/quality.py CORPUS_DIR [--json OUT.json] [--tasks T ...] [--methods M ...]
+                                 [--seed N]
 
 Corpus layout (see bench-dev's README):
 
@@ -12,6 +13,9 @@ Every method runs in this one process, on the same mixtures, and is scored by
 audionmf.evaluate (BSS Eval v3 = mir_eval.separation.bss_eval_sources; blind methods
 with the best permutation). Prints one table of mean SDR / SIR / SAR per task and
 source and seconds per mixture, then the mean SDR per task, and writes the JSON.
+``--seed`` (default 0) seeds every method that draws random numbers (audionmf's fits and
+models, scikit-learn's NMF and k-means): a change smaller than what another seed moves
+is no evidence either way, so compare defaults under a few seeds.
 
 Methods:
   mixture             the unprocessed mixture as every source (floor)
@@ -138,6 +142,8 @@ class LibrosaHPSS:
 class SklearnMFCC:
     """NMF, then k-means on the templates' MFCCs (nussl's TimbreClustering idea)."""
 
+    seed = 0  # (quality.py --seed)
+
     blind = True
     n_components = 16
 
@@ -152,11 +158,11 @@ class SklearnMFCC:
         V = magnitude(mix)
         acts, templates, _ = non_negative_factorization(
             V.T, n_components=self.n_components, solver="mu", beta_loss="kullback-leibler",
-            max_iter=200, random_state=0,
+            max_iter=200, random_state=self.seed,
         )
         mel = librosa.feature.melspectrogram(S=templates.T ** 2, sr=sr)
         mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), sr=sr, n_mfcc=13)
-        labels = KMeans(2, n_init=10, random_state=0).fit_predict(mfcc.T)
+        labels = KMeans(2, n_init=10, random_state=self.seed).fit_predict(mfcc.T)
         if len(set(labels)) < 2:
             labels[0] = 1 - labels[0]
         models = [acts[:, labels == c] @ templates[labels == c] for c in (0, 1)]
@@ -166,6 +172,8 @@ class SklearnMFCC:
 
 class SklearnSupervised:
     """KL-NMF, 20 templates per source from train/, fixed at test, Wiener p=2."""
+
+    seed = 0  # (quality.py --seed)
 
     blind = False
     n_components = 20
@@ -178,7 +186,8 @@ class SklearnSupervised:
             V = np.concatenate(
                 [magnitude(audionmf.load(p, sr=sr, dtype=np.float64)[0]) for p in task["train"][source]], axis=1
             )
-            model = NMF(self.n_components, solver="mu", beta_loss="kullback-leibler", max_iter=200, random_state=0)
+            model = NMF(self.n_components, solver="mu", beta_loss="kullback-leibler", max_iter=200,
+                        random_state=self.seed)
             model.fit(V.T)
             templates.append(model.components_)
         return task["sources"], templates
@@ -198,23 +207,24 @@ class SklearnSupervised:
 
 
 class AudionmfBlind:
+    seed = 0  # (quality.py --seed)
     blind = True
 
     def prepare(self, task, sr):
         return None
 
     def run(self, state, mix, sr, stems):
-        return audionmf.separate(mix, sr, n_sources=len(stems), random_state=0)
+        return audionmf.separate(mix, sr, n_sources=len(stems), random_state=self.seed)
 
 
 class AudionmfBlindTimbre(AudionmfBlind):
     def run(self, state, mix, sr, stems):
-        return audionmf.separate(mix, sr, n_sources=len(stems), rhythm_weight=0.0, random_state=0)
+        return audionmf.separate(mix, sr, n_sources=len(stems), rhythm_weight=0.0, random_state=self.seed)
 
 
 class AudionmfBlindRhythm(AudionmfBlind):
     def run(self, state, mix, sr, stems):
-        return audionmf.separate(mix, sr, n_sources=len(stems), rhythm_weight=2.5, random_state=0)
+        return audionmf.separate(mix, sr, n_sources=len(stems), rhythm_weight=2.5, random_state=self.seed)
 
 
 class AudionmfTwoStems:
@@ -231,18 +241,19 @@ class AudionmfTwoStems:
 
 
 class AudionmfModels:
+    seed = 0  # (quality.py --seed)
     blind = False
     learn_options = {}
 
     def prepare(self, task, sr):
         return [
-            audionmf.SourceModel.learn(task["train"][s], sr, name=s, random_state=0,
+            audionmf.SourceModel.learn(task["train"][s], sr, name=s, random_state=self.seed,
                                        **self.learn_options)
             for s in task["sources"]
         ]
 
     def run(self, models, mix, sr, stems):
-        return audionmf.separate(mix, sr, models=models, random_state=0)
+        return audionmf.separate(mix, sr, models=models, random_state=self.seed)
 
 
 class AudionmfModelsSingle(AudionmfModels):
@@ -276,6 +287,8 @@ class Denoiser:
     """A speech denoiser: ``clean`` scored as the speech, the rest as the noise, no permutation.
     The test item's folder is ``self.folder`` (its noise_sample.flac)."""
 
+    seed = 0  # (quality.py --seed)
+
     blind = False
     tasks = ("speech_noise",)
     folder = None
@@ -308,12 +321,12 @@ class NoisereduceStationary(Denoiser):
 
 class AudionmfDenoise(Denoiser):
     def clean(self, mix, sr):
-        return audionmf.denoise(mix, sr, random_state=0)[0]
+        return audionmf.denoise(mix, sr, random_state=self.seed)[0]
 
 
 class AudionmfDenoiseSample(Denoiser):
     def clean(self, mix, sr):
-        return audionmf.denoise(mix, sr, noise=self.noise_sample(), random_state=0)[0]
+        return audionmf.denoise(mix, sr, noise=self.noise_sample(), random_state=self.seed)[0]
 
 
 def speech_scores(reference, estimate, sr):
@@ -374,6 +387,8 @@ class LibrosaVocal:
 class AudionmfVocals:
     """`separate --two-stems vocals`: the lead (vocals, speech) as the first source."""
 
+    seed = 0  # (quality.py --seed)
+
     blind = False
     tasks = ("vocals_band", "speech_music")
 
@@ -381,7 +396,7 @@ class AudionmfVocals:
         return task["sources"]
 
     def run(self, sources, mix, sr, stems):
-        out = audionmf.separate(mix, sr, two_stems="vocals", random_state=0)
+        out = audionmf.separate(mix, sr, two_stems="vocals", random_state=self.seed)
         lead, band = lead_and_band(sources)
         return {lead: out["vocals"], band: out["no_vocals"]}
 
@@ -410,7 +425,7 @@ METHODS = {
 
 
 # --------------------------------------------------------------------------- main
-def run(corpus, methods, log=sys.stderr):
+def run(corpus, methods, log=sys.stderr, seed=0):
     results = {}
     for task_name, task in corpus.items():
         mixtures = []
@@ -421,6 +436,7 @@ def run(corpus, methods, log=sys.stderr):
         sr = mixtures[0][2]
         for method_name in methods:
             method = METHODS[method_name]()
+            method.seed = seed
             if getattr(method, "n_sources", len(task["sources"])) != len(task["sources"]):
                 continue
             if task_name not in getattr(method, "tasks", (task_name,)):
@@ -485,16 +501,18 @@ def main(argv=None):
     parser.add_argument("--json", default="quality.json", help="where to write the results (default: %(default)s)")
     parser.add_argument("--tasks", nargs="*", help="only these tasks")
     parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--seed", type=int, default=0, help="random state of every method (default: %(default)s)")
     args = parser.parse_args(argv)
     corpus = read_corpus(args.corpus, args.tasks)
     if not corpus:
         parser.error(f"{args.corpus}: no task folders with train/ and test/")
     t0 = time.perf_counter()
-    results = run(corpus, args.methods)
+    results = run(corpus, args.methods, seed=args.seed)
     print(table(results))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; audionmf {audionmf.__version__}")
     with open(args.json, "w") as handle:
-        json.dump({"corpus": os.path.abspath(args.corpus), "results": results}, handle, indent=1)
+        json.dump({"corpus": os.path.abspath(args.corpus), "seed": args.seed, "results": results}, handle,
+                  indent=1)
     return 0
 
 
