@@ -222,12 +222,15 @@ class Mode:
         return dict(beta=self.analysis.beta, max_iter=self.max_iter, tol=self.tol,
                     sparsity=self.sparsity, limits=self.limits, **extra)
 
-    def fixed_activations(self, V, templates):
-        """Activations of ``V`` (normalized) with the templates fixed. No progress
-        callback: with one, nmf would sweep all frames per iteration and stop on the
-        whole matrix instead of block by block, so the result would depend on it."""
-        return nmf(V, templates.shape[1], W=templates, update_W=False,
-                   **self.fit_options(random_state=self.rng)).H
+    def fixed_activations(self, V, templates, max_iter=None):
+        """Activations of ``V`` (normalized) with the templates fixed, in the mode's
+        iterations or ``max_iter``. No progress callback: with one, nmf would sweep all
+        frames per iteration and stop on the whole matrix instead of block by block, so
+        the result would depend on it."""
+        options = self.fit_options(random_state=self.rng)
+        if max_iter is not None:
+            options["max_iter"] = max_iter
+        return nmf(V, templates.shape[1], W=templates, update_W=False, **options).H
 
     def activations(self, fitted, V):
         """Activations of a block's spectrogram ``V`` (not normalized) with the

@@ -169,8 +169,7 @@ class Supervised(Mode):
         first = self.fit_templates[:, spans[0]]
         # The first fit's iterations: the plain templates' first, then the rounds.
         plain = min(adapt.FIRST_ITER, self.max_iter)
-        H = nmf(V, first.shape[1], W=first, update_W=False,
-                **dict(self.fit_options(random_state=self.rng), max_iter=plain)).H
+        H = self.fixed_activations(V, first, max_iter=plain)
         gains, H = adapt.equalize(V, first, H, self.labels[spans[0]], self.gain_bases, frames=frames,
                                   rounds=self.max_iter - plain, sparsity=self.sparsity,
                                   limits=self.limits)
