@@ -391,7 +391,9 @@ def kernels_for(V, beta):
     if beta == 1.0 and V.size <= SMALL_KL_ENTRIES:
         from . import _kernels_numpy as kernels
     else:
-        from . import _kernels as kernels
+        from ._lazy import kernels as numba_kernels
+
+        kernels = numba_kernels()
     return kernels
 
 

@@ -218,10 +218,10 @@ def beta_divergence(V, Y, beta="kl"):
     Y = check_nonnegative_matrix(Y, "Y", dtype=V.dtype)
     if V.shape != Y.shape:
         raise ParameterError(f"V has shape {V.shape} but Y has shape {Y.shape}")
-    from . import _kernels  # numba loads on first use, not at import
+    from ._lazy import kernels  # numba loads on first use, not at import
 
     floor = float(np.finfo(V.dtype).tiny)
-    return float(_kernels.divergence(np.ascontiguousarray(V), np.ascontiguousarray(Y), beta, floor))
+    return float(kernels().divergence(np.ascontiguousarray(V), np.ascontiguousarray(Y), beta, floor))
 
 
 def nmf(

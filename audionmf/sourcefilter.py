@@ -248,8 +248,10 @@ def track(salience, f0s, *, jump_cost, steps_per_semitone):
 @functools.lru_cache(maxsize=1)
 def _viterbi_kernel():
     """The compiled kernel, on first use (numba is slow to import: not for --help)."""
-    from numba import njit
+    from ._lazy import signals_held
 
+    with signals_held():
+        from numba import njit
     return njit(cache=True)(_viterbi_l1)
 
 

@@ -20,7 +20,7 @@ MAX_LINES = 600
 #: The layers of docs/architecture.md, lowest first: a module imports only from its
 #: own layer or lower ones (and the cycle check below keeps a layer acyclic).
 LAYERS = [
-    {"_version", "_validation", "_kernels", "_kernels_numpy", "_threads", "limits"},
+    {"_version", "_validation", "_kernels", "_kernels_numpy", "_lazy", "_threads", "limits"},
     {"_engine", "nmf", "_writing", "io", "spectrogram"},
     {"analysis", "masks", "sourcefilter", "vote", "adapt"},
     {"grouping", "models", "_learning"},

@@ -279,3 +279,25 @@ def test_progress_bar_starts_over_for_a_second_fit(monkeypatch):
     for count in (1, 2, 3, 4, 5, 1, 2, 3):  # the second fit stops early
         callback(count, 0.5)
     assert [(bar.n, bar.closed) for bar in bars] == [(5, True), (3, False)]
+
+
+def test_an_interrupt_caught_inside_exec_of_a_string_still_exits_130(tmp_path):
+    """CPython remembers a KeyboardInterrupt raised in code exec() ran from a string
+    (a namedtuple made while a module imports, as a Ctrl-C or SIGTERM may land there)
+    as unhandled, and `python -m` then dies by SIGINT (-2) whatever status the command
+    chose; the command clears that mark."""
+    from conftest import ROOT
+
+    (tmp_path / "interrupted_in_exec.py").write_text(
+        "from audionmf import cli\n"
+        "def interrupted(argv=None):\n"
+        "    try:\n"
+        "        exec('raise KeyboardInterrupt')\n"
+        "    except KeyboardInterrupt:\n"
+        "        return cli.EXIT_INTERRUPTED\n"
+        "cli._main = interrupted\n"
+        "cli.console()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr

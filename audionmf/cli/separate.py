@@ -282,14 +282,12 @@ def run_separate(args):
 
 
 def _import_the_machinery():
-    """Import now what the first file would import lazily (numba's kernels, scipy's
-    transforms and filters), before any output exists: a SIGTERM or Ctrl-C that lands
-    inside an import can end the interpreter with SIGINT's status after our clean-up,
-    instead of 143 or 130 (seen with numpy.ma's and socket's module code)."""
+    """Import now what every file would import lazily (scipy's transforms and
+    filters), before any output exists, so that a SIGTERM or Ctrl-C does not land
+    inside their first import. numba, which a short file's fits never need, loads
+    on first use with the signals held back (:mod:`audionmf._lazy`)."""
     import scipy.fft  # noqa: F401
     import scipy.ndimage  # noqa: F401
-
-    from .. import _kernels  # noqa: F401
 
 
 def _separate_all(task, todo, args):

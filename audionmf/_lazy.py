@@ -1,0 +1,57 @@
+"""numba, loaded when a fit first needs it, with Ctrl-C and SIGTERM held back meanwhile: private.
+
+Importing numba takes 0.2-0.3 s, which a short file's whole separation can cost
+again; the small Kullback-Leibler fits run on numpy twins of the kernels and need
+none of it (:data:`audionmf._engine.SMALL_KL_ENTRIES`). So numba loads on first
+use, in the middle of a run, where a Ctrl-C or a SIGTERM could land inside its
+import and leave numba half-made for whatever comes next (a batch worker goes on
+to its next file). The import therefore runs with SIGINT's and SIGTERM's handlers
+replaced by ones that only note the signal, which is delivered again, to the
+handler that was there, once the import has ended.
+"""
+import contextlib
+import signal
+import sys
+import threading
+
+__all__ = ["kernels", "signals_held"]
+
+
+def kernels():
+    """:mod:`audionmf._kernels`, numba's, imported on the first call."""
+    module = sys.modules.get("audionmf._kernels")
+    if module is None:
+        with signals_held():
+            from . import _kernels as module
+    return module
+
+
+@contextlib.contextmanager
+def signals_held(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold ``signums`` back inside: each that arrives is raised again on leaving.
+
+    Only the main thread runs Python's signal handlers and may change them; in any
+    other thread this does nothing (an interrupt is then raised in the main thread,
+    not inside this thread's block). A handler Python did not install (None) is
+    left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived = []
+
+    def note(signum, frame):
+        arrived.append(signum)
+
+    previous = {}
+    try:
+        for signum in signums:
+            handler = signal.getsignal(signum)
+            if handler is not None:
+                previous[signum] = signal.signal(signum, note)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(arrived):
+            signal.raise_signal(signum)

@@ -1,0 +1,87 @@
+"""numba loaded on first use (audionmf._lazy): signals held back meanwhile, and short
+fits that never load it."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from audionmf import _lazy
+from conftest import ROOT, SAMPLE
+
+
+@pytest.fixture
+def usr1():
+    """SIGUSR1 with a handler that counts, restored after the test."""
+    calls = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: calls.append(signum))
+    yield calls
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_signal_inside_is_handled_on_leaving_by_the_handler_that_was_there(usr1):
+    handler = signal.getsignal(signal.SIGUSR1)
+    with _lazy.signals_held((signal.SIGUSR1,)):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(1000):  # bytecode enough for a pending handler to run, were it not held
+            pass
+        assert usr1 == []
+        assert signal.getsignal(signal.SIGUSR1) is not handler
+    for _ in range(1000):
+        pass
+    assert usr1 == [signal.SIGUSR1]  # once: two of the same signal are one, as the kernel's are
+    assert signal.getsignal(signal.SIGUSR1) is handler
+
+
+def test_an_interrupt_inside_is_raised_after_the_block_not_in_it():
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with _lazy.signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+            finished.append(True)
+        for _ in range(1000):
+            pass
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_error_inside_still_restores_the_handlers(usr1):
+    handler = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(ZeroDivisionError):
+        with _lazy.signals_held((signal.SIGUSR1,)):
+            1 / 0
+    assert signal.getsignal(signal.SIGUSR1) is handler
+
+
+def test_another_thread_leaves_the_handlers_alone(usr1):
+    handler, seen = signal.getsignal(signal.SIGUSR1), []
+
+    def inside():
+        with _lazy.signals_held((signal.SIGUSR1,)):
+            seen.append(signal.getsignal(signal.SIGUSR1))
+
+    worker = threading.Thread(target=inside)
+    worker.start()
+    worker.join()
+    assert seen == [handler]
+
+
+def test_kernels_are_numbas():
+    assert _lazy.kernels().__name__ == "audionmf._kernels"
+    assert _lazy.kernels() is sys.modules["audionmf._kernels"]
+
+
+@pytest.mark.parametrize("mode", [[], ["--two-stems", "drums"]])
+def test_a_short_file_is_separated_without_loading_numba(tmp_path, mode):
+    """Its KL fits run on the numpy twins, so the command never pays numba's import."""
+    script = ("import sys\nfrom audionmf.cli import main\n"
+              f"status = main(['separate', {str(SAMPLE)!r}, '-o', {str(tmp_path)!r}] + {mode!r})\n"
+              "print(status, 'numba' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.stdout.split() == ["0", "False"], done.stderr
+    assert len(list(tmp_path.rglob("*.wav"))) >= 2
