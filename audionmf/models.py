@@ -39,7 +39,7 @@ from .analysis import Analysis
 from .io import atomic_file, load, looks_like_audio
 from .spectrogram import STFTParams, check_context, stack_frames, stft
 
-__all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models", "model_pooling"]
+__all__ = ["SourceModel", "ModelError", "FORMAT_VERSION", "check_models", "check_name", "model_pooling"]
 
 #: Files of models learned in one factorization are written as version 1, which older
 #: releases read; version 2 adds ``fits``.
@@ -162,13 +162,22 @@ def learn_n_fft(sr):
 #: Most iterations :meth:`SourceModel.learn` runs (it runs all it is given: tol=0).
 MAX_LEARN_ITER = 100_000
 
-def _check_name(name):
+#: Longest name of a model, in bytes of UTF-8: its source's file, with an extension and
+#: the hidden temporary name wrapped around it while it is written, must fit the 255
+#: bytes of a file name on common file systems.
+MAX_NAME_BYTES = 200
+
+
+def check_name(name):
     """ParameterError unless ``name`` can name a model and its output file."""
     if not isinstance(name, str) or not name.strip():
         raise ParameterError(f"name={name!r}: a model needs a non-empty name")
-    if any(c in name for c in "/\\\0") or name.startswith("."):
-        raise ParameterError(f"name={name!r}: must be usable as a file name, "
-                             "and not a hidden one")
+    if any(c in name for c in "/\\\0") or name.startswith(".") or not name.isprintable():
+        raise ParameterError(f"name={name!r}: must be usable as a file name (no control "
+                             "characters), and not a hidden one")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise ParameterError(f"name={name[:40]!r}...: at most {MAX_NAME_BYTES} bytes (it names "
+                             "the output file of its source)")
     if name == "residual":
         raise ParameterError("name='residual' is reserved for the templates learned on the "
                              "mixture (free_components, --free): choose another")
@@ -246,7 +255,7 @@ class SourceModel:
     fits: int = 1
 
     def __post_init__(self):
-        _check_name(self.name)
+        check_name(self.name)
         params = STFTParams(self.n_fft, self.hop_length, self.window)
         object.__setattr__(self, "hop_length", params.hop_length)
         object.__setattr__(self, "n_fft", params.n_fft)
@@ -391,7 +400,7 @@ class SourceModel:
                                  "or a list of them")
         if not items:
             raise ParameterError("audio=[]: learn needs at least one example recording")
-        _check_name(name)
+        check_name(name)
         if sr is not None:
             sr = check_sample_rate(sr)
         max_iter = check_positive_int(max_iter, "max_iter", minimum=0)

@@ -100,7 +100,7 @@ def separate(
     sr : int
         Sampling rate in Hz.
     n_sources : int or None
-        Blind: N, the number of sources; default 2.
+        Blind: N, the number of sources; default 2, at most 64.
     models : list of SourceModel, optional
         One model per source, learned with the same analysis parameters. For
         a mixture at another sampling rate the STFT keeps the models' frame

@@ -230,6 +230,11 @@ def test_learning_refuses_bad_examples():
         SourceModel.learn(low_voice(), SR, name=".x", n_fft=N_FFT)
     with pytest.raises(ParameterError, match="'residual' is reserved"):  # no separation could use it
         SourceModel.learn(low_voice(), SR, name="residual", n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="no control characters"):  # a file name with a newline
+        SourceModel.learn(low_voice(), SR, name="a\nb", n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="at most 200 bytes"):  # its file could not be written
+        SourceModel.learn(low_voice(), SR, name="\u00e9" * 101, n_fft=N_FFT)
+    SourceModel.learn(low_voice(), SR, name="\u00e9" * 100, n_fft=N_FFT, n_components=2, max_iter=1)
     with pytest.raises(ParameterError, match="power=2.5: must be at most 2"):
         SourceModel.learn(low_voice(), SR, name="x", n_fft=N_FFT, power=2.5)
 
@@ -296,6 +301,9 @@ def test_cli_learn_then_separate(tmp_path, example_files):
         (["separate", "x.wav", "--free", "3"], "--free needs --model"),
         (["learn", "x", "a.wav", "-o", "x.txt"], "model files end in .npz"),
         (["learn", "x", "a.wav"], "required: -o"),
+        (["learn", "", "a.wav", "-o", "m.npz"], "NAME: name='': a model needs a non-empty name"),
+        (["learn", "../x", "a.wav", "-o", "m.npz"], "NAME: name='../x': must be usable as a file name"),
+        (["learn", "a\nb", "a.wav", "-o", "m.npz"], "no control characters"),
         # an empty model file name failed as an "internal error", or was ignored by decompose
         (["separate", "x.wav", "--model", ""], "argument --model: expected a file name, got ''"),
         (["separate", "x.wav", "--two-stems", "noise", "--speech-model", ""], "--speech-model: expected"),

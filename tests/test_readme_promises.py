@@ -67,6 +67,19 @@ def test_a_sample_rate_above_768_khz_is_refused(tmp_path, capsys, command):
     assert sorted(os.listdir(tmp_path)) == ["fast.wav"]
 
 
+@pytest.mark.parametrize("command", ["separate", "denoise"])
+def test_a_folder_without_audio_files_is_refused_as_such(tmp_path, capsys, command):
+    """README: "Refused inputs: ... a folder without audio files"; separate and denoise
+    take folders, so the message says what this one lacks."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no audio here")
+    assert main([command, str(folder), "-o", str(tmp_path / "out"), "-q"]) == 1
+    assert one_line(capsys) == (f"audionmf: error: {folder}: a folder with no audio files in it "
+                                "(files ending in .wav, .flac, .ogg, .oga, .mp3, .aiff, .aif, .au)")
+    assert sorted(os.listdir(tmp_path)) == ["notes"]
+
+
 @pytest.mark.parametrize("command", ["learn", "decompose", "plot"])
 def test_learn_decompose_and_plot_refuse_any_folder(tmp_path, capsys, command):
     """README: "Refused inputs: ... a folder without audio files (or any folder, for

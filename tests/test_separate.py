@@ -147,6 +147,7 @@ def test_template_features_ignore_level(rng):
         (np.ones(100), {}, "too short: 100 samples"),
         (np.r_[np.ones(5000), np.nan], {}, "NaN"),
         (np.ones(5000), {"n_sources": 3, "n_components": 2}, "n_components=2 is fewer than n_sources=3"),
+        (np.ones(5000), {"n_sources": 65}, "n_sources=65: must be at most 64"),  # (1000 ran for minutes)
         (np.ones(5000), {"mask_power": 0}, "mask_power"),
         (np.ones(5000), {"power": 3}, r"power=3.0: must be at most 2"),
         (np.ones(5000), {"beta": "hellinger"}, "beta"),

@@ -13,7 +13,7 @@ from .._validation import MAX_COMPONENTS, MAX_SR, AudioError, ParameterError
 from ..evaluate import evaluate_folders, score_columns
 from ..features import decompose
 from ..io import atomic_file
-from ..models import LEARN_DEFAULTS, LEARN_FRAME, MAX_FITS, MAX_LEARN_ITER, ModelError, SourceModel
+from ..models import LEARN_DEFAULTS, LEARN_FRAME, MAX_FITS, MAX_LEARN_ITER, ModelError, SourceModel, check_name
 from ..spectrogram import MAX_CONTEXT, stft
 from ._common import (
     EXIT_BAD_FILE,
@@ -159,6 +159,10 @@ def add_parsers(commands):
 
 
 def _check_learn(sub, args):
+    try:
+        check_name(args.name)
+    except ParameterError as exc:
+        sub.error(f"NAME: {exc}")
     if not args.out.endswith(".npz"):
         sub.error(f"-o {args.out}: model files end in .npz")
     if args.pitch_range is not None and args.pitch_range > 24:

@@ -317,7 +317,8 @@ def _separate_all(task, todo, args):
         # The files in progress left nothing behind (their writes were not committed);
         # worker processes may have finished some whose results never came back.
         done = [path for path in todo if _already_separated(path, args, since=started)]
-        print(f"audionmf: interrupted; {len(done)} of {len(todo)} inputs were separated"
+        verb = "denoised" if args.command == "denoise" else "separated"
+        print(f"audionmf: interrupted; {len(done)} of {len(todo)} inputs were {verb}"
               + (f" ({', '.join(done)})" if done else ""), file=sys.stderr)
         return EXIT_INTERRUPTED
     if failed and len(todo) > 1:
@@ -492,6 +493,9 @@ class _SeparateTask:
 
 def _separate_one(path, args, protected):
     """Separate one file; returns the folder written. Nothing is left on failure."""
+    if os.path.isdir(path):  # (a folder with audio files was replaced by them)
+        raise AudioError(f"{path}: a folder with no audio files in it (files ending in "
+                         f"{', '.join(AUDIO_EXTENSIONS)})")
     targets = _outputs(path, args)
     folder = os.path.dirname(targets[0])
     stem = os.path.basename(folder)
