@@ -41,8 +41,8 @@ ATTACK_WEIGHT = 1.5
 REFINE_COMPONENTS = 2
 REFINE_BELOW_PERCUSSIVE_SHARE = 0.04
 #: Most sources a blind separation makes: more than a grouping of components tells
-#: apart, and the grouping's time grows faster than the count (a 2 s clip: 1.3 s with
-#: 16 sources, 3.4 s with 64, 10.3 s with 128; 1000 ran for minutes).
+#: apart, and its time grows faster than the count (docs/decisions.md, "Bad input: an
+#: audit of the command line").
 MAX_SOURCES = 64
 
 
