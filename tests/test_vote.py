@@ -117,3 +117,55 @@ def test_blend_weighs_the_second_set():
     np.testing.assert_allclose(blend_sources(a, b, 0.5), 0.5)
     leaning = blend_sources(a, b, 0.7)[1, 0, 0]  # 0.9**0.7 0.1**0.3 against its mirror
     assert leaning == pytest.approx(0.9**0.7 * 0.1**0.3 / (0.9**0.7 * 0.1**0.3 + 0.1**0.7 * 0.9**0.3))
+
+
+def _beat_and_syllables(seconds=10.0, rate=43.0, seed=0):
+    """Two activation rows at ``rate`` frames per second: a note struck on every beat
+    (2 Hz, decaying), and a voice's syllables: random levels smoothed over 0.1 s (no two
+    alike, at no regular rate), with three pauses between phrases."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    beat = np.exp(-(t % 0.5) / 0.08)
+    voice = np.convolve(rng.exponential(1.0, t.size), np.hanning(5), "same")
+    for start in rng.uniform(0, seconds - 0.5, 3):
+        voice[(t >= start) & (t < start + rng.uniform(0.2, 0.5))] = 0.0
+    return np.vstack([beat, voice]), rate
+
+
+def test_a_beat_s_part_is_less_voice_like_than_syllables():
+    """The modulation spectrum of a note recurring with the beat is peaky (flatness near
+    0), a voice's irregular syllables give a flat one: likeness below and above 1/2."""
+    for seed in range(3):
+        H, rate = _beat_and_syllables(seed=seed)
+        flatness = vote.modulation_flatness(H, rate)
+        assert flatness[0] < 0.1 < vote.VOICE_FLATNESS < flatness[1]
+        like = vote.voice_likeness(H, rate)
+        assert like[0] < 0.05 and like[1] > 0.5
+        assert np.all((like >= 0) & (like <= 1))
+
+
+def test_likeness_is_scale_free_and_neutral_where_undefined():
+    """Scaling a part's activations changes nothing; a still part, a silent one and a
+    signal too short for any rate within the band are 1/2."""
+    H, rate = _beat_and_syllables()
+    np.testing.assert_allclose(vote.voice_likeness(H * 1e3, rate), vote.voice_likeness(H, rate))
+    still = np.vstack([np.full(400, 2.0), np.zeros(400)])
+    np.testing.assert_array_equal(vote.voice_likeness(still, rate), 0.5)
+    np.testing.assert_array_equal(vote.voice_likeness(H[:, :3], rate), 0.5)
+
+
+def test_shares_lean_towards_the_prior_by_its_weight():
+    """A part the masks give half and half, a prior of 0.9 for source 0 with weight 0.5:
+    0.5 * sqrt(0.9) / (0.5 * sqrt(0.9) + 0.5 * sqrt(0.1)) = 0.75; weight 0 ignores it."""
+    W, H = np.eye(1), np.ones((1, 4))
+    mask = np.full((1, 4), 0.5)
+    masks = np.stack([mask, 1 - mask])
+    prior = np.array([[0.9], [0.1]])
+    leaned = vote.shares(W, H, masks, sharpness=1.0, prior=prior, prior_weight=0.5)
+    np.testing.assert_allclose(leaned[:, 0], [0.75, 0.25])
+    np.testing.assert_allclose(vote.shares(W, H, masks, prior=prior, prior_weight=0.0),
+                               vote.shares(W, H, masks))
+    lead = np.array([[0.8], [0.3]]) * np.ones((2, 6))  # equal priors: the shares as they were
+    np.testing.assert_allclose(vote.shares(np.eye(2), np.ones((2, 6)), np.stack([lead, 1 - lead]),
+                                           prior=np.full((2, 2), 0.5), prior_weight=0.5),
+                               vote.shares(np.eye(2), np.ones((2, 6)), np.stack([lead, 1 - lead])))

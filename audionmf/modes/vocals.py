@@ -23,9 +23,11 @@ wrong, the lead takes a note of the band for a few frames: so the mask is also
 put to a vote. A blind KL-NMF of the magnitude spectrogram
 (:data:`VOTE_COMPONENTS`) splits the mixture into recurring parts, and each part
 goes to the lead in the share of its energy that the model's Wiener mask gives
-the lead, over all its frames (sharpened: :data:`audionmf.vote.SHARPNESS`); the masks
-are the normalized geometric mean of the vote's and the model's
-(docs/decisions.md, "Vocals: the vote"). For speed the fit
+the lead, over all its frames, leaning towards the part's likeness to a voice by the
+rhythm of its activations (:data:`VOICE_WEIGHT`; sharpened:
+:data:`audionmf.vote.SHARPNESS`); the masks are the normalized geometric mean of the
+vote's and the model's, kept off 0 and 1 (:data:`MODEL_FLOOR`; docs/decisions.md,
+"Vocals: the vote"). For speed the fit
 works on a spectrogram whose bins above 5 kHz are summed in 1/12-octave bands
 (:func:`audionmf.analysis.band_pooling`), which the masks share. How each
 default measures: ``docs/decisions.md``.
@@ -79,6 +81,16 @@ ENERGY_WEIGHT = 0.25
 HELD_DISCOUNT, HELD_SECONDS = 0.5, 0.25
 #: Parts of the vote's blind factorization (:mod:`audionmf.vote`).
 VOTE_COMPONENTS = vote.PARTS
+#: Each part's share of the lead and of the band are multiplied by its likeness to a
+#: voice (:func:`audionmf.vote.voice_likeness`, from the rhythm of its activations
+#: alone) and by 1 minus it, each to this power, before the shares are sharpened: where
+#: the melody is on the band for most of a part's frames, the part's rhythm still tells
+#: a voice's syllables from notes that recur with the beat.
+VOICE_WEIGHT = 0.5
+#: The model's mask is kept within [MODEL_FLOOR, 1 - MODEL_FLOOR] before it is blended
+#: with the vote's: a sure mask (0 or 1) wins any geometric mean, and the model is as
+#: sure where its melody is on the band's note as where it is right.
+MODEL_FLOOR = 0.05
 #: The first fit (the melody's) sees the mean of this many frames at a time.
 TRACK_DECIMATION = 2
 #: Frames beyond a block that a long file's melody tracking sees on each side.
@@ -244,7 +256,11 @@ class Vocals(Mode):
         lead, band = factors.lead(), factors.accompaniment()
         total = lead + band
         mask = np.divide(lead, total, out=np.zeros(total.shape, dtype=np.float32), where=total > 0)
-        H_lead, H_band = np.split(vote.split(H, vote.shares(W, H, np.stack([mask, 1.0 - mask]))), 2)
+        step = vote.DECIMATION  # (learn_parts repeats each step's activations)
+        like = vote.voice_likeness(H[:, ::step], self.sr / (self.analysis.stft.hop_length * step))
+        shares = vote.shares(W, H, np.stack([mask, 1.0 - mask]), prior=np.stack([like, 1.0 - like]),
+                             prior_weight=VOICE_WEIGHT)
+        H_lead, H_band = np.split(vote.split(H, shares), 2)
         return W, H_lead, H_band
 
     def _stack(self, factors, votes, melody):
@@ -274,7 +290,7 @@ class Vocals(Mode):
         band = (fitted.templates @ H_acc).astype(np.float64) ** p
         model = np.divide(lead, lead + band, out=np.full(lead.shape, 0.5), where=lead + band > 0)
         votes = vote.vote_masks(fitted.state, np.vstack([H_lead, H_band]))[0]
-        vocals = self.pool.T @ blend_masks(votes, model)
+        vocals = self.pool.T @ blend_masks(votes, np.clip(model, MODEL_FLOOR, 1.0 - MODEL_FLOOR))
         return np.stack([vocals, 1.0 - vocals])
 
     def melody(self):
