@@ -53,5 +53,11 @@ def signals_held(signums=(signal.SIGINT, signal.SIGTERM)):
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(arrived):
-            signal.raise_signal(signum)
+        raised = None
+        for signum in dict.fromkeys(arrived):  # each to its own handler, even after one raised
+            try:
+                signal.raise_signal(signum)
+            except BaseException as exc:  # (a KeyboardInterrupt from Python's, say)
+                raised = raised or exc
+        if raised is not None:
+            raise raised

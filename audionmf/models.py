@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 import stat
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 
@@ -166,16 +167,23 @@ MAX_LEARN_ITER = 100_000
 #: the hidden temporary name wrapped around it while it is written, must fit the 255
 #: bytes of a file name on common file systems.
 MAX_NAME_BYTES = 200
+#: Unicode categories a model's name may not hold: control characters (a tab, a newline),
+#: line and paragraph separators, and surrogates (bytes of a command-line argument that
+#: are not UTF-8). Format characters, such as the zero-width joiner that Persian spelling
+#: or an emoji sequence needs, are fine.
+_NOT_IN_NAMES = ("Cc", "Zl", "Zp", "Cs")
 
 
 def check_name(name):
     """ParameterError unless ``name`` can name a model and its output file."""
     if not isinstance(name, str) or not name.strip():
         raise ParameterError(f"name={name!r}: a model needs a non-empty name")
-    if any(c in name for c in "/\\\0") or name.startswith(".") or not name.isprintable():
-        raise ParameterError(f"name={name!r}: must be usable as a file name (no control "
-                             "characters), and not a hidden one")
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+    if any(c in name for c in "/\\\0") or name.startswith("."):
+        raise ParameterError(f"name={name!r}: must be usable as a file name, and not a hidden one")
+    if any(unicodedata.category(c) in _NOT_IN_NAMES for c in name):
+        raise ParameterError(f"name={name!r}: must be usable as a file name: no control characters, "
+                             "line breaks or bytes that are not UTF-8")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise ParameterError(f"name={name[:40]!r}...: at most {MAX_NAME_BYTES} bytes (it names "
                              "the output file of its source)")
     if name == "residual":
@@ -564,6 +572,13 @@ class SourceModel:
             raise ModelError(f"{path}: not a readable model file ({type(exc).__name__}: {exc})") from None
         try:
             values = {f: _field_value(f, v) for f, v in fields.items() if f != "templates"}
+        except (ParameterError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: inconsistent model: {exc}") from None
+        try:
+            check_name(values.get("name"))
+        except ParameterError as exc:  # (one learned before the rule: the model itself is fine)
+            raise ModelError(f"{path}: its {exc}; learn it again under another name") from None
+        try:
             return cls(templates=fields["templates"], **values)
         except (ParameterError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: inconsistent model: {exc}") from None

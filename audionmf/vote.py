@@ -32,9 +32,9 @@ DECIMATION = 2
 #: The rates (Hz) of a part's activations over which :func:`modulation_flatness` is taken:
 #: syllables and phrases (2-8 Hz) with a margin; a band's beat and its multiples.
 MODULATION_HZ = (1.0, 10.0)
-#: :func:`voice_likeness` is a logistic of the flatness, 1/2 at VOICE_FLATNESS, its
-#: scale VOICE_SPREAD (measured on issue #22's mixtures: a voice's parts about 0.5, a
-#: band's about 0.37; noise's 0.56, a strict beat's near 0).
+#: :func:`voice_likeness` is a logistic of the flatness, 1/2 at VOICE_FLATNESS (between
+#: a voice's parts' and a band's: docs/decisions.md, "Vocals: the vote's parts lean on
+#: their rhythm"), its scale VOICE_SPREAD.
 VOICE_FLATNESS, VOICE_SPREAD = 0.40, 0.05
 
 

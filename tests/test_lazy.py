@@ -50,6 +50,28 @@ def test_an_interrupt_inside_is_raised_after_the_block_not_in_it():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_every_signal_held_reaches_its_handler_even_after_one_raised(usr1):
+    """Ctrl-C and another signal inside: the interrupt is raised after the block, and the
+    other signal's handler still ran (the command's SIGTERM handler sets its status so)."""
+    with pytest.raises(KeyboardInterrupt):
+        with _lazy.signals_held((signal.SIGINT, signal.SIGUSR1)):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(1000):
+                pass
+    assert usr1 == [signal.SIGUSR1]
+
+
+def test_an_ignored_signal_stays_ignored():
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    try:
+        with _lazy.signals_held((signal.SIGUSR2,)):
+            os.kill(os.getpid(), signal.SIGUSR2)
+        assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN  # and the process is still here
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
 def test_an_error_inside_still_restores_the_handlers(usr1):
     handler = signal.getsignal(signal.SIGUSR1)
     with pytest.raises(ZeroDivisionError):

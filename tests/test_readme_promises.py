@@ -75,9 +75,17 @@ def test_a_folder_without_audio_files_is_refused_as_such(tmp_path, capsys, comma
     folder.mkdir()
     (folder / "readme.txt").write_text("no audio here")
     assert main([command, str(folder), "-o", str(tmp_path / "out"), "-q"]) == 1
-    assert one_line(capsys) == (f"audionmf: error: {folder}: a folder with no audio files in it "
-                                "(files ending in .wav, .flac, .ogg, .oga, .mp3, .aiff, .aif, .au)")
+    message = (f"audionmf: error: {folder}: a folder with no audio files in it "
+               "(files ending in .wav, .flac, .ogg, .oga, .mp3, .aiff, .aif, .au)")
+    assert one_line(capsys) == message
     assert sorted(os.listdir(tmp_path)) == ["notes"]
+    # nor taken for done by --skip-existing where a file of the same stem was separated
+    done = tmp_path / "out" / "notes"
+    done.mkdir(parents=True)
+    for name in {"separate": ["source1", "source2"], "denoise": ["speech", "noise"]}[command]:
+        sf.write(done / f"{name}.wav", np.zeros(100), SR)
+    assert main([command, str(folder), "-o", str(tmp_path / "out"), "-q", "--skip-existing"]) == 1
+    assert one_line(capsys) == message
 
 
 @pytest.mark.parametrize("command", ["learn", "decompose", "plot"])

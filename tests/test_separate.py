@@ -147,7 +147,7 @@ def test_template_features_ignore_level(rng):
         (np.ones(100), {}, "too short: 100 samples"),
         (np.r_[np.ones(5000), np.nan], {}, "NaN"),
         (np.ones(5000), {"n_sources": 3, "n_components": 2}, "n_components=2 is fewer than n_sources=3"),
-        (np.ones(5000), {"n_sources": 65}, "n_sources=65: must be at most 64"),  # (1000 ran for minutes)
+        (np.ones(5000), {"n_sources": 65}, "n_sources=65: must be at most 64"),
         (np.ones(5000), {"mask_power": 0}, "mask_power"),
         (np.ones(5000), {"power": 3}, r"power=3.0: must be at most 2"),
         (np.ones(5000), {"beta": "hellinger"}, "beta"),
@@ -593,3 +593,14 @@ def test_groups_refuse_a_signal_fitted_on_excerpts(two_tones):
 
     with pytest.raises(ParameterError, match=r"groups name the components of a fit of the whole"):
         separate(sum(two_tones), SR, groups=[[0], [1]], n_fft=512, limits=Limits(fit_values=257 * 50))
+
+
+def test_groups_by_hand_are_not_bound_by_the_grouping_s_limit():
+    """At most MAX_SOURCES sources from the automatic grouping (its time grows with the
+    count); groups given by hand skip the grouping and may be more."""
+    from audionmf.modes.blind import MAX_SOURCES, Blind
+
+    many = [[i] for i in range(MAX_SOURCES + 1)]
+    assert Blind.check_options({"groups": many})["n_sources"] == MAX_SOURCES + 1
+    with pytest.raises(ParameterError, match=f"n_sources={MAX_SOURCES + 1}: must be at most {MAX_SOURCES}"):
+        Blind.check_options({"n_sources": MAX_SOURCES + 1})

@@ -91,13 +91,11 @@ def console():
         status = _main()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if status == EXIT_INTERRUPTED:
-        # CPython marks a KeyboardInterrupt raised in code that exec() or eval() ran
-        # from a string (a namedtuple or a dataclass made as a module imports) as
-        # unhandled, caught or not, and `python -m` then ends by SIGINT whatever
-        # sys.exit says (the mark of bpo-1054041, _Py_UnhandledKeyboardInterrupt).
-        # exec() of a string clears it.
-        exec("")
+    # CPython marks a KeyboardInterrupt raised in code that exec() or eval() ran from a
+    # string (a namedtuple or a dataclass made as a module imports) as unhandled, caught
+    # or not, and `python -m` then ends by SIGINT whatever sys.exit says (the mark of
+    # bpo-1054041, _Py_UnhandledKeyboardInterrupt). exec() of a string clears it.
+    exec("")
     sys.exit(EXIT_TERMINATED if terminated and status == EXIT_INTERRUPTED else status)
 
 

@@ -435,7 +435,10 @@ def _outputs(path, args, every=False):
 
 
 def _already_separated(path, args, since=None):
-    """Whether every output of ``path`` exists (and, with ``since``, was written since then)."""
+    """Whether every output of ``path`` exists (and, with ``since``, was written since then);
+    never for a folder (one with no audio files in it, refused when it comes up)."""
+    if os.path.isdir(path):
+        return False
     files = _outputs(path, args)
     return all(os.path.isfile(f) and (since is None or os.path.getmtime(f) >= since) for f in files)
 

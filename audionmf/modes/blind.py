@@ -40,9 +40,9 @@ ATTACK_WEIGHT = 1.5
 #: (docs/decisions.md, "Refining the grouping of sustained notes").
 REFINE_COMPONENTS = 2
 REFINE_BELOW_PERCUSSIVE_SHARE = 0.04
-#: Most sources a blind separation makes: more than a grouping of components tells
-#: apart, and its time grows faster than the count (docs/decisions.md, "Bad input: an
-#: audit of the command line").
+#: Most sources a blind grouping makes (groups given by hand may be more): more than a
+#: grouping of components tells apart, and its time grows faster than the count
+#: (docs/decisions.md, "Bad input: an audit of the command line").
 MAX_SOURCES = 64
 
 
@@ -97,7 +97,7 @@ class Blind(Mode):
                                      f"{spell('groups')}: the groups are given")
             n_sources, n_components = n_groups, len(labels)
         n_sources = check_positive_int(2 if n_sources is None else n_sources, spell("n_sources"),
-                                       maximum=MAX_SOURCES)
+                                       maximum=MAX_COMPONENTS if groups is not None else MAX_SOURCES)
         n_components = min(8 * n_sources, MAX_COMPONENTS) if n_components is None else n_components
         n_components = check_positive_int(n_components, spell("n_components"), maximum=MAX_COMPONENTS)
         if n_components < n_sources:
