@@ -144,6 +144,12 @@ def test_a_beat_s_part_is_less_voice_like_than_syllables():
         assert np.all((like >= 0) & (like <= 1))
 
 
+def test_flatness_of_single_precision_activations_matches_double():
+    H, rate = _beat_and_syllables()
+    np.testing.assert_allclose(vote.modulation_flatness(H.astype(np.float32), rate),
+                               vote.modulation_flatness(H, rate), rtol=1e-4)
+
+
 def test_likeness_is_scale_free_and_neutral_where_undefined():
     """Scaling a part's activations changes nothing; a still part, a silent one and a
     signal too short for any rate within the band are 1/2."""
