@@ -576,8 +576,9 @@ class SourceModel:
             raise ModelError(f"{path}: inconsistent model: {exc}") from None
         try:
             check_name(values.get("name"))
-        except ParameterError as exc:  # (one learned before the rule: the model itself is fine)
-            raise ModelError(f"{path}: its {exc}; learn it again under another name") from None
+        except ParameterError as exc:  # (perhaps learned before the rule: the templates are fine)
+            raise ModelError(f"{path}: inconsistent model: {exc} (learn it again under another "
+                             "name)") from None
         try:
             return cls(templates=fields["templates"], **values)
         except (ParameterError, TypeError, ValueError) as exc:

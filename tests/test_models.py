@@ -145,8 +145,8 @@ def valid_fields(model):
         (lambda f: f.update(format_version=np.array([1, 2])), "not a readable model file"),
         (lambda f: f.update(templates=np.array(["a", "b"])), "templates"),
         # names no output file can take (once written by releases that let them through)
-        (lambda f: f.update(name=np.str_("lead\tvocal")), "m.npz: its name='lead..vocal': must be usable as "
-         "a file name: no control characters.*; learn it again under another name"),
+        (lambda f: f.update(name=np.str_("lead\tvocal")), "m.npz: inconsistent model: name='lead..vocal': must "
+         "be usable as a file name: no control characters.* \\(learn it again under another name\\)"),
         (lambda f: f.update(name=np.str_("m" * 201)), "at most 200 bytes.*learn it again"),
     ],
 )
