@@ -19,7 +19,7 @@ __all__ = ["kernels", "signals_held"]
 
 def kernels():
     """:mod:`audionmf._kernels`, numba's, imported on the first call."""
-    module = sys.modules.get("audionmf._kernels")
+    module = sys.modules.get(f"{__package__}._kernels")  # (after the first call: no handlers swapped)
     if module is None:
         with signals_held():
             from . import _kernels as module
