@@ -75,7 +75,8 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     Raises
     ------
     AudioError
-        The file is missing, unreadable, not audio, or holds no samples.
+        The file is missing, unreadable, not audio, cut short (a WAV, AIFF or Ogg
+        that ends before its header or last page says), or holds no samples.
         The message names the file.
 
     Examples
@@ -151,6 +152,12 @@ def _open(path):
         handle.close()
         raise AudioError(f"{path}: truncated: its header declares {declared} samples, "
                          f"the file holds {handle.frames}")
+    if handle.format == "OGG":
+        cut = _ogg_cut_at(path)
+        if cut is not None:
+            handle.close()
+            raise AudioError(f"{path}: truncated: it ends inside an Ogg page, at byte {cut} "
+                             "(an interrupted download or copy?)")
     return handle
 
 
@@ -209,6 +216,41 @@ def _declared_frames(handle):
     if not 0 < size < 0x7FFF0000:
         return None
     return size // (width * handle.channels)
+
+
+#: An Ogg page's header: capture pattern, version, flags, granule position, serial
+#: number, sequence number, checksum and the number of segments (RFC 3533, section 6).
+_OGG_PAGE = 27
+
+
+def _ogg_cut_at(path):
+    """The size of an Ogg file whose last page ends past the end of the file (a file cut
+    short, which libsndfile reads as a complete, shorter one), else None.
+
+    The pages are walked from the start by their headers (a read of a few dozen bytes
+    per page of a few KB). A file whose pages stop being pages is left to the decoder;
+    one that ends on a page's boundary is taken as whole, as is a stream recorded
+    without its last page's end-of-stream flag.
+    """
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return None  # (libsndfile opened it: let the read say what is wrong)
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        at = 0
+        while at < size:
+            f.seek(at)
+            header = f.read(_OGG_PAGE)
+            if len(header) < _OGG_PAGE:
+                return size if b"OggS".startswith(header[:4]) else None  # a page's start, cut
+            if header[:4] != b"OggS" or header[4] != 0:
+                return None
+            table = f.read(header[26])
+            if len(table) < header[26]:
+                return size
+            at += _OGG_PAGE + header[26] + sum(table)
+        return size if at > size else None
 
 
 def _check_length(handle, path, expected, got):

@@ -288,3 +288,40 @@ def test_integer_formats_refuse_to_clip(tmp_path):
     save(tmp_path / "x.wav", loud, 8000)  # float WAV holds it
     np.testing.assert_allclose(load(tmp_path / "x.wav")[0], loud)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.wav"]
+
+
+def _ogg_pages(data):
+    """The byte offsets where an Ogg file's pages end."""
+    ends, at = [], 0
+    while at < len(data):
+        assert data[at : at + 4] == b"OggS"
+        n = data[at + 26]
+        at += 27 + n + sum(data[at + 27 : at + 27 + n])
+        ends.append(at)
+    return ends
+
+
+@pytest.mark.skipif("OGG" not in sf.available_formats(), reason="this libsndfile has no Ogg")
+def test_an_ogg_cut_short_is_refused(tmp_path, rng):
+    """libsndfile reads an Ogg cut inside a page as a complete, shorter file; the page's
+    header says otherwise. Cut on a page's boundary, it is a whole (shorter) stream."""
+    t = np.arange(40000) / 8000
+    y = 0.3 * np.sin(2 * np.pi * 440 * t) * (1 + rng.uniform(-0.1, 0.1, t.size))
+    good = tmp_path / "good.ogg"
+    sf.write(good, y, 8000)
+    assert load(good)[0].shape == (40000,)
+    data = good.read_bytes()
+    ends = _ogg_pages(data)
+    assert len(ends) >= 3
+    for n_bytes in (ends[-2] + 10, len(data) - 1, ends[-2] + 20 + 27):
+        bad = _cut(good, n_bytes, tmp_path / "bad.ogg")
+        with pytest.raises(AudioError, match=rf"bad\.ogg: truncated: it ends inside an Ogg page, "
+                                             rf"at byte {n_bytes}"):
+            load(bad)
+        with pytest.raises(AudioError, match=r"bad\.ogg: truncated"):
+            Signal.open(bad)
+    whole_pages = _cut(good, ends[-2], tmp_path / "pages.ogg")
+    assert 0 < load(whole_pages)[0].shape[0] < 40000
+    junk = tmp_path / "junk.ogg"
+    junk.write_bytes(data + b"not a page")  # left to the decoder, which reads the stream
+    np.testing.assert_allclose(load(junk)[0], load(good)[0])
