@@ -1,4 +1,4 @@
-"""numba, loaded when a fit first needs it, with Ctrl-C and SIGTERM held back meanwhile: private.
+"""numba and scipy's modules, loaded when first needed, with Ctrl-C and SIGTERM held back meanwhile: private.
 
 Importing numba takes 0.2-0.3 s, which a short file's whole separation can cost
 again; the small Kullback-Leibler fits run on numpy twins of the kernels and need
@@ -7,23 +7,36 @@ use, in the middle of a run, where a Ctrl-C or a SIGTERM could land inside its
 import and leave numba half-made for whatever comes next (a batch worker goes on
 to its next file). The import therefore runs with SIGINT's and SIGTERM's handlers
 replaced by ones that only note the signal, which is delivered again, to the
-handler that was there, once the import has ended.
+handler that was there, once the import has ended. scipy's modules (0.03-0.15 s each,
+which a short file's separation with source models never needs) load the same way
+(:func:`module`).
 """
 import contextlib
+import importlib
 import signal
 import sys
 import threading
 
-__all__ = ["kernels", "signals_held"]
+__all__ = ["kernels", "module", "signals_held"]
 
 
 def kernels():
     """:mod:`audionmf._kernels`, numba's, imported on the first call."""
-    module = sys.modules.get(f"{__package__}._kernels")  # (after the first call: no handlers swapped)
-    if module is None:
+    loaded = sys.modules.get(f"{__package__}._kernels")  # (after the first call: no handlers swapped)
+    if loaded is None:
         with signals_held():
-            from . import _kernels as module
-    return module
+            from . import _kernels as loaded
+    return loaded
+
+
+def module(name):
+    """The module ``name`` (``"scipy.fft"``), imported on the first call with the
+    signals held back (:func:`signals_held`)."""
+    loaded = sys.modules.get(name)
+    if loaded is None:
+        with signals_held():
+            loaded = importlib.import_module(name)
+    return loaded
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ its defaults are chosen by, and :func:`assign_by_masks` the refinement's groupin
 """
 import numpy as np
 
+from . import _lazy
 from ._validation import MAX_COMPONENTS, ParameterError, check_nonnegative_real, check_positive_int
 from .limits import DEFAULT_LIMITS
 from .masks import HPSS_KERNEL, hpss_mask, wiener_masks
@@ -38,13 +39,12 @@ def template_features(W, *, sr, n_fft, n_mels=40, n_coeffs=13):
     -------
     features : np.ndarray [shape=(K, n_coeffs)]
     """
-    import scipy.fft
 
     mel = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels)
     W = np.asarray(W, dtype=np.float64)
     W = W / np.maximum(W.sum(axis=0, keepdims=True), np.finfo(np.float64).tiny)
     log_mel = np.log(mel @ W + 1e-10)
-    cepstra = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=0)
+    cepstra = _lazy.module("scipy.fft").dct(log_mel, type=2, norm="ortho", axis=0)
     return cepstra[1 : n_coeffs + 1].T
 
 

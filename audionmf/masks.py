@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from . import _lazy
 from ._validation import ParameterError
 from .spectrogram import unstack_frames
 
@@ -86,7 +87,7 @@ def hpss_mask(S, kernel=HPSS_KERNEL):
     np.ndarray [shape=(n_freq, n_frames)]
         In [0, 1]; 1/2 where both filters give 0.
     """
-    from scipy.ndimage import median_filter  # (slow to import: on first use)
+    median_filter = _lazy.module("scipy.ndimage").median_filter  # (slow to import)
 
     try:
         rank = np.ndim(kernel)

@@ -29,6 +29,7 @@ import functools
 
 import numpy as np
 
+from . import _lazy
 from .spectrogram import hann_lobe
 
 __all__ = ["f0_grid", "harmonic_templates", "smooth_filters", "SourceFilter", "fit", "model", "comb_power",
@@ -216,7 +217,7 @@ def discount_held(salience, frames, amount):
     -------
     np.ndarray [shape=salience.shape, dtype=float64], positive
     """
-    from scipy.ndimage import median_filter
+    median_filter = _lazy.module("scipy.ndimage").median_filter
 
     S = np.asarray(salience, dtype=np.float64)
     S = S / np.maximum(S.sum(axis=0), 1e-300)

@@ -3,9 +3,9 @@
 The transforms compute exactly what :func:`librosa.stft` and
 :func:`librosa.istft` compute with their defaults (centred frames, zero
 padding, periodic window, window-sum-square normalization), which the tests
-check, with scipy.fft's transforms (imported on first use): calling librosa's
-would import scipy.signal and more, over a second of start-up for every
-command. Also here: the axes that go with a spectrogram, stacked frames, and a
+check, with numpy's transforms for a short signal's frames and scipy.fft's
+(imported on first use) for longer ones: calling librosa's would import
+scipy.signal and more, over a second of start-up for every command. Also here: the axes that go with a spectrogram, stacked frames, and a
 mel filter bank.
 
 A spectrogram has shape ``(n_freq, n_frames)`` with ``n_freq = n_fft // 2 + 1``;
@@ -16,12 +16,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _lazy
 from ._threads import available_cores
 from ._validation import ParameterError, check_audio, check_positive_int
 
 __all__ = ["STFTParams", "MAX_N_FFT", "MAX_CONTEXT", "stft", "istft", "stft_frames", "frame_span", "OverlapAdd", "frame_times", "bin_frequencies", "stack_frames", "hann_lobe",
            "unstack_frames", "frame_means", "mel_filters"]
 
+
+#: Frames of at most this many samples per channel (frames times n_fft) are transformed
+#: with numpy.fft, more with scipy.fft (see :func:`_transform`): 2**20, about 12 s of a
+#: 22.05 kHz channel at a quarter frame's hop, and half of what a long signal's block holds.
+SMALL_FFT_FRAMES = 2**20
 
 #: Largest frame length taken: 2**20 samples (24 s at 44.1 kHz). A window is computed
 #: for every set of parameters, so an absurd n_fft (2**70) is refused before it.
@@ -161,7 +167,7 @@ def stft_frames(segment, params):
         segment = segment.astype(np.float64, copy=False)
     frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
     window = _window(params.window, n_fft).astype(segment.dtype, copy=False)
-    S = _fft().rfft(frames * window, axis=-1, workers=available_cores())  # complex64 or complex128
+    S = _transform("rfft", frames * window, n_fft)  # complex64 or complex128
     return np.swapaxes(S, -1, -2)  # a view: the frames stay contiguous in memory
 
 
@@ -245,7 +251,7 @@ class OverlapAdd:
         S = S[..., : max(0, self.n_frames - self.next_frame)]
         n_block = S.shape[-1]
         if n_block:
-            frames = _fft().irfft(np.swapaxes(S, -1, -2), n=n_fft, axis=-1, workers=available_cores())
+            frames = _transform("irfft", np.swapaxes(S, -1, -2), n_fft)
             frames *= self.window
             first = self.next_frame * hop - self.start
             end = first + n_fft + hop * (n_block - 1)
@@ -287,16 +293,23 @@ class OverlapAdd:
         return y.astype(self.dtype, copy=False)
 
 
-def _fft():
-    """scipy.fft, imported on first use (about 0.15 s, and not needed by ``--help``).
+def _transform(name, frames, n_fft):
+    """numpy's or scipy's ``rfft`` or ``irfft`` (``name``) of ``frames`` (..., n_frames,
+    n_fft or n_freq) along their last axis, to or from ``n_fft`` samples.
 
-    Not numpy.fft: scipy's transforms share the frames among the cores
-    (``workers``), and numpy's single-precision rfft is slow (docs/decisions.md,
-    "STFT with scipy.fft").
+    scipy's transforms share the frames among the cores (``workers``) and numpy's
+    single-precision rfft is three times slower, but importing scipy.fft costs about
+    0.15 s, more than the transforms of a short signal's frames take either way: those
+    of :data:`SMALL_FFT_FRAMES` samples or fewer per channel run on numpy.fft, which
+    the blocks of a long signal (:attr:`audionmf.limits.Limits.block_values`) never do
+    (docs/decisions.md, "STFT with scipy.fft" and "A short signal's transforms on
+    numpy.fft").
     """
-    import scipy.fft
-
-    return scipy.fft
+    if frames.shape[-2] * n_fft <= SMALL_FFT_FRAMES:
+        transform = getattr(np.fft, name)
+        return transform(frames, n=n_fft if name == "irfft" else None, axis=-1)
+    transform = getattr(_lazy.module("scipy.fft"), name)
+    return transform(frames, n=n_fft if name == "irfft" else None, axis=-1, workers=available_cores())
 
 
 def _window(name, n_fft):

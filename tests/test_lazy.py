@@ -1,5 +1,5 @@
-"""numba loaded on first use (audionmf._lazy): signals held back meanwhile, and short
-fits that never load it."""
+"""numba and scipy loaded on first use (audionmf._lazy): signals held back meanwhile,
+and short runs that never load them."""
 import os
 import signal
 import subprocess
@@ -107,3 +107,48 @@ def test_a_short_file_is_separated_without_loading_numba(tmp_path, mode):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.stdout.split() == ["0", "False"], done.stderr
     assert len(list(tmp_path.rglob("*.wav"))) >= 2
+
+
+def test_module_is_imported_once_with_the_signals_held(monkeypatch):
+    """The first call imports under held signals (Python's SIGINT handler swapped out);
+    later calls return the loaded module without touching the handlers."""
+    import importlib
+
+    seen = []
+
+    def import_module(name):
+        seen.append((name, signal.getsignal(signal.SIGINT)))
+        return importlib.__import__("json")
+
+    monkeypatch.setattr(_lazy.importlib, "import_module", import_module)
+    monkeypatch.delitem(sys.modules, "not_yet.loaded", raising=False)
+    assert _lazy.module("not_yet.loaded").__name__ == "json"
+    assert [name for name, _ in seen] == ["not_yet.loaded"]
+    assert seen[0][1] is not signal.default_int_handler  # held: the handler that notes it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert _lazy.module("json") is sys.modules["json"]
+    assert len(seen) == 1  # (already loaded: not imported again)
+
+
+def test_a_short_file_with_source_models_loads_neither_numba_nor_scipy(tmp_path):
+    """A 10 s separation with two models: numpy's transforms (a short signal's frames,
+    spectrogram.SMALL_FFT_FRAMES) and the numpy twins of the KL kernels."""
+    import numpy as np
+
+    from audionmf import SourceModel, load
+
+    y, sr = load(SAMPLE)
+    half = y.size // 2
+    paths = []
+    for name, part in (("first", y[:half]), ("second", y[half:])):
+        paths.append(str(tmp_path / f"{name}.npz"))
+        SourceModel.learn([np.ascontiguousarray(part)], sr, name=name, n_components=6, max_iter=20,
+                          random_state=0).save(paths[-1])
+    out = tmp_path / "out"
+    script = ("import sys\nfrom audionmf.cli import main\n"
+              f"status = main(['separate', {str(SAMPLE)!r}, '-o', {str(out)!r}, '--model', {paths[0]!r}, "
+              f"'--model', {paths[1]!r}])\n"
+              "print(status, 'numba' in sys.modules, any(m.startswith('scipy') for m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+    assert sorted(p.name for p in out.rglob("*.wav")) == ["first.wav", "second.wav"]

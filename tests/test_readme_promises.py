@@ -117,18 +117,17 @@ def test_plot_refuses_samples_beyond_1e10(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["loud.wav"]
 
 
-@pytest.mark.parametrize("fmt", ["OGG", "MP3"])
-def test_ogg_and_mp3_files_that_end_early_are_separated(tmp_path, capsys, fmt):
-    """README: "Ogg and MP3 files that end early are read as far as they go ... and
-    separate gives them silence to the length their header gives" (where WAV, AIFF,
-    W64, RF64 and FLAC files cut short are refused: test_io.py::
-    test_a_file_cut_short_is_refused, test_hardening.py::test_inputs_that_are_refused)."""
-    if fmt not in sf.available_formats():
-        pytest.skip(f"this libsndfile writes no {fmt}")
+def test_mp3_files_that_end_early_are_separated(tmp_path, capsys):
+    """README: "MP3 files that end early are read as far as they go ... and separate
+    gives them silence to the length their header gives" (where WAV, AIFF, W64, RF64,
+    FLAC and Ogg files cut short are refused: test_io.py::test_a_file_cut_short_is_refused,
+    test_an_ogg_cut_short_is_refused, test_hardening.py::test_inputs_that_are_refused)."""
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile writes no MP3")
     y = music(4.0)[0]
-    whole = tmp_path / f"whole.{fmt.lower()}"
-    sf.write(whole, y, SR, format=fmt, subtype="VORBIS" if fmt == "OGG" else None)
-    cut = tmp_path / f"cut.{fmt.lower()}"
+    whole = tmp_path / "whole.mp3"
+    sf.write(whole, y, SR, format="MP3")
+    cut = tmp_path / "cut.mp3"
     cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
     declared = sf.info(str(cut)).frames
     assert 0 < declared
@@ -138,6 +137,22 @@ def test_ogg_and_mp3_files_that_end_early_are_separated(tmp_path, capsys, fmt):
     for i in (1, 2):
         source, sr = sf.read(out / "cut" / f"source{i}.wav")
         assert sr == SR and len(source) == declared and np.all(np.isfinite(source))
+
+
+def test_ogg_files_that_end_inside_a_page_are_refused(tmp_path, capsys):
+    """README: "Refused inputs: ... truncated (... Ogg files that end inside a page)":
+    one line naming the file, exit status 1, nothing written."""
+    if "OGG" not in sf.available_formats():
+        pytest.skip("this libsndfile writes no Ogg")
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, music(4.0)[0], SR, format="OGG", subtype="VORBIS")
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
+    out = tmp_path / "out"
+    assert main(["separate", str(cut), "-o", str(out), "-q", "--iterations", "5"]) == 1
+    assert one_line(capsys) == (f"audionmf: error: {cut}: truncated: it ends inside an Ogg page, at "
+                                f"byte {cut.stat().st_size} (an interrupted download or copy?)")
+    assert not out.exists()
 
 
 def test_flac_outputs_refuse_samples_beyond_full_scale(tmp_path, capsys):

@@ -248,7 +248,6 @@ def run_separate(args):
                 traceback.print_exc()
             report(str(exc), about=path)
             return EXIT_BAD_FILE
-    _import_the_machinery()
 
     inputs = list(args.inputs)
     if args.skip_existing:
@@ -279,15 +278,6 @@ def run_separate(args):
     finally:
         if created:  # when no file was separated, nothing of ours stays behind
             remove_empty_folders(created)
-
-
-def _import_the_machinery():
-    """Import now what every file would import lazily (scipy's transforms and
-    filters), before any output exists, so that a SIGTERM or Ctrl-C does not land
-    inside their first import. numba, which a short file's fits never need, loads
-    on first use with the signals held back (:mod:`audionmf._lazy`)."""
-    import scipy.fft  # noqa: F401
-    import scipy.ndimage  # noqa: F401
 
 
 def _separate_all(task, todo, args):

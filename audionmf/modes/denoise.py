@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 
+from .. import _lazy
 from .._threads import serial_blas
 from .._validation import MAX_SAMPLE, AudioError, ParameterError, check_audio
 from ..analysis import Analysis, band_pooling, templates_at_rate
@@ -200,7 +201,7 @@ def quiet_frames(V, min_frames, share=QUIET_SHARE, contrast_db=QUIET_CONTRAST_DB
     heard = np.flatnonzero(V.max(axis=0) > 0)
     if len(heard) < 2 * min_frames or V.shape[1] - len(heard) >= share * V.shape[1] / 2:
         return None
-    from scipy.ndimage import uniform_filter1d
+    uniform_filter1d = _lazy.module("scipy.ndimage").uniform_filter1d
 
     L = uniform_filter1d(np.log(V[:, heard] + 1e-6 * V.max()), max(1, int(min_frames)), axis=1,
                          mode="nearest")

@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from .. import _lazy
 from .._threads import serial_blas
 from ..analysis import Analysis, band_pooling, templates_at_rate
 from ..masks import HPSS_KERNEL, blend_masks, hpss_mask, wiener_masks
@@ -125,7 +126,7 @@ def short_note_part(H, width, share=SHORT_NOTE_SHARE):
     >>> short_note_part(H, 9).sum(axis=1)
     array([4., 0.])
     """
-    from scipy.ndimage import grey_opening  # (slow to import: on first use)
+    grey_opening = _lazy.module("scipy.ndimage").grey_opening  # (slow to import)
 
     H = np.asarray(H, dtype=np.float64)
     short = H - grey_opening(H, size=(1, max(1, int(width))), mode="nearest")
