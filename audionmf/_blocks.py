@@ -132,7 +132,7 @@ def _blocks(signal, mode, fitted, n_frames):
         v0, v1 = max(0, t0 - reach), min(n_frames, t1 + reach)  # frames transformed
         first, end = frame_span(v0, v1, params)
         block = _Block(t0, t1, h0, v0, first, signal.read(first, end))
-        block.X = _stft(block.segment, params)
+        block.X = _stft(block.segment, params, signal.n_samples)
         if not per_block:
             block.H = fitted.H[:, h0:h1]
         else:
@@ -184,7 +184,7 @@ def whole_spectrogram(signal, analysis, n_frames, limits, rows=None, pool=None):
 
 def _frames_power(signal, analysis, t0, t1, rows=None, pool=None):
     """Unstacked spectrogram of frames t0 .. t1 - 1 of a signal (float32)."""
-    X = _stft(signal.read(*frame_span(t0, t1, analysis.stft)), analysis.stft)
+    X = _stft(signal.read(*frame_span(t0, t1, analysis.stft)), analysis.stft, signal.n_samples)
     return analysis.spectrogram(X, rows, pool, context=0)
 
 
@@ -192,12 +192,12 @@ def _power(signal, mode, t0, t1):
     return _frames_power(signal, mode.analysis, t0, t1, mode.rows, mode.pool)
 
 
-def _stft(segment, params):
-    """STFT frames of a segment, in single precision (complex64): the sources are
-    written in single precision, and their spectra need no more (the round-off is
-    shared out in :func:`run`, so the sources still sum to the input exactly;
-    docs/decisions.md, "Single-precision spectra")."""
-    return stft_frames(segment.astype(np.float32), params)
+def _stft(segment, params, length):
+    """STFT frames of a segment of a signal of ``length`` samples, in single precision
+    (complex64): the sources are written in single precision, and their spectra need no
+    more (the round-off is shared out in :func:`run`, so the sources still sum to the
+    input exactly; docs/decisions.md, "Single-precision spectra")."""
+    return stft_frames(segment.astype(np.float32), params, length=length)
 
 
 def _loudest_stretches(signal, hop_length, n_frames, count, stretch):

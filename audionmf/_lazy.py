@@ -20,21 +20,24 @@ import threading
 __all__ = ["kernels", "module", "signals_held"]
 
 
+#: Held by the thread that imports a module through :func:`module`: another thread that
+#: asks for one meanwhile waits for the import to end (scipy's own first imports are not
+#: safe from two threads at once).
+_IMPORTING = threading.RLock()
+
+
 def kernels():
     """:mod:`audionmf._kernels`, numba's, imported on the first call."""
-    loaded = sys.modules.get(f"{__package__}._kernels")  # (after the first call: no handlers swapped)
-    if loaded is None:
-        with signals_held():
-            from . import _kernels as loaded
-    return loaded
+    return module(f"{__package__}._kernels")
 
 
 def module(name):
     """The module ``name`` (``"scipy.fft"``), imported on the first call with the
-    signals held back (:func:`signals_held`)."""
+    signals held back (:func:`signals_held`). A module that another thread is still
+    importing (already in ``sys.modules``, not yet whole) is waited for."""
     loaded = sys.modules.get(name)
-    if loaded is None:
-        with signals_held():
+    if loaded is None or getattr(getattr(loaded, "__spec__", None), "_initializing", False):
+        with _IMPORTING, signals_held():  # (once loaded: no lock taken, no handlers swapped)
             loaded = importlib.import_module(name)
     return loaded
 

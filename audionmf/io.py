@@ -130,8 +130,9 @@ def _check_float_dtype(dtype):
     return kind
 
 
-def _open(path):
-    """An open soundfile.SoundFile, or AudioError naming the file and the problem."""
+def _open(path, *, again=False):
+    """An open soundfile.SoundFile, or AudioError naming the file and the problem
+    (``again``: a file opened before, whose length was checked then)."""
     if not os.path.exists(path):
         raise AudioError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -152,7 +153,7 @@ def _open(path):
         handle.close()
         raise AudioError(f"{path}: truncated: its header declares {declared} samples, "
                          f"the file holds {handle.frames}")
-    if handle.format == "OGG":
+    if handle.format == "OGG" and not again:
         cut = _ogg_cut_at(path)
         if cut is not None:
             handle.close()
@@ -228,9 +229,11 @@ def _ogg_cut_at(path):
     short, which libsndfile reads as a complete, shorter one), else None.
 
     The pages are walked from the start by their headers (a read of a few dozen bytes
-    per page of a few KB). A file whose pages stop being pages is left to the decoder;
-    one that ends on a page's boundary is taken as whole, as is a stream recorded
-    without its last page's end-of-stream flag.
+    per page of a few KB), once per file: a file opened again to seek is not walked
+    again. A file whose pages stop being pages, or that ends in a few bytes that do
+    not begin a page's header (``OggS`` and version 0), is left to the decoder; one
+    that ends on a page's boundary is taken as whole, as is a stream recorded without
+    its last page's end-of-stream flag.
     """
     try:
         f = open(path, "rb")
@@ -242,8 +245,8 @@ def _ogg_cut_at(path):
         while at < size:
             f.seek(at)
             header = f.read(_OGG_PAGE)
-            if len(header) < _OGG_PAGE:
-                return size if b"OggS".startswith(header[:4]) else None  # a page's start, cut
+            if len(header) < _OGG_PAGE:  # a page's start cut, or a few bytes of something else
+                return size if header[:5] == b"OggS\x00" else None
             if header[:4] != b"OggS" or header[4] != 0:
                 return None
             table = f.read(header[26])
@@ -350,7 +353,7 @@ class Signal:
             if lo < hi:
                 if lo != self._position:
                     self._file.close()
-                    self._file = _open(self.name)
+                    self._file = _open(self.name, again=True)
                     self._file.seek(lo)
                 parts.append(self._file.read(hi - lo, dtype="float64", always_2d=True).T)
                 self._position = lo + parts[-1].shape[1]

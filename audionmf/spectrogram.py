@@ -24,9 +24,9 @@ __all__ = ["STFTParams", "MAX_N_FFT", "MAX_CONTEXT", "stft", "istft", "stft_fram
            "unstack_frames", "frame_means", "mel_filters"]
 
 
-#: Frames of at most this many samples per channel (frames times n_fft) are transformed
-#: with numpy.fft, more with scipy.fft (see :func:`_transform`): 2**20, about 12 s of a
-#: 22.05 kHz channel at a quarter frame's hop, and half of what a long signal's block holds.
+#: A signal whose frames hold at most this many samples per channel (frames times n_fft)
+#: is transformed with numpy.fft, a longer one with scipy.fft (see :func:`_transform`):
+#: 2**20, about 12 s of a 22.05 kHz channel at a quarter frame's hop.
 SMALL_FFT_FRAMES = 2**20
 
 #: Largest frame length taken: 2**20 samples (24 s at 44.1 kHz). A window is computed
@@ -130,7 +130,7 @@ def stft(y, *, n_fft=2048, hop_length=None, window="hann"):
     params = STFTParams(n_fft, hop_length, window)
     y = check_audio(y, "y")
     pad = [(0, 0)] * (y.ndim - 1) + [(params.n_fft // 2, params.n_fft // 2)]
-    return np.ascontiguousarray(stft_frames(np.pad(y, pad), params))
+    return np.ascontiguousarray(stft_frames(np.pad(y, pad), params, length=y.shape[-1]))
 
 
 def frame_span(start, stop, params):
@@ -143,7 +143,7 @@ def frame_span(start, stop, params):
     return first, first + (stop - start - 1) * params.hop_length + params.n_fft
 
 
-def stft_frames(segment, params):
+def stft_frames(segment, params, *, length=None):
     """STFT frames of a segment: the frames that fit in it, one every hop.
 
     With ``segment`` the samples :func:`frame_span` (t0, t1) names (zeros
@@ -154,6 +154,10 @@ def stft_frames(segment, params):
     ----------
     segment : np.ndarray [shape=(..., n_samples)]
     params : STFTParams
+    length : int or None
+        Samples of the signal the segment is taken from (default: the
+        segment's own): the transforms are chosen by the signal's length
+        (:func:`_transform`), so every block of it gets the same bits.
 
     Returns
     -------
@@ -167,7 +171,8 @@ def stft_frames(segment, params):
         segment = segment.astype(np.float64, copy=False)
     frames = np.lib.stride_tricks.sliding_window_view(segment, n_fft, axis=-1)[..., ::hop, :]
     window = _window(params.window, n_fft).astype(segment.dtype, copy=False)
-    S = _transform("rfft", frames * window, n_fft)  # complex64 or complex128
+    samples = segment.shape[-1] if length is None else length
+    S = _transform("rfft", frames * window, n_fft, _frame_samples(samples, params))  # complex64 or complex128
     return np.swapaxes(S, -1, -2)  # a view: the frames stay contiguous in memory
 
 
@@ -251,7 +256,8 @@ class OverlapAdd:
         S = S[..., : max(0, self.n_frames - self.next_frame)]
         n_block = S.shape[-1]
         if n_block:
-            frames = _transform("irfft", np.swapaxes(S, -1, -2), n_fft)
+            frames = _transform("irfft", np.swapaxes(S, -1, -2), n_fft,
+                                _frame_samples(self.length, self.params))
             frames *= self.window
             first = self.next_frame * hop - self.start
             end = first + n_fft + hop * (n_block - 1)
@@ -293,21 +299,33 @@ class OverlapAdd:
         return y.astype(self.dtype, copy=False)
 
 
-def _transform(name, frames, n_fft):
+def _frame_samples(length, params):
+    """The samples of one channel's frames of a signal of ``length`` samples, frames times
+    n_fft: what chooses the transforms of its frames (:func:`_transform`)."""
+    return (1 + length // params.hop_length) * params.n_fft
+
+
+def _transform(name, frames, n_fft, samples):
     """numpy's or scipy's ``rfft`` or ``irfft`` (``name``) of ``frames`` (..., n_frames,
-    n_fft or n_freq) along their last axis, to or from ``n_fft`` samples.
+    n_fft or n_freq) along their last axis, to or from ``n_fft`` samples, for a signal
+    whose frames hold ``samples`` samples per channel (:func:`_frame_samples`).
 
     scipy's transforms share the frames among the cores (``workers``) and numpy's
     single-precision rfft is three times slower, but importing scipy.fft costs about
-    0.15 s, more than the transforms of a short signal's frames take either way: those
-    of :data:`SMALL_FFT_FRAMES` samples or fewer per channel run on numpy.fft, which
-    the blocks of a long signal (:attr:`audionmf.limits.Limits.block_values`) never do
-    (docs/decisions.md, "STFT with scipy.fft" and "A short signal's transforms on
-    numpy.fft").
+    0.15 s, more than a short signal's transforms take either way: a signal whose frames
+    hold :data:`SMALL_FFT_FRAMES` samples or fewer per channel is transformed with
+    numpy.fft. The choice is the signal's, not the call's, because the two give other
+    bits in single precision: every block and excerpt of a signal is transformed alike
+    (docs/decisions.md, "A short signal's transforms on numpy.fft, and scipy loaded on
+    first use").
     """
-    if frames.shape[-2] * n_fft <= SMALL_FFT_FRAMES:
-        transform = getattr(np.fft, name)
-        return transform(frames, n=n_fft if name == "irfft" else None, axis=-1)
+    if samples <= SMALL_FFT_FRAMES:
+        out = getattr(np.fft, name)(frames, n=n_fft if name == "irfft" else None, axis=-1)
+        # (numpy before 2.0 computes in double: the single-precision types kept)
+        single = frames.dtype in (np.float32, np.complex64)
+        if name == "rfft":
+            return out.astype(np.complex64 if single else np.complex128, copy=False)
+        return out.astype(np.float32 if single else np.float64, copy=False)
     transform = getattr(_lazy.module("scipy.fft"), name)
     return transform(frames, n=n_fft if name == "irfft" else None, axis=-1, workers=available_cores())
 

@@ -152,3 +152,31 @@ def test_a_short_file_with_source_models_loads_neither_numba_nor_scipy(tmp_path)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.stdout.split() == ["0", "False", "False"], done.stderr
     assert sorted(p.name for p in out.rglob("*.wav")) == ["first.wav", "second.wav"]
+
+
+def test_a_module_another_thread_is_importing_is_waited_for(tmp_path, monkeypatch):
+    """A module is in sys.modules before its import ends: a second thread that asks
+    for it meanwhile gets it whole, not half-made."""
+    import time
+
+    (tmp_path / "slow_to_import_xyz.py").write_text("import time\ntime.sleep(0.3)\nVALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_to_import_xyz", raising=False)
+    got = []
+
+    def later():
+        deadline = time.monotonic() + 10
+        while "slow_to_import_xyz" not in sys.modules and time.monotonic() < deadline:
+            time.sleep(0.001)
+        try:
+            got.append(_lazy.module("slow_to_import_xyz").VALUE)
+        except AttributeError as exc:
+            got.append(exc)
+
+    waiting = threading.Thread(target=later)
+    waiting.start()
+    first = threading.Thread(target=_lazy.module, args=("slow_to_import_xyz",))
+    first.start()
+    first.join()
+    waiting.join()
+    assert got == [1]

@@ -135,3 +135,16 @@ def test_mel_filters_as_librosa(sr, n_fft, n_mels):
 def test_unknown_window():
     with pytest.raises(ParameterError, match="window='nope'"):
         stft(np.ones(3000), window="nope")
+
+
+def test_single_precision_is_kept_where_numpy_computes_in_double(monkeypatch, rng):
+    """numpy before 2.0 transforms float32 in double: a short signal's spectra and
+    inverse stay complex64 and float32 all the same."""
+    rfft, irfft = np.fft.rfft, np.fft.irfft
+    monkeypatch.setattr(np.fft, "rfft", lambda x, n=None, axis=-1: rfft(x.astype(np.float64), n=n, axis=axis))
+    monkeypatch.setattr(np.fft, "irfft", lambda x, n=None, axis=-1: irfft(x.astype(np.complex128), n=n,
+                                                                          axis=axis))
+    y = rng.standard_normal(4000).astype(np.float32)
+    S = stft(y, n_fft=256)
+    assert S.dtype == np.complex64
+    assert istft(S, length=y.size, n_fft=256).dtype == np.float32

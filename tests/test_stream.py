@@ -55,11 +55,15 @@ def test_blockwise_stft_and_istft_equal_whole(rng, n_fft, hop, block, channels):
 
 
 @pytest.mark.parametrize("block", [1, 7, 300])
-def test_single_precision_spectra_are_the_same_in_any_block(rng, block):
+@pytest.mark.parametrize("small_fft", [2**62, 40000, 0])
+def test_single_precision_spectra_are_the_same_in_any_block(monkeypatch, rng, block, small_fft):
     """The separation transforms float32 blocks: a frame's spectrum must not depend
-    on the block around it, nor on the number of FFT threads."""
-    from audionmf import _threads
+    on the block around it, nor on the number of FFT threads, nor on which library
+    transforms the signal (chosen by its length: 40000 puts the signal's 80384 frame
+    samples on scipy.fft and a block's on numpy.fft, were the block's own size to choose)."""
+    from audionmf import _threads, spectrogram
 
+    monkeypatch.setattr(spectrogram, "SMALL_FFT_FRAMES", small_fft)
     y = rng.standard_normal((2, 20000)).astype(np.float32)
     params = STFTParams(512, 128)
     S = stft(y, n_fft=512, hop_length=128)
@@ -68,8 +72,9 @@ def test_single_precision_spectra_are_the_same_in_any_block(rng, block):
         with _threads.cores_limited(workers):
             for t0 in range(0, S.shape[-1], block):
                 t1 = min(S.shape[-1], t0 + block)
-                np.testing.assert_array_equal(stft_frames(read_block(y, t0, t1, params), params),
-                                              S[..., t0:t1])
+                S_block = stft_frames(read_block(y, t0, t1, params), params, length=y.shape[-1])
+                assert S_block.dtype == np.complex64
+                np.testing.assert_array_equal(S_block, S[..., t0:t1])
 
 
 def test_half_precision_is_transformed_in_double(rng):
@@ -94,7 +99,14 @@ def test_overlap_add_pieces_are_final(rng):
     assert len(first) == 20 * 64 - 128
 
 
-def test_block_size_does_not_change_the_sources():
+@pytest.mark.parametrize("small_fft", [2**62, 100000, 0])
+def test_block_size_does_not_change_the_sources(monkeypatch, small_fft):
+    """Whichever library transforms the signal (numpy's for a short one, scipy's for a
+    long one), its blocks are transformed alike (100000: the signal's frames on scipy.fft,
+    a block's on numpy.fft, were the block's own size to choose)."""
+    from audionmf import spectrogram
+
+    monkeypatch.setattr(spectrogram, "SMALL_FFT_FRAMES", small_fft)
     a, b = mixture()
     y = np.vstack([a + b, 0.5 * a + b])
     reference = separate(y, SR, n_fft=512, random_state=0)
@@ -269,7 +281,8 @@ def test_single_precision_spectra_change_the_sources_only_by_round_off(monkeypat
     a, b = mixture(3.0)
     y = a + b
     single = separate(y, SR, n_sources=2, random_state=0)
-    monkeypatch.setattr(stream, "_stft", lambda segment, params: spectrogram.stft_frames(segment, params))
+    monkeypatch.setattr(stream, "_stft", lambda segment, params, length: spectrogram.stft_frames(
+        segment, params, length=length))
     double = separate(y, SR, n_sources=2, random_state=0)
     for name in single:  # the same fit (to float32 spectrogram round-off), then the same masks
         error = np.linalg.norm(single[name] - double[name]) / np.linalg.norm(double[name])
