@@ -39,7 +39,6 @@ def template_features(W, *, sr, n_fft, n_mels=40, n_coeffs=13):
     -------
     features : np.ndarray [shape=(K, n_coeffs)]
     """
-
     mel = mel_filters(sr=sr, n_fft=n_fft, n_mels=n_mels)
     W = np.asarray(W, dtype=np.float64)
     W = W / np.maximum(W.sum(axis=0, keepdims=True), np.finfo(np.float64).tiny)

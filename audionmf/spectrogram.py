@@ -5,8 +5,8 @@ The transforms compute exactly what :func:`librosa.stft` and
 padding, periodic window, window-sum-square normalization), which the tests
 check, with numpy's transforms for a short signal's frames and scipy.fft's
 (imported on first use) for longer ones: calling librosa's would import
-scipy.signal and more, over a second of start-up for every command. Also here: the axes that go with a spectrogram, stacked frames, and a
-mel filter bank.
+scipy.signal and more, over a second of start-up for every command. Also here:
+the axes that go with a spectrogram, stacked frames, and a mel filter bank.
 
 A spectrogram has shape ``(n_freq, n_frames)`` with ``n_freq = n_fft // 2 + 1``;
 multichannel signals give ``(n_channels, n_freq, n_frames)``.
