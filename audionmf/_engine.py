@@ -21,6 +21,7 @@ import threading
 
 import numpy as np
 
+from . import _lazy
 from ._threads import available_cores, serial_blas, thread_pool
 from ._validation import ParameterError
 
@@ -391,9 +392,7 @@ def kernels_for(V, beta):
     if beta == 1.0 and V.size <= SMALL_KL_ENTRIES:
         from . import _kernels_numpy as kernels
     else:
-        from ._lazy import kernels as numba_kernels
-
-        kernels = numba_kernels()
+        kernels = _lazy.kernels()
     return kernels
 
 

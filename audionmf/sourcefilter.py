@@ -249,11 +249,7 @@ def track(salience, f0s, *, jump_cost, steps_per_semitone):
 @functools.lru_cache(maxsize=1)
 def _viterbi_kernel():
     """The compiled kernel, on first use (numba is slow to import: not for --help)."""
-    from ._lazy import signals_held
-
-    with signals_held():
-        from numba import njit
-    return njit(cache=True)(_viterbi_l1)
+    return _lazy.module("numba").njit(cache=True)(_viterbi_l1)
 
 
 def _viterbi_l1(score, cost):
