@@ -107,7 +107,7 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     if max(float(data.max()), -float(data.min())) > largest:
         bad = int(np.flatnonzero((np.abs(data) > largest).any(axis=1))[0])
         raise AudioError(f"{path}: a sample of magnitude {np.abs(data[bad]).max():.3g} at "
-                         f"{bad / file_sr:.2f} s, beyond what {np.dtype(dtype).name} holds")
+                         f"{bad / file_sr:.2f} s, sample {bad}, beyond what {np.dtype(dtype).name} holds")
     y = data.T  # (n_channels, n_samples)
     if mono:
         y = y.mean(axis=0, keepdims=True)
@@ -326,12 +326,12 @@ class Signal:
             part = out[:, lo - start : hi - start]
             if not max(part.max(), -part.min()) <= MAX_SAMPLE:  # also NaN
                 bad = int(np.flatnonzero(~(np.abs(part) <= MAX_SAMPLE).all(axis=0))[0])
-                seconds = (lo + bad) / self.sr
+                where = f"{(lo + bad) / self.sr:.2f} s, sample {lo + bad}"
                 size = np.abs(part[:, bad]).max()
                 if np.isfinite(size):
-                    raise AudioError(f"{self.name}: a sample of magnitude {size:.3g} at {seconds:.2f} s, "
+                    raise AudioError(f"{self.name}: a sample of magnitude {size:.3g} at {where}, "
                                      f"beyond what audio holds ({MAX_SAMPLE:.0e} at most)")
-                raise AudioError(f"{self.name}: NaN or Inf samples (the first at {seconds:.2f} s)")
+                raise AudioError(f"{self.name}: NaN or Inf samples (the first at {where})")
         return out
 
     def _read_file(self, lo, hi):
