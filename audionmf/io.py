@@ -107,7 +107,7 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     if max(float(data.max()), -float(data.min())) > largest:
         bad = int(np.flatnonzero((np.abs(data) > largest).any(axis=1))[0])
         raise AudioError(f"{path}: a sample of magnitude {np.abs(data[bad]).max():.3g} at "
-                         f"{bad / file_sr:.2f} s, sample {bad}, beyond what {np.dtype(dtype).name} holds")
+                         f"{_position(bad, file_sr)}, beyond what {np.dtype(dtype).name} holds")
     y = data.T  # (n_channels, n_samples)
     if mono:
         y = y.mean(axis=0, keepdims=True)
@@ -117,6 +117,11 @@ def load(path, *, sr=None, mono=False, dtype=np.float32):
     if y.shape[0] == 1:
         y = y[0]
     return np.ascontiguousarray(y, dtype=dtype), int(file_sr)
+
+
+def _position(index, sr):
+    """Where sample ``index`` lies, for a message: ``"2.00 s, sample 44100"``."""
+    return f"{index / sr:.2f} s, sample {index}"
 
 
 def _check_float_dtype(dtype):
@@ -326,7 +331,7 @@ class Signal:
             part = out[:, lo - start : hi - start]
             if not max(part.max(), -part.min()) <= MAX_SAMPLE:  # also NaN
                 bad = int(np.flatnonzero(~(np.abs(part) <= MAX_SAMPLE).all(axis=0))[0])
-                where = f"{(lo + bad) / self.sr:.2f} s, sample {lo + bad}"
+                where = _position(lo + bad, self.sr)
                 size = np.abs(part[:, bad]).max()
                 if np.isfinite(size):
                     raise AudioError(f"{self.name}: a sample of magnitude {size:.3g} at {where}, "
