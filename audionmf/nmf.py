@@ -68,6 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _lazy
 from ._engine import Engine, scaled
 from ._threads import serial_blas
 from ._validation import (
@@ -218,10 +219,8 @@ def beta_divergence(V, Y, beta="kl"):
     Y = check_nonnegative_matrix(Y, "Y", dtype=V.dtype)
     if V.shape != Y.shape:
         raise ParameterError(f"V has shape {V.shape} but Y has shape {Y.shape}")
-    from ._lazy import kernels  # numba loads on first use, not at import
-
     floor = float(np.finfo(V.dtype).tiny)
-    return float(kernels().divergence(np.ascontiguousarray(V), np.ascontiguousarray(Y), beta, floor))
+    return float(_lazy.kernels().divergence(np.ascontiguousarray(V), np.ascontiguousarray(Y), beta, floor))
 
 
 def nmf(

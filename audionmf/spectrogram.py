@@ -334,8 +334,7 @@ def _window(name, n_fft):
     """The periodic window of length n_fft (scipy.signal.get_window(name, n_fft, fftbins=True))."""
     if name == "hann":
         return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    from scipy.signal import get_window  # slow to import: only for other windows
-
+    get_window = _lazy.module("scipy.signal").get_window  # (slow to import: other windows only)
     try:
         return get_window(name, n_fft, fftbins=True)
     except ValueError as exc:
